@@ -1,0 +1,36 @@
+//! Runtime-selected fast paths. All `unsafe` of the crate lives here.
+//!
+//! Each entry point checks the CPU once per call (the standard library caches the CPUID
+//! answer) and runs the same portable loop compiled for a wider instruction set, so the
+//! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
+//! checks it anyway.
+#![allow(unsafe_code)]
+
+use crate::format::FloatFormat;
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Encode with round-to-nearest-even through the branch-free codec.
+#[inline]
+pub(crate) fn encode_f32_rne<F: FloatFormat>(k: &crate::format::F32Fast, src: &[f32], dst: &mut [F::Code]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe { x86::encode_f32_rne_avx2::<F>(k, src, dst) };
+        return;
+    }
+    crate::format::slice::portable::encode_f32_rne::<F>(k, src, dst);
+}
+
+/// Decode through the branch-free codec.
+#[inline]
+pub(crate) fn decode_f32<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe { x86::decode_f32_avx2::<F>(src, dst) };
+        return;
+    }
+    crate::format::slice::portable::decode_f32::<F>(src, dst);
+}

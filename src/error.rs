@@ -1,0 +1,14 @@
+//! The crate-wide error type.
+//!
+//! Each module has its own small error enum (`format::Error`, ...), re-exported at the crate
+//! root under a prefixed name (`FormatError`, ...). [`Error`] wraps all of them, so code that
+//! mixes modules can use `?` on any of them.
+
+/// Any error this crate returns.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error from the float formats ([`crate::format`]).
+    #[error(transparent)]
+    Format(#[from] crate::format::Error),
+}
