@@ -13,25 +13,17 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
     }
 }
 
-pub(crate) fn encode_slice<F: FloatFormat>(
-    src: &[f32],
-    dst: &mut [F::Code],
-    opts: Options,
-) -> Result<(), Error> {
+pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
-    let fast = match (opts.rounding, opts.overflow) {
-        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => Some(F::FAST),
-        (Rounding::NearestEven, Overflow::Saturate) if F::FAST_SATURATE.fast => Some(F::FAST_SATURATE),
-        _ => None,
-    };
-    match fast {
-        Some(k) => crate::arch::encode_f32_rne::<F>(&k, src, dst),
-        None if opts == Options::default() => {
+    match (opts.rounding, opts.overflow) {
+        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => crate::arch::encode_f32_rne::<F, false>(src, dst),
+        (Rounding::NearestEven, Overflow::Saturate) if F::FAST.fast => crate::arch::encode_f32_rne::<F, true>(src, dst),
+        _ if opts == Options::default() => {
             for (d, &x) in dst.iter_mut().zip(src) {
                 *d = F::encode_f32(x);
             }
         }
-        None => {
+        _ => {
             for (d, &x) in dst.iter_mut().zip(src) {
                 *d = F::encode_f32_with(x, opts);
             }
@@ -57,7 +49,8 @@ pub(crate) mod portable {
     use super::*;
 
     #[inline(always)]
-    pub(crate) fn encode_f32_rne<F: FloatFormat>(k: &codec::F32Fast, src: &[f32], dst: &mut [F::Code]) {
+    pub(crate) fn encode_f32_rne<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
+        let k = if SATURATE { &F::FAST_SATURATE } else { &F::FAST };
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = F::Code::from_u64(u64::from(codec::encode_f32_rne(k, x)));
         }
@@ -105,7 +98,7 @@ pub fn cast_one<A: FloatFormat, B: FloatFormat>(code: A::Code, opts: Options) ->
 pub fn encode_slice_portable<F: FloatFormat>(src: &[f32], dst: &mut [F::Code]) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     if F::FAST.fast {
-        portable::encode_f32_rne::<F>(&F::FAST, src, dst);
+        portable::encode_f32_rne::<F, false>(src, dst);
     } else {
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = F::encode_f32(x);
