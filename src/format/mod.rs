@@ -56,6 +56,7 @@
 
 mod codec;
 mod fields;
+mod interop;
 mod layout;
 pub(crate) mod slice;
 mod types;
