@@ -25,7 +25,7 @@ fn any_f32() -> impl Strategy<Value = f32> {
 }
 
 fn check_format<F: FloatFormat>(x: f32, y: f32, r: u32) -> Result<(), TestCaseError> {
-    let (x64, y64) = (f64::from(x), f64::from(y));
+    let x64 = f64::from(x);
     let cx = F::encode_f32(x);
     if !x.is_nan() {
         // (Widening a signalling NaN to f64 quiets it, so NaNs are left to the reference tests.)
