@@ -76,7 +76,7 @@ pub(crate) mod portable {
 /// let src = [Bf16::encode_f32(0.3), Bf16::encode_f32(-500.0)];
 /// let mut dst = [0u8; 2];
 /// cast::<Bf16, E4M3>(&src, &mut dst, Options::default())?;
-/// assert_eq!(dst, [0x29, 0xff]); // 0.3125, and NaN: -500 overflows E4M3
+/// assert_eq!(dst, [0x2a, 0xff]); // 0.3125, and NaN: -500 overflows E4M3
 /// # Ok::<(), lowbit::FormatError>(())
 /// ```
 pub fn cast<A: FloatFormat, B: FloatFormat>(src: &[A::Code], dst: &mut [B::Code], opts: Options) -> Result<(), Error> {
@@ -119,4 +119,47 @@ pub fn decode_slice_portable<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -
         }
     }
     Ok(())
+}
+
+/// Parallel slice encode and decode over rayon's pool, for large tensors.
+///
+/// The slice is cut into fixed chunks, so the output is identical to the serial functions'.
+#[cfg(feature = "rayon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
+pub mod par {
+    use super::*;
+    use rayon::prelude::*;
+
+    const CHUNK: usize = 1 << 16;
+
+    /// [`FloatFormat::encode_slice_with`] on all cores.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] when `dst.len() != src.len()`.
+    ///
+    /// ```
+    /// use lowbit::{format::{par, Options}, FloatFormat, E4M3};
+    /// let x = vec![0.3f32; 1 << 20];
+    /// let mut codes = vec![0u8; x.len()];
+    /// par::encode_slice::<E4M3>(&x, &mut codes, Options::default())?;
+    /// assert!(codes.iter().all(|&c| c == E4M3::encode_f32(0.3)));
+    /// # Ok::<(), lowbit::FormatError>(())
+    /// ```
+    pub fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
+        check_len(src.len(), dst.len())?;
+        src.par_chunks(CHUNK)
+            .zip(dst.par_chunks_mut(CHUNK))
+            .try_for_each(|(s, d)| super::encode_slice::<F>(s, d, opts))
+    }
+
+    /// [`FloatFormat::decode_slice`] on all cores.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] when `dst.len() != src.len()`.
+    pub fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> Result<(), Error> {
+        check_len(src.len(), dst.len())?;
+        src.par_chunks(CHUNK)
+            .zip(dst.par_chunks_mut(CHUNK))
+            .try_for_each(|(s, d)| super::decode_slice::<F>(s, d))
+    }
 }
