@@ -85,3 +85,41 @@ fn fast_paths_match_portable_and_reference() {
     parity::<E2M3>(&src);
     parity::<E2M1>(&src);
 }
+
+/// A layout declared by a user: the fast path must agree with the reference codec for it too.
+#[derive(Clone, Copy, Debug, Default)]
+struct E3M3;
+impl FloatFormat for E3M3 {
+    type Code = u8;
+    const LAYOUT: Layout = Layout::new(3, 3, 5, Specials::Finite, NanRule::Canonical);
+    const NAME: &'static str = "e3m3";
+}
+
+/// An FN-style layout with a large bias, to push the subnormal magic constant low.
+#[derive(Clone, Copy, Debug, Default)]
+struct E5M4Fn;
+impl FloatFormat for E5M4Fn {
+    type Code = u16;
+    const LAYOUT: Layout = Layout::new(5, 4, 20, Specials::FiniteNan, NanRule::Canonical);
+    const NAME: &'static str = "e5m4fn";
+}
+
+#[test]
+fn user_layouts_match_too() {
+    let src = sweep();
+    parity::<E3M3>(&src);
+    parity::<E5M4Fn>(&src);
+    assert_eq!(E3M3::MAX, 7.5);
+}
+
+#[test]
+fn junk_codes_do_not_panic() {
+    // Codes with bits above the format's width decode to something and never panic.
+    for c in 0..=u8::MAX {
+        let _ = (E2M1::decode_f32(c), E2M1::decode_f64(c), E2M1::decompose(c).to_string());
+        let _ = (E3M2::decode_f32(c), E2M3::decode_f32(c), E8M0::decompose(c).to_string());
+    }
+    for c in (0..=u32::MAX).step_by(65521) {
+        let _ = (Tf32::decode_f32(c), Tf32::decompose(c).to_string());
+    }
+}
