@@ -5,3 +5,4 @@ mod exhaustive;
 mod props;
 mod reference;
 mod simd_parity;
+mod torch_casts;
