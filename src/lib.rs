@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod compat;
 pub mod error;
 pub mod format;
 pub mod quant;
