@@ -103,7 +103,7 @@ fn half(x: f32) -> f16 {
 
 /// Blocks of 32, checked for length.
 fn blocks_of(x: &[f32], out_blocks: usize) -> Result<core::slice::ChunksExact<'_, f32>, Error> {
-    if x.len() % QK != 0 {
+    if !x.len().is_multiple_of(QK) {
         return Err(Error::NotWholeBlocks {
             len: x.len(),
             block: QK,

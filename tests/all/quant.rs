@@ -21,7 +21,7 @@ fn values(max_len: usize) -> impl Strategy<Value = Vec<f32>> {
 }
 
 fn granularity(len: usize) -> impl Strategy<Value = Granularity> {
-    let cols: Vec<usize> = (1..=len.max(1)).filter(|c| len % c == 0).collect();
+    let cols: Vec<usize> = (1..=len.max(1)).filter(|c| len.is_multiple_of(*c)).collect();
     prop_oneof![
         Just(Granularity::PerTensor),
         (1usize..70).prop_map(Granularity::PerBlock),
