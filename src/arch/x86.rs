@@ -18,3 +18,10 @@ pub(super) unsafe fn encode_f32_rne_avx2<F: FloatFormat>(k: &F32Fast, src: &[f32
 pub(super) unsafe fn decode_f32_avx2<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
     portable::decode_f32::<F>(src, dst);
 }
+
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
+    job.run()
+}
