@@ -1,7 +1,11 @@
 //! All integration tests, built into one binary.
 
 mod common;
+mod exhaustive;
 mod ggml;
+mod props;
 mod quant;
 mod reference;
+mod simd_parity;
 mod torch;
+mod torch_casts;
