@@ -2,7 +2,10 @@
 
 mod common;
 mod exhaustive;
+mod ggml;
 mod props;
+mod quant;
 mod reference;
 mod simd_parity;
+mod torch;
 mod torch_casts;
