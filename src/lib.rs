@@ -6,9 +6,11 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod calib;
 pub mod error;
 pub mod format;
 
+pub use calib::Error as CalibError;
 pub use error::Error;
 pub use format::Error as FormatError;
 pub use format::{
