@@ -7,6 +7,7 @@
 
 mod arch;
 pub mod calib;
+pub mod compat;
 pub mod error;
 pub mod format;
 
