@@ -32,8 +32,7 @@ fn xlogx(x: f64) -> f64 {
 /// TensorRT's entropy calibration: the edge `i` in `levels..=n` that minimises the KL divergence
 /// between the reference distribution (the first `i` bins, the clipped tail added to the last)
 /// and its quantized version (the first `i` bins merged into `levels` groups, each group's count
-/// spread evenly over its non-empty bins). Ties go to the larger edge (as modelopt's
-/// `last_argmin`). Cost `O(n * levels)` with prefix sums, independent of the counts.
+/// spread evenly over its non-empty bins), by [`near_min`]. Cost `O(n * levels)` with prefix sums, independent of the counts.
 pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
     debug_assert!(levels >= 1 && levels <= n);
@@ -46,7 +45,7 @@ pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
         plogp[j + 1] = plogp[j] + xlogx(b as f64);
     }
     let total = cnt[n] as f64;
-    let mut best = (f64::INFINITY, n);
+    let mut obj = vec![f64::INFINITY; n + 1];
     for i in levels..=n {
         let s = cnt[i];
         let tail = cnt[n] - s;
@@ -69,16 +68,30 @@ pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
         }
         sum_plogq += tail as f64 * q_last.ln();
         let kl = (sum_plogp - sum_plogq) / total + (s as f64 / total).ln();
-        if kl <= best.0 {
-            best = (kl, i);
-        }
+        obj[i] = kl.max(0.0);
     }
-    best.1
+    near_min(&obj[levels..]) + levels
+}
+
+/// Relative tolerance of [`near_min`].
+pub(crate) const NEAR_MIN: f64 = 1e-3;
+
+/// The first (smallest) edge whose objective is within [`NEAR_MIN`] (relative) of the
+/// smallest: of ranges that are as good, the tightest. A strict argmin jumps between distant,
+/// nearly equal minima when a few counts change (a histogram re-binned or built in another
+/// order); this choice moves with the counts.
+fn near_min(obj: &[f64]) -> usize {
+    let best = obj.iter().copied().fold(f64::INFINITY, f64::min);
+    if !best.is_finite() {
+        return obj.len() - 1;
+    }
+    let lim = best + NEAR_MIN * best.abs();
+    obj.iter().position(|&o| o <= lim).unwrap_or(obj.len() - 1)
 }
 
 /// The edge `i` in `1..=n` that minimises the squared error of quantizing the bin centres
 /// symmetrically with `levels` positive steps of `i / levels` bins (`round` half up, clamp at
-/// `levels`), weighted by the counts. Ties go to the smaller edge. Cost `O(n * levels)`: the
+/// `levels`), weighted by the counts, by [`near_min`]. Cost `O(n * levels)`: the
 /// error of each quantization cell comes from prefix sums of `b`, `b*(2j+1)`, `b*(2j+1)^2`
 /// (exact integers).
 pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
@@ -93,7 +106,7 @@ pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
         a2[j + 1] = a2[j] + u128::from(b) * v * v;
     }
     let l = levels as i64;
-    let mut best = (f64::INFINITY, n);
+    let mut obj = vec![f64::INFINITY; n + 1];
     for i in 1..=n {
         let step2 = 2.0 * i as f64 / levels as f64; // one step, in half-bins
         let mut err = 0.0;
@@ -120,11 +133,9 @@ pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
                 start = end;
             }
         }
-        if err < best.0 {
-            best = (err, i);
-        }
+        obj[i] = err.max(0.0);
     }
-    best.1
+    near_min(&obj[1..]) + 1
 }
 
 #[cfg(test)]
@@ -141,7 +152,8 @@ mod tests {
                     .enumerate()
                     .map(|(j, &b)| {
                         let u = j as f64 + 0.5;
-                        let k = ((u / s) + 0.5).floor().min(levels as f64);
+                        // round half up of u / s = (2j+1) L / (2i), in integers
+                        let k = (((2 * j + 1) * levels + i) / (2 * i)).min(levels) as f64;
                         b as f64 * (u - k * s).powi(2)
                     })
                     .sum::<f64>()
@@ -160,16 +172,14 @@ mod tests {
         bins[299] = 5;
         for levels in [3usize, 7, 127] {
             let naive = mse_naive(&bins, levels);
-            let best = naive
-                .iter()
-                .enumerate()
-                .fold((f64::INFINITY, 0), |a, (i, &e)| if e < a.0 { (e, i + 1) } else { a });
+            let best = naive.iter().copied().fold(f64::INFINITY, f64::min);
+            let lim = best * (1.0 + NEAR_MIN);
+            let want = naive.iter().position(|&e| e <= lim).unwrap() + 1;
             let got = mse_edge(&bins, levels);
-            // The same edge, or one whose naive error is equal to rounding.
+            // The same edge, up to rounding at the limit.
             assert!(
-                (naive[got - 1] - best.0).abs() <= 1e-9 * best.0,
-                "{levels}: {got} vs {}",
-                best.1
+                got == want || (naive[got - 1] - lim).abs() <= 1e-9 * lim,
+                "{levels}: {got} vs {want}"
             );
         }
     }

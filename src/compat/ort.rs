@@ -318,11 +318,7 @@ fn smooth(p: &[u64]) -> Option<Vec<f32>> {
 fn scipy_entropy_f32(p: &[f32], q: &[f32]) -> f32 {
     let sp = np_sum(p);
     let sq = np_sum(q);
-    let v: Vec<f32> = p
-        .iter()
-        .zip(q)
-        .map(|(&a, &b)| rel_entr_f32(a / sp, b / sq))
-        .collect();
+    let v: Vec<f32> = p.iter().zip(q).map(|(&a, &b)| rel_entr_f32(a / sp, b / sq)).collect();
     0.0f32 + pairwise_sum(&v)
 }
 

@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 /// `(name in the reference keys, file, key in the npz)`.
 const DATA: &[(&str, &str, &str)] = &[
     ("syn_normal", "calib/synthetic_dists.npz", "syn_normal"),
-    ("syn_laplace_outlier", "calib/synthetic_dists.npz", "syn_laplace_outlier"),
+    (
+        "syn_laplace_outlier",
+        "calib/synthetic_dists.npz",
+        "syn_laplace_outlier",
+    ),
     ("syn_relu_lognormal", "calib/synthetic_dists.npz", "syn_relu_lognormal"),
     ("L0.query_in", "calib/minilm_L0_query_in.npz", "x"),
     ("L0.ffn_up_in", "calib/minilm_L0_ffn_up_in.npz", "x"),
@@ -102,10 +106,18 @@ fn ort_matches_reference() {
             }
             let r = lowbit::calib::Calibrator::range(&mm).unwrap();
             let want = &refs[&format!("{name}|{order}|ort|minmax")];
-            assert_eq!((r.min, r.max), (want[0].as_f64().unwrap() as f32, want[1].as_f64().unwrap() as f32));
+            assert_eq!(
+                (r.min, r.max),
+                (want[0].as_f64().unwrap() as f32, want[1].as_f64().unwrap() as f32)
+            );
         }
     }
-    assert!(failures.is_empty(), "{} of {checked} differ:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -137,7 +149,10 @@ fn modelopt_matches_reference() {
                 if got == want {
                     exact += 1;
                 } else {
-                    eprintln!("{name}|{order}|{tag}: got {got}, want {want} ({:+.3} bins)", (got - want) / width);
+                    eprintln!(
+                        "{name}|{order}|{tag}: got {got}, want {want} ({:+.3} bins)",
+                        (got - want) / width
+                    );
                 }
                 if (got - want).abs() > width * 1.0001 {
                     failures.push(format!("{name}|{order}|{tag}: got {got}, want {want}, bin {width}"));
@@ -146,5 +161,10 @@ fn modelopt_matches_reference() {
         }
     }
     eprintln!("modelopt torchhist: {exact} of {total} exact");
-    assert!(failures.is_empty(), "{} of {total} beyond one bin:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {total} beyond one bin:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1,5 +1,6 @@
 //! All integration tests, built into one binary.
 
+mod calib_compat;
+mod calib_props;
 mod common;
 mod reference;
-mod calib_compat;
