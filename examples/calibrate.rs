@@ -19,11 +19,9 @@ fn load(path: &str) -> Result<(Vec<f32>, usize), Box<dyn std::error::Error>> {
     let npy = npyz::NpyFile::new(&bytes[..])?;
     let rows = npy.shape().first().copied().unwrap_or(1).max(1) as usize;
     let data = match npy.dtype() {
-        npyz::DType::Plain(t) if t.size_field() == 2 => npy
-            .into_vec::<half::f16>()?
-            .into_iter()
-            .map(f32::from)
-            .collect(),
+        npyz::DType::Plain(t) if t.size_field() == 2 => {
+            npy.into_vec::<half::f16>()?.into_iter().map(f32::from).collect()
+        }
         npyz::DType::Plain(t) if t.size_field() == 8 => npy.into_vec::<f64>()?.into_iter().map(|x| x as f32).collect(),
         _ => npy.into_vec::<f32>()?,
     };
@@ -47,14 +45,22 @@ fn batches(x: &[f32], rows: usize) -> Vec<&[f32]> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let default = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data/minilm_L0_ffn_up_in_1024x384.npy");
+    let default = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/data/minilm_L0_ffn_up_in_1024x384.npy"
+    );
     let path = std::env::args().nth(1).unwrap_or_else(|| default.to_string());
     let (x, rows) = load(&path)?;
     let fwd = batches(&x, rows);
     let rev: Vec<&[f32]> = fwd.iter().rev().copied().collect();
     let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
     println!("{path}");
-    println!("{} values, {} batches, max|x| = {amax}, one bin = max|x|/2048 = {:.5}\n", x.len(), fwd.len(), amax / 2048.0);
+    println!(
+        "{} values, {} batches, max|x| = {amax}, one bin = max|x|/2048 = {:.5}\n",
+        x.len(),
+        fwd.len(),
+        amax / 2048.0
+    );
 
     // Collect once per order; every method reads the same collected state.
     let mut ours = Vec::new();
@@ -83,7 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "method", "order", "lowbit (default)", "modelopt 0.47", "ONNX Runtime 1.32"
     );
     println!("|{:-<19}|{:-<7}|{:->18}|{:->18}|{:->26}|", "", "", "", "", "");
-    type Row = (&'static str, Method, Option<modelopt::Method>, Option<(ort::Method, bool, usize, f64)>);
+    type Row = (
+        &'static str,
+        Method,
+        Option<modelopt::Method>,
+        Option<(ort::Method, bool, usize, f64)>,
+    );
     let rows_: [Row; 4] = [
         (
             "entropy (8 bit)",
@@ -91,7 +102,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Some(modelopt::Method::Entropy),
             Some((ort::Method::Entropy, false, 2048, 0.0)),
         ),
-        ("mse (8 bit)", Method::Mse { bits: 8 }, Some(modelopt::Method::Mse), None),
+        (
+            "mse (8 bit)",
+            Method::Mse { bits: 8 },
+            Some(modelopt::Method::Mse),
+            None,
+        ),
         (
             "percentile 99.99",
             Method::Percentile(99.99),
@@ -122,15 +138,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         for (i, label) in ["fwd", "rev"].into_iter().enumerate() {
             let (a, b, c) = &cells[i];
-            println!("| {:<17} | {:<5} | {:>16} | {:>16} | {:>24} |", if i == 0 { name } else { "" }, label, a, b, c);
+            println!(
+                "| {:<17} | {:<5} | {:>16} | {:>16} | {:>24} |",
+                if i == 0 { name } else { "" },
+                label,
+                a,
+                b,
+                c
+            );
         }
         moved[0] |= cells[0].0 != cells[1].0;
         moved[1] |= cells[0].1 != cells[1].1;
         moved[2] |= cells[0].2 != cells[1].2;
     }
     println!();
-    for (tool, m) in ["lowbit (default)", "modelopt 0.47", "ONNX Runtime 1.32"].iter().zip(moved) {
-        println!("{tool:<18} {}", if m { "moves with batch order" } else { "same in both orders" });
+    for (tool, m) in ["lowbit (default)", "modelopt 0.47", "ONNX Runtime 1.32"]
+        .iter()
+        .zip(moved)
+    {
+        println!(
+            "{tool:<18} {}",
+            if m {
+                "moves with batch order"
+            } else {
+                "same in both orders"
+            }
+        );
     }
     Ok(())
 }

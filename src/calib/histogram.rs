@@ -86,7 +86,7 @@ pub enum NonFinite {
 
 const PAGES: usize = 512;
 const NONE: u32 = u32::MAX;
-const CHUNK: usize = 4096;
+const BLOCK: usize = 1 << 16;
 /// Default number of linear bins.
 const DEFAULT_BINS: usize = 2048;
 const MAX_BINS: usize = 1 << 16;
@@ -166,10 +166,13 @@ pub struct HistogramCalibrator {
     nonfinite: NonFinite,
     fine: u32,
     index: Box<[u32; PAGES]>,
-    arena: Vec<u64>,
-    /// Per fine bin: the largest low mantissa bits (below the key) in the high half, the
-    /// complement of the smallest in the low half (so that both update by `max`).
-    ext: Vec<u32>,
+    /// Per fine bin: `[count since the last flush, extremes]`, the extremes holding the largest
+    /// value's low mantissa bits (below the key) in the high half and the complement of the
+    /// smallest value's in the low half (so that both update by `max`).
+    words: Vec<[u32; 2]>,
+    /// Counts moved out of `words` before they could overflow 32 bits (empty until needed).
+    spill: Vec<u64>,
+    since_flush: u64,
     count: u64,
     skipped: u64,
     pos_max: u32,
@@ -177,7 +180,7 @@ pub struct HistogramCalibrator {
 }
 
 fn fine_bits(bins: usize) -> u32 {
-    bins.next_power_of_two().trailing_zeros().max(12)
+    bins.next_power_of_two().trailing_zeros().max(11)
 }
 
 impl HistogramCalibrator {
@@ -205,8 +208,9 @@ impl HistogramCalibrator {
             nonfinite: NonFinite::Error,
             fine: fine_bits(bins),
             index: Box::new([NONE; PAGES]),
-            arena: Vec::new(),
-            ext: Vec::new(),
+            words: Vec::new(),
+            spill: Vec::new(),
+            since_flush: 0,
             count: 0,
             skipped: 0,
             pos_max: 0,
@@ -266,7 +270,7 @@ impl HistogramCalibrator {
 
     /// Bytes held by the fine histogram.
     pub fn memory(&self) -> usize {
-        self.arena.capacity() * 8 + self.ext.capacity() * 4 + PAGES * 4
+        self.words.capacity() * 8 + self.spill.capacity() * 8 + PAGES * 4
     }
 
     /// The largest magnitude observed (`max|x|`).
@@ -295,27 +299,67 @@ impl HistogramCalibrator {
         if off != NONE {
             return off as usize;
         }
-        let off = self.arena.len();
-        self.arena.resize(off + (1usize << self.fine), 0);
-        self.ext.resize(off + (1usize << self.fine), 0);
+        let off = self.words.len();
+        self.words.resize(off + (1usize << self.fine), [0; 2]);
+        if !self.spill.is_empty() {
+            self.spill.resize(self.words.len(), 0);
+        }
         self.index[page] = off as u32;
         off
     }
 
+    #[inline]
+    fn slot_count(&self, i: usize) -> u64 {
+        u64::from(self.words[i][0]) + self.spill.get(i).copied().unwrap_or(0)
+    }
+
+    #[inline]
+    fn slot_ext(&self, i: usize) -> u32 {
+        self.words[i][1]
+    }
+
+    /// Moves the 32-bit counts into `spill`.
+    fn flush(&mut self) {
+        if self.spill.is_empty() {
+            self.spill = vec![0; self.words.len()];
+        }
+        for (w, s) in self.words.iter_mut().zip(self.spill.iter_mut()) {
+            *s += u64::from(w[0]);
+            w[0] = 0;
+        }
+        self.since_flush = 0;
+    }
+
     /// Counts values known to be finite.
     fn scatter(&mut self, chunk: &[f32]) {
-        let shift = 23 - self.fine;
-        let mask = (1u32 << self.fine) - 1;
+        if self.since_flush + chunk.len() as u64 > u64::from(u32::MAX) {
+            self.flush();
+        }
+        self.since_flush += chunk.len() as u64;
+        let fine = self.fine;
+        let shift = 23 - fine;
+        let mask = (1u32 << fine) - 1;
         let low = (1u32 << shift) - 1;
+        let index = &mut *self.index;
+        let words = &mut self.words;
         for &x in chunk {
             let b = x.to_bits();
-            let off = self.page((b >> 23) as usize) + ((b >> shift) & mask) as usize;
+            let page = (b >> 23) as usize;
+            let mut off = index[page];
+            if off == NONE {
+                off = words.len() as u32;
+                words.resize(words.len() + (1usize << fine), [0; 2]);
+                if !self.spill.is_empty() {
+                    self.spill.resize(words.len(), 0);
+                }
+                index[page] = off;
+            }
+            let i = off as usize + ((b >> shift) & mask) as usize;
             let l = b & low;
-            self.arena[off] += 1;
-            let e = &mut self.ext[off];
-            let hi = (*e >> 16).max(l);
-            let lo = (*e & 0xffff).max(!l & 0xffff);
-            *e = (hi << 16) | lo;
+            let w = &mut words[i];
+            w[0] += 1;
+            let e = w[1];
+            w[1] = ((e >> 16).max(l) << 16) | (e & 0xffff).max(!l & 0xffff);
         }
     }
 
@@ -335,11 +379,11 @@ impl HistogramCalibrator {
                 }
                 let off = off as usize;
                 for slot in 0..slots {
-                    let c = self.arena[off + slot];
+                    let c = self.slot_count(off + slot);
                     if c == 0 {
                         continue;
                     }
-                    let ext = self.ext[off + slot];
+                    let ext = self.slot_ext(off + slot);
                     let key = (e << 23) | ((slot as u32) << shift);
                     let vmin = f64::from(f32::from_bits(key | (!ext & 0xffff & low)));
                     let vmax = f64::from(f32::from_bits(key | (ext >> 16)));
@@ -481,44 +525,62 @@ pub fn amax_from_histogram(method: Method, counts: &[u64], amax: f32) -> Result<
 
 impl Calibrator for HistogramCalibrator {
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error> {
-        // Pass 1 (vectorised): largest magnitude of each sign, and any non-finite value.
-        let (mut pm, mut nm, mut top) = (0u32, 0u32, 0u32);
-        for chunk in batch.chunks(CHUNK) {
-            let (mut p, mut q, mut t) = (0u32, 0u32, 0u32);
-            for &x in chunk {
-                let b = x.to_bits();
+        // Blocks that stay in cache between the check and the count. If a later block holds a
+        // non-finite value, the earlier ones are undone: counts by subtraction, extremes from a
+        // copy taken before the first block (only for batches of more than one block).
+        let strict = self.nonfinite == NonFinite::Error;
+        let saved = (strict && batch.len() > BLOCK).then(|| {
+            (
+                self.words.clone(),
+                self.spill.clone(),
+                self.index.clone(),
+                self.since_flush,
+            )
+        });
+        let (mut pm, mut nm) = (self.pos_max, self.neg_max);
+        let (mut counted, mut skipped) = (0u64, 0u64);
+        for (bi, block) in batch.chunks(BLOCK).enumerate() {
+            // i32 arithmetic (the magnitudes fit) vectorises with SSE2
+            let (mut p, mut q, mut t) = (0i32, 0i32, 0i32);
+            for &x in block {
+                let b = x.to_bits() as i32;
                 let a = b & 0x7fff_ffff;
-                let neg = ((b as i32) >> 31) as u32;
+                let neg = b >> 31;
                 t = t.max(a);
                 p = p.max(a & !neg);
                 q = q.max(a & neg);
             }
-            pm = pm.max(p);
-            nm = nm.max(q);
-            top = top.max(t);
-        }
-        if top < 0x7f80_0000 {
-            self.scatter(batch);
-            self.pos_max = self.pos_max.max(pm);
-            self.neg_max = self.neg_max.max(nm);
-            self.count += batch.len() as u64;
-            return Ok(());
-        }
-        if self.nonfinite == NonFinite::Error {
-            return Err(first_non_finite(batch));
-        }
-        let finite: Vec<f32> = batch.iter().copied().filter(|x| x.is_finite()).collect();
-        for &x in &finite {
-            let b = x.to_bits();
-            if b >> 31 == 0 {
-                self.pos_max = self.pos_max.max(b);
-            } else {
-                self.neg_max = self.neg_max.max(b & 0x7fff_ffff);
+            let (p, q, t) = (p as u32, q as u32, t as u32);
+            if t < 0x7f80_0000 {
+                pm = pm.max(p);
+                nm = nm.max(q);
+                self.scatter(block);
+                counted += block.len() as u64;
+                continue;
             }
+            if strict {
+                if let (true, Some((w, s, i, f))) = (bi > 0, saved) {
+                    (self.words, self.spill, self.index, self.since_flush) = (w, s, i, f);
+                }
+                return Err(first_non_finite(batch));
+            }
+            let finite: Vec<f32> = block.iter().copied().filter(|x| x.is_finite()).collect();
+            for &x in &finite {
+                let b = x.to_bits();
+                if b >> 31 == 0 {
+                    pm = pm.max(b);
+                } else {
+                    nm = nm.max(b & 0x7fff_ffff);
+                }
+            }
+            self.scatter(&finite);
+            skipped += (block.len() - finite.len()) as u64;
+            counted += finite.len() as u64;
         }
-        self.scatter(&finite);
-        self.skipped += (batch.len() - finite.len()) as u64;
-        self.count += finite.len() as u64;
+        self.pos_max = pm;
+        self.neg_max = nm;
+        self.count += counted;
+        self.skipped += skipped;
         Ok(())
     }
 
@@ -527,22 +589,26 @@ impl Calibrator for HistogramCalibrator {
             return Err(Error::ConfigMismatch);
         }
         let slots = 1usize << self.fine;
+        self.flush();
         for page in 0..PAGES {
             let off = other.index[page];
             if off == NONE {
                 continue;
             }
-            let src = &other.arena[off as usize..off as usize + slots];
-            if src.iter().all(|&c| c == 0) {
+            let off = off as usize;
+            if (off..off + slots).all(|i| other.slot_count(i) == 0) {
                 continue;
             }
             let dst = self.page(page);
-            for (d, s) in self.arena[dst..dst + slots].iter_mut().zip(src) {
-                *d += s;
-            }
-            let src = &other.ext[off as usize..off as usize + slots];
-            for (d, &s) in self.ext[dst..dst + slots].iter_mut().zip(src) {
-                *d = ((*d >> 16).max(s >> 16) << 16) | (*d & 0xffff).max(s & 0xffff);
+            for k in 0..slots {
+                let (c, e) = (other.slot_count(off + k), other.slot_ext(off + k));
+                if c == 0 {
+                    continue;
+                }
+                self.spill[dst + k] += c;
+                let w = &mut self.words[dst + k];
+                let m = w[1];
+                w[1] = ((m >> 16).max(e >> 16) << 16) | (m & 0xffff).max(e & 0xffff);
             }
         }
         self.count += other.count;
@@ -564,20 +630,23 @@ impl Calibrator for HistogramCalibrator {
         w.u8((self.nonfinite == NonFinite::Skip) as u8).f64(p);
         w.u64(self.count).u64(self.skipped).u32(self.pos_max).u32(self.neg_max);
         let slots = 1usize << self.fine;
-        let pages: Vec<(usize, &[u64], &[u32])> = (0..PAGES)
+        let pages: Vec<(usize, Vec<(usize, u64, u32)>)> = (0..PAGES)
             .filter(|&p| self.index[p] != NONE)
             .map(|p| {
                 let off = self.index[p] as usize;
-                (p, &self.arena[off..off + slots], &self.ext[off..off + slots])
+                let nz = (0..slots)
+                    .map(|k| (k, self.slot_count(off + k), self.slot_ext(off + k)))
+                    .filter(|&(_, c, _)| c != 0)
+                    .collect();
+                (p, nz)
             })
-            .filter(|(_, s, _)| s.iter().any(|&c| c != 0))
+            .filter(|(_, nz): &(usize, Vec<_>)| !nz.is_empty())
             .collect();
         w.u32(pages.len() as u32);
-        for (p, counts, exts) in pages {
-            let nnz = counts.iter().filter(|&&c| c != 0).count();
-            w.u16(p as u16).u16(0).u32(nnz as u32);
-            for (slot, &c) in counts.iter().enumerate().filter(|(_, &c)| c != 0) {
-                w.u32(slot as u32).u64(c).u32(exts[slot]);
+        for (p, nz) in pages {
+            w.u16(p as u16).u16(0).u32(nz.len() as u32);
+            for (slot, c, e) in nz {
+                w.u32(slot as u32).u64(c).u32(e);
             }
         }
         w.0
@@ -631,12 +700,20 @@ impl Calibrator for HistogramCalibrator {
                     return Err(Error::Decode("bad slot"));
                 }
                 last_slot = Some(slot);
-                s.arena[off + slot] = c;
-                s.ext[off + slot] = ext;
+                if c > u64::from(u32::MAX) {
+                    if s.spill.is_empty() {
+                        s.spill = vec![0; s.words.len()];
+                    }
+                    s.spill[off + slot] = c;
+                    s.words[off + slot] = [0, ext];
+                } else {
+                    s.words[off + slot] = [c as u32, ext];
+                }
                 total = total.checked_add(c).ok_or(Error::Decode("count overflow"))?;
             }
         }
         r.finish()?;
+        s.since_flush = s.count; // bounds every 32-bit count held in `words`
         if total != s.count {
             return Err(Error::Decode("counts do not add up"));
         }
@@ -661,6 +738,11 @@ mod tests {
         bad[9_000] = f32::NAN;
         assert!(matches!(h.observe(&bad), Err(Error::NonFinite { index: 9000, .. })));
         assert_eq!(h.to_bytes(), before, "state unchanged after an error");
+        // Several blocks: the earlier ones are undone, extremes included.
+        let mut long: Vec<f32> = (0..50_000).map(|i| (i as f32).sqrt() * 1.37 - 50.0).collect();
+        long[45_000] = f32::NEG_INFINITY;
+        assert!(matches!(h.observe(&long), Err(Error::NonFinite { index: 45_000, .. })));
+        assert_eq!(h.to_bytes(), before, "state unchanged after an error in a later block");
         assert_eq!(
             h.range_with(Method::Percentile(0.0), true),
             Err(Error::InvalidPercentile(0.0))
@@ -681,6 +763,21 @@ mod tests {
         skip.observe(&[1.0, f32::INFINITY, -2.0, f32::NAN]).unwrap();
         assert_eq!((skip.count(), skip.skipped()), (2, 2));
         assert_eq!(skip.range().unwrap(), Range { min: -2.0, max: 2.0 });
+    }
+
+    #[test]
+    fn counts_survive_the_32_bit_flush() {
+        let mut h = HistogramCalibrator::new(Method::Percentile(100.0));
+        h.observe(&[1.0, 2.0, 2.0]).unwrap();
+        h.since_flush = u64::from(u32::MAX) - 1; // as if 4 G values had been counted
+        h.observe(&[2.0, 3.0]).unwrap();
+        assert!(!h.spill.is_empty());
+        let b = h.to_bytes();
+        let g = HistogramCalibrator::from_bytes(&b).unwrap();
+        assert_eq!(g.to_bytes(), b);
+        let mut fresh = HistogramCalibrator::new(Method::Percentile(100.0));
+        fresh.observe(&[1.0, 2.0, 2.0, 2.0, 3.0]).unwrap();
+        assert_eq!(fresh.to_bytes(), b);
     }
 
     #[test]

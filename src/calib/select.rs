@@ -95,15 +95,52 @@ fn near_min(obj: &[f64]) -> usize {
 /// error of each quantization cell comes from prefix sums of `b`, `b*(2j+1)`, `b*(2j+1)^2`
 /// (exact integers).
 pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
+    let n = bins.len() as u128;
+    let total: u128 = bins.iter().map(|&b| u128::from(b)).sum();
+    // u64 prefix sums are exact while the largest, sum(b * (2j+1)^2), fits.
+    if total * (2 * n + 1) * (2 * n + 1) < u128::from(u64::MAX) {
+        mse_edge_with::<u64>(bins, levels)
+    } else {
+        mse_edge_with::<u128>(bins, levels)
+    }
+}
+
+/// Exact integer prefix sums, differenced exactly and then converted.
+trait Prefix:
+    Copy + Default + core::ops::Add<Output = Self> + core::ops::Sub<Output = Self> + core::ops::Mul<Output = Self>
+{
+    fn from_u64(v: u64) -> Self;
+    fn f64(self) -> f64;
+}
+impl Prefix for u64 {
+    fn from_u64(v: u64) -> Self {
+        v
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+impl Prefix for u128 {
+    fn from_u64(v: u64) -> Self {
+        u128::from(v)
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+fn mse_edge_with<P: Prefix>(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
-    let mut a0 = vec![0u64; n + 1];
-    let mut a1 = vec![0u128; n + 1];
-    let mut a2 = vec![0u128; n + 1];
+    let mut a0 = vec![P::default(); n + 1];
+    let mut a1 = vec![P::default(); n + 1];
+    let mut a2 = vec![P::default(); n + 1];
     for (j, &b) in bins.iter().enumerate() {
-        let v = (2 * j + 1) as u128;
+        let v = P::from_u64((2 * j + 1) as u64);
+        let b = P::from_u64(b);
         a0[j + 1] = a0[j] + b;
-        a1[j + 1] = a1[j] + u128::from(b) * v;
-        a2[j + 1] = a2[j] + u128::from(b) * v * v;
+        let bv = b * v;
+        a1[j + 1] = a1[j] + bv;
+        a2[j + 1] = a2[j] + bv * v;
     }
     let l = levels as i64;
     let mut obj = vec![f64::INFINITY; n + 1];
@@ -123,12 +160,12 @@ pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
                 }
             };
             if end > start {
-                let c0 = a0[end] - a0[start];
-                if c0 != 0 {
-                    let c1 = (a1[end] - a1[start]) as f64;
-                    let c2 = (a2[end] - a2[start]) as f64;
+                let c0 = (a0[end] - a0[start]).f64();
+                if c0 != 0.0 {
+                    let c1 = (a1[end] - a1[start]).f64();
+                    let c2 = (a2[end] - a2[start]).f64();
                     let t = k as f64 * step2;
-                    err += c2 - 2.0 * t * c1 + t * t * c0 as f64;
+                    err += c2 - 2.0 * t * c1 + t * t * c0;
                 }
                 start = end;
             }
