@@ -129,6 +129,7 @@ impl Prefix for u128 {
     }
 }
 
+#[allow(clippy::needless_range_loop)]
 fn mse_edge_with<P: Prefix>(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
     let mut a0 = vec![P::default(); n + 1];

@@ -191,7 +191,7 @@ proptest! {
         }
     }
 
-    /// For values with at most 12 significant bits (f16, bf16 and FP8 activations), every fine
+    /// For values with at most 11 significant bits (f16, bf16 and FP8 activations), every fine
     /// bin holds one distinct value: the re-binned histogram *is* the one-pass histogram and
     /// every method gives exactly the one-pass result.
     #[test]
