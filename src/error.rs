@@ -14,4 +14,7 @@ pub enum Error {
     /// An error from quantization ([`crate::quant`]).
     #[error(transparent)]
     Quant(#[from] crate::quant::Error),
+    /// An error from calibration ([`crate::calib`]).
+    #[error(transparent)]
+    Calib(#[from] crate::calib::Error),
 }

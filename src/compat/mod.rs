@@ -1,11 +1,19 @@
-//! Byte layouts other tools read and write.
+//! Other tools' byte layouts and algorithms, reproduced bit for bit, for users who need the same
+//! numbers as before.
 //!
-//! Each submodule reproduces one library's quantization bit for bit, with its block structs
-//! as `#[repr(C)]` [`bytemuck::Pod`] types, so a slice of blocks casts to the exact bytes the
-//! other tool loads.
+//! | module | reproduces |
+//! |---|---|
+//! | [`ggml`] | llama.cpp's `Q8_0`, `Q4_0` and `Q4_1` blocks (32 elements, f16 scales) |
+//! | [`modelopt`] | NVIDIA modelopt 0.47 `HistogramCalibrator` (`torch_hist=True`) |
+//! | [`ort`] | ONNX Runtime 1.32 `HistogramCollector` |
 //!
-//! - [`ggml`]: llama.cpp's `Q8_0`, `Q4_0` and `Q4_1` (32-element blocks, f16 scales).
-//!
-//! Errors are the quantization module's ([`crate::QuantError`]).
+//! Block structs are `#[repr(C)]` [`bytemuck::Pod`] types, so a slice of blocks casts to the
+//! exact bytes the other tool loads; their errors are the quantization module's
+//! ([`crate::QuantError`]). The calibrator reproductions keep the tools' dependence on the
+//! order of the calibration batches; the order-independent calibrator is
+//! [`crate::calib::HistogramCalibrator`].
 
 pub mod ggml;
+pub mod modelopt;
+mod numpy;
+pub mod ort;

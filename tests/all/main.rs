@@ -1,5 +1,7 @@
 //! All integration tests, built into one binary.
 
+mod calib_compat;
+mod calib_props;
 mod common;
 mod exhaustive;
 mod ggml;
