@@ -297,6 +297,54 @@ pub fn dequantize_blockwise(q: &[u8], state: &BlockwiseState) -> Result<Vec<f32>
     Ok(out)
 }
 
+/// bitsandbytes' `create_fp8_map(signed, exponent_bits, precision_bits, total_bits)`: every
+/// value of a small float format (bias `2^(e-1)`, normals `(1 + m) · 2^(bias + 1 - E)`,
+/// subnormals `m · 2^-bias`), sorted, padded with zeros to 256 when `total_bits < 8`, rounded
+/// to `f32` and divided by the largest. Usable as a map for
+/// [`quantize_blockwise_with_code`]. bitsandbytes' own FP4 table is
+/// `create_fp8_map(true, 2, 1, 4)` (see [`QuantType::code`]).
+///
+/// # Errors
+///
+/// [`Error::BitWidth`] unless `exponent_bits + precision_bits + signed == total_bits <= 8`
+/// with at least one exponent bit.
+pub fn create_fp8_map(signed: bool, exponent_bits: u32, precision_bits: u32, total_bits: u32) -> Result<Vec<f32>, Error> {
+    let sign = u32::from(signed);
+    if exponent_bits == 0 || total_bits > 8 || exponent_bits + precision_bits + sign != total_bits {
+        return Err(Error::BitWidth { bits: total_bits, min: 2, max: 8 });
+    }
+    let bias = 1i32 << (exponent_bits - 1);
+    let mut values: Vec<f64> = Vec::with_capacity(256);
+    for e in 0..(1i32 << exponent_bits) {
+        for pattern in 0..(1u32 << precision_bits) {
+            let mut v = if e != 0 { 1.0 } else { 0.0 };
+            for i in 0..precision_bits {
+                // itertools.product([0, 1], repeat=p): the first position is the most significant.
+                if pattern >> (precision_bits - 1 - i) & 1 == 1 {
+                    v += 2f64.powi(-(i as i32 + 1));
+                }
+            }
+            v *= if e == 0 { 2f64.powi(-bias) } else { 2f64.powi(-(e - bias - 1)) };
+            values.push(v);
+            if signed {
+                values.push(-v);
+            }
+        }
+    }
+    // Python's sort is stable and treats -0.0 == 0.0.
+    values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    if total_bits < 8 {
+        values.resize(256, 0.0);
+        values.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    }
+    let mut code: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let max = code.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in &mut code {
+        *c /= max;
+    }
+    Ok(code)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
