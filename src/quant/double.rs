@@ -183,13 +183,13 @@ impl DoubleQuant {
     ///
     /// # Errors
     ///
-    /// [`Error::BlockSize`] for `blocksize2 == 0`; [`Error::NonFinite`] for non-finite scales.
+    /// [`Error::ZeroGroupSize`] for `blocksize2 == 0`; [`Error::NonFinite`] for non-finite scales.
     pub fn quantize(absmax: &[f32], blocksize2: usize) -> Result<Self, Error> {
         if blocksize2 == 0 {
-            return Err(Error::BlockSize { size: 0, supported: "any size >= 1" });
+            return Err(Error::ZeroGroupSize);
         }
         if let Some(i) = absmax.iter().position(|a| !a.is_finite()) {
-            return Err(Error::NonFinite { block: i });
+            return Err(Error::NonFinite { group: i, index: i });
         }
         let offset = if absmax.is_empty() { 0.0 } else { torch_cuda_mean(absmax) };
         let centred: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
@@ -205,7 +205,7 @@ impl DoubleQuant {
     ///
     /// # Errors
     ///
-    /// [`Error::Length`] / [`Error::BlockSize`] if the parts do not fit together.
+    /// [`Error::LengthMismatch`] / [`Error::BlockSize`] if the parts do not fit together.
     pub fn restore(&self) -> Result<Vec<f32>, Error> {
         let mut out = vec![0f32; self.codes.len()];
         self.restore_into(&mut out)?;
@@ -216,7 +216,7 @@ impl DoubleQuant {
     ///
     /// # Errors
     ///
-    /// [`Error::Length`] / [`Error::BlockSize`] if the parts do not fit together.
+    /// [`Error::LengthMismatch`] / [`Error::BlockSize`] if the parts do not fit together.
     pub fn restore_into(&self, out: &mut [f32]) -> Result<(), Error> {
         super::check_len("restored absmax", self.codes.len(), out.len())?;
         dequantize_with(&dynamic_codebook(), &self.codes, &self.absmax2, self.blocksize2, out)?;
