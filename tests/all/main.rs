@@ -1,6 +1,7 @@
 //! All integration tests, built into one binary.
 
 mod bnb;
+mod codebook;
 mod common;
 mod exhaustive;
 mod props;
