@@ -882,6 +882,38 @@ mod tests {
     }
 
     #[test]
+    fn nfk_match_qlora_recipe_with_scipy() {
+        // create_normal_map's recipe run with scipy.stats.norm.ppf (float64) and the same
+        // offsets, as f32 bits.
+        let nf2: [u32; 4] = [0xbf800000, 0x00000000, 0x3edf2391, 0x3f800000];
+        let nf3: [u32; 8] = [
+            0xbf800000, 0xbf08f740, 0xbe7cdb96, 0x00000000, 0x3e3bbcd5, 0x3ec394b6, 0x3f1f7bfd, 0x3f800000,
+        ];
+        let nf5: [u32; 32] = [
+            0xbf800000, 0xbf463fd5, 0xbf2727c3, 0xbf1083d8, 0xbefc4ca0, 0xbedcbfa4, 0xbec0a83c, 0xbea70436, 0xbe8f2d60,
+            0xbe716241, 0xbe46777e, 0xbe1d1a3c, 0xbde9c77b, 0xbd9afc46, 0xbd1a7978, 0x00000000, 0x3d10cd03, 0x3d91389c,
+            0x3ddae651, 0x3e12f490, 0x3e3964e4, 0x3e61142c, 0x3e8531de, 0x3e9ae736, 0x3eb1faed, 0x3ecadc3d, 0x3ee62cbb,
+            0x3f0273c9, 0x3f145c3d, 0x3f2a70bb, 0x3f48b184, 0x3f800000,
+        ];
+        let bits = |k| {
+            normal_float_levels(k)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(2), nf2);
+        assert_eq!(bits(3), nf3);
+        assert_eq!(bits(5), nf5);
+        for k in 2..=8 {
+            let l = normal_float_levels(k).unwrap();
+            assert_eq!(l.len(), 1 << k);
+            assert_eq!((l[0], l[l.len() - 1]), (-1.0, 1.0));
+            assert!(l.contains(&0.0));
+        }
+    }
+
+    #[test]
     fn nf4_bounds_are_exact_midpoints_or_neighbours() {
         let exact = Codebook::new(&NF4_LEVELS).unwrap();
         let mut differ = 0;

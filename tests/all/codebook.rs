@@ -13,7 +13,10 @@ fn books() -> Vec<(&'static str, Codebook)> {
         ("nf3", Codebook::normal_float(3).unwrap()),
         ("nf5", Codebook::normal_float(5).unwrap()),
         ("e2m1", Codebook::e2m1()),
-        ("user", Codebook::new(&[-1.0, -0.3, -0.01, 0.02, 0.5, 0.51, 1.0]).unwrap()),
+        (
+            "user",
+            Codebook::new(&[-1.0, -0.3, -0.01, 0.02, 0.5, 0.51, 1.0]).unwrap(),
+        ),
     ]
 }
 
