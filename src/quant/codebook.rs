@@ -20,18 +20,22 @@
 //! [`Codebook::e2m1`] sends ties to the even code as OCP's round-to-nearest-even does.
 //! [`Codebook::with_bounds`] takes bounds of your own.
 //!
-//! The comparison count is branch-free: for 16-level books the hot loop counts `y > b` over
-//! the 15 bounds in `f32` lanes (SIMD-width chunks, AVX2 when the CPU has it), and
-//! dequantization looks a byte up in a 256-entry table of level pairs.
+//! The search is branch-free: for 16-level books (NF4, FP4, E2M1) the AVX2 kernel finds
+//! `#{i : y > bound[i]}` by a four-step binary search over the sorted bounds in `f32` lanes
+//! (each step's bound comes from a register permute), on even and odd elements in separate
+//! registers so that `even << 4 | odd` is directly the packed byte; the portable loop counts
+//! the comparisons, and a test checks the two agree bit for bit. Dequantization looks each
+//! byte up in a 256-entry table of level pairs and multiplies by the block's absmax.
 //!
 //! # Zero blocks, odd lengths, storage
 //!
 //! - An all-zero block has absmax 0; its codes are the code of the level nearest 0 and it
 //!   dequantizes to 0. (bitsandbytes computes `0 * (1/0) = NaN` there and stores code 0: see
 //!   [`crate::compat::bnb`], which reproduces that byte for byte.)
-//! - The last block may be shorter. Codes of books with at most 16 levels are stored two a
-//!   byte, the first element in the high nibble (bitsandbytes' order); an odd element count
-//!   pads the last low nibble with the code of 0.0. Larger books store one code a byte.
+//! - The last block may be shorter. Codes are packed densely at [`Codebook::code_bits`] bits,
+//!   most significant bits first ([`crate::quant::pack`]): 4-bit codes go two a byte, the first
+//!   element in the high nibble (bitsandbytes' order), and an odd element count leaves the last
+//!   low nibble zero ([`crate::compat::bnb`] writes the code of 0.0 there, as bitsandbytes).
 //! - NaN or infinity in a block is [`Error::NonFinite`] naming the block.
 //!
 //! # Examples
