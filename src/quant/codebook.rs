@@ -1020,6 +1020,30 @@ mod tests {
     }
 
     #[test]
+    fn rows_tensor_and_mismatches() {
+        let x: Vec<f32> = (0..30).map(|i| (i as f32 - 11.0) / 3.0).collect();
+        let rows = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerRow { cols: 10 }).unwrap();
+        let blocks = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(10)).unwrap();
+        let r = rows.quantize(&x).unwrap();
+        let b = blocks.quantize(&x).unwrap();
+        assert_eq!(r.codes(), b.codes());
+        assert_eq!(r.scales(), b.scales());
+        assert!(rows.quantize(&x[..25]).is_err()); // not whole rows
+        let t = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerTensor).unwrap();
+        let q = t.quantize(&x).unwrap();
+        assert_eq!(q.scales(), [6.0]);
+        let mut out = vec![0f32; 29];
+        assert!(matches!(
+            t.dequantize_into(&q, &mut out),
+            Err(Error::LengthMismatch { .. })
+        ));
+        assert!(matches!(rows.dequantize(&b), Err(Error::Incompatible(_))));
+        let nf3 = CodebookQuantizer::new(Codebook::normal_float(3).unwrap(), Granularity::PerTensor).unwrap();
+        assert!(matches!(nf3.dequantize(&q), Err(Error::Incompatible(_))));
+        assert!(t.quantize(&[]).unwrap().is_empty());
+    }
+
+    #[test]
     fn non_finite_names_the_block() {
         let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(2)).unwrap();
         assert_eq!(
