@@ -121,50 +121,69 @@ pub(crate) fn quantize_blocks15_with(
 ) -> Result<(), usize> {
     debug_assert!(block.is_multiple_of(2));
     let half = block / 2;
-    for (bi, ((xb, ob), am)) in x
-        .chunks(block)
-        .zip(packed.chunks_mut(half))
-        .zip(absmax.iter_mut())
+    // Blocks go in groups: first every absmax of the group (independent, so the reductions
+    // overlap), then the codes; the group's input stays in L1 between the two passes.
+    const GROUP: usize = 32;
+    for (gi, ((xg, og), ag)) in x
+        .chunks(block * GROUP)
+        .zip(packed.chunks_mut(half * GROUP))
+        .zip(absmax.chunks_mut(GROUP))
         .enumerate()
     {
-        let (m, ok) = absmax_finite(xb);
-        if !ok {
-            return Err(bi);
-        }
-        *am = m;
-        // bitsandbytes multiplies by 1/absmax; for an all-zero block that is 0 * inf = NaN.
-        let c = if m == 0.0 && !bnb_zero { 0.0 } else { 1.0 / m };
-        if m == 0.0 && bnb_zero {
-            let nib = zero_code & 15;
-            ob.fill((nib << 4) | nib);
-            continue;
-        }
-        if m == 0.0 {
-            let nib = zero_code & 15;
-            ob.fill((nib << 4) | nib);
-            if xb.len() % 2 == 1 {
-                ob[xb.len() / 2] &= 0xf0;
+        for (k, (xb, am)) in xg.chunks(block).zip(ag.iter_mut()).enumerate() {
+            let (m, ok) = absmax_finite(xb);
+            if !ok {
+                return Err(gi * GROUP + k);
             }
-            continue;
+            *am = m;
         }
-        if c.is_infinite() {
-            // Subnormal absmax: 1/absmax overflows, divide instead.
-            quantize_scalar15(bounds, map, xb, m, ob, bnb_zero);
-            continue;
-        }
-        let even = xb.len() & !1;
-        pairs(bounds, map, &xb[..even], c, &mut ob[..even / 2]);
-        if even < xb.len() {
-            let idx = |y: f32| {
-                let n = bounds.iter().filter(|&&b| y > b).count();
-                map.map_or(n as u8, |mp| mp[n])
-            };
-            // bitsandbytes pads with the code of 0.0; lowbit's packing leaves zero bits.
-            let pad = if bnb_zero { idx(0.0 * c) } else { 0 };
-            ob[even / 2] = (idx(xb[even] * c) << 4) | pad;
+        for ((xb, ob), &m) in xg.chunks(block).zip(og.chunks_mut(half)).zip(ag.iter()) {
+            quantize_block15(&pairs, bounds, map, zero_code, bnb_zero, xb, m, ob);
         }
     }
     Ok(())
+}
+
+/// The codes of one block whose absmax `m` is known.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn quantize_block15(
+    pairs: &impl Fn(&[f32; 15], Option<&[u8; 16]>, &[f32], f32, &mut [u8]),
+    bounds: &[f32; 15],
+    map: Option<&[u8; 16]>,
+    zero_code: u8,
+    bnb_zero: bool,
+    xb: &[f32],
+    m: f32,
+    ob: &mut [u8],
+) {
+    if m == 0.0 {
+        // bitsandbytes multiplies by 1/absmax: for an all-zero block that is 0 * inf = NaN,
+        // and NaN gets `zero_code` (its pad nibble too); lowbit codes the level nearest 0.
+        let nib = zero_code & 15;
+        ob.fill((nib << 4) | nib);
+        if !bnb_zero && xb.len() % 2 == 1 {
+            ob[xb.len() / 2] &= 0xf0;
+        }
+        return;
+    }
+    let c = 1.0 / m;
+    if c.is_infinite() {
+        // Subnormal absmax: 1/absmax overflows, divide instead.
+        quantize_scalar15(bounds, map, xb, m, ob, bnb_zero);
+        return;
+    }
+    let even = xb.len() & !1;
+    pairs(bounds, map, &xb[..even], c, &mut ob[..even / 2]);
+    if even < xb.len() {
+        let idx = |y: f32| {
+            let n = bounds.iter().filter(|&&b| y > b).count();
+            map.map_or(n as u8, |mp| mp[n])
+        };
+        // bitsandbytes pads with the code of 0.0; lowbit's packing leaves zero bits.
+        let pad = if bnb_zero { idx(0.0 * c) } else { 0 };
+        ob[even / 2] = (idx(xb[even] * c) << 4) | pad;
+    }
 }
 
 #[cold]
