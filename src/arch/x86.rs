@@ -182,3 +182,8 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
     }
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
+
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
+    job.run()
+}
