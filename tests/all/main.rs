@@ -10,3 +10,4 @@ mod quant;
 mod reference;
 mod simd_parity;
 mod torch;
+mod torch_casts;
