@@ -3,7 +3,10 @@
 //! Each entry point checks the CPU once per call (the standard library caches the CPUID
 //! answer) and runs the same portable loop compiled for a wider instruction set, so the
 //! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
-//! checks it anyway.
+//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
+//! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
+//! portable twin is `quant::kernels::quantize_pairs15`, and `quant::kernels::tests` checks the
+//! two bit for bit, exact ties included.
 #![allow(unsafe_code)]
 
 use crate::format::FloatFormat;
@@ -42,6 +45,39 @@ pub(crate) fn decode_f32<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
         return;
     }
     crate::format::slice::portable::decode_f32::<F>(src, dst);
+}
+
+/// Quantize blocks of a 16-level codebook (see `quant::kernels::quantize_blocks15`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn quantize_blocks15(
+    bounds: &[f32; 15],
+    map: Option<&[u8; 16]>,
+    zero_code: u8,
+    bnb_zero: bool,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        return unsafe { x86::quantize_blocks15_avx2(bounds, map, zero_code, bnb_zero, x, block, packed, absmax) };
+    }
+    crate::quant::kernels::quantize_blocks15(bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+}
+
+/// Dequantize packed 4-bit blocks (see `quant::kernels::dequantize_blocks`).
+#[inline]
+pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe { x86::dequantize_blocks_avx2(table, packed, absmax, block, out) };
+        return;
+    }
+    crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
 }
 
 /// A computation to run with the widest instruction set the CPU has. `run` must be

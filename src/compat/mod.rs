@@ -3,6 +3,7 @@
 //!
 //! | module | reproduces |
 //! |---|---|
+//! | [`bnb`] | bitsandbytes 0.50.2: 4-bit NF4/FP4 with double quantization, 8-bit blockwise |
 //! | [`ggml`] | llama.cpp's `Q8_0`, `Q4_0` and `Q4_1` blocks (32 elements, f16 scales) |
 //! | [`modelopt`] | NVIDIA modelopt 0.47 `HistogramCalibrator` (`torch_hist=True`) |
 //! | [`ort`] | ONNX Runtime 1.32 `HistogramCollector` |
@@ -13,6 +14,7 @@
 //! order of the calibration batches; the order-independent calibrator is
 //! [`crate::calib::HistogramCalibrator`].
 
+pub mod bnb;
 pub mod ggml;
 pub mod modelopt;
 mod numpy;

@@ -1,7 +1,9 @@
 //! All integration tests, built into one binary.
 
+mod bnb;
 mod calib_compat;
 mod calib_props;
+mod codebook;
 mod common;
 mod exhaustive;
 mod ggml;
