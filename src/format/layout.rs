@@ -288,9 +288,14 @@ impl Layout {
     }
 }
 
-/// `2^e` as an exact `f64`, for `-1074 <= e <= 1023`.
+/// `2^e` as an `f64`: exact for `-1074 <= e <= 1023`, infinity above and zero below, so that
+/// no layout (even one read from corrupt bytes) can make it panic.
 pub(crate) const fn pow2(e: i32) -> f64 {
-    if e >= -1022 {
+    if e > 1023 {
+        f64::INFINITY
+    } else if e < -1074 {
+        0.0
+    } else if e >= -1022 {
         f64::from_bits(((e + 1023) as u64) << 52)
     } else {
         f64::from_bits(1u64 << (e + 1074))

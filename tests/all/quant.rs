@@ -352,3 +352,22 @@ proptest! {
         prop_assert_eq!(zp, zps);
     }
 }
+
+/// A corrupt scale-format bias in the header is an error (or a value), never a panic: every
+/// single-byte flip of the header of a small affine tensor.
+#[test]
+fn every_header_byte_flip_is_handled() {
+    use lowbit::quant::{AffineQuantizer, Granularity, Quantized, Quantizer};
+    let q = AffineQuantizer::new(4, Granularity::PerBlock(4)).unwrap();
+    let bytes = q.quantize(&[0.5, -1.0, 2.0, 0.25, 3.0]).unwrap().to_bytes();
+    for i in 0..32 {
+        for x in 1..=255u8 {
+            let mut b = bytes.clone();
+            b[i] ^= x;
+            if let Ok(z) = Quantized::from_bytes(&b) {
+                let mut out = vec![0f32; z.len().min(1 << 16)];
+                let _ = q.dequantize_into(&z, &mut out);
+            }
+        }
+    }
+}
