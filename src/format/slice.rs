@@ -13,11 +13,7 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
     }
 }
 
-pub(crate) fn encode_slice<F: FloatFormat>(
-    src: &[f32],
-    dst: &mut [F::Code],
-    opts: Options,
-) -> Result<(), Error> {
+pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     let fast = match (opts.rounding, opts.overflow) {
         (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => Some(F::FAST),
