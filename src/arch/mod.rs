@@ -13,14 +13,23 @@ mod x86;
 
 /// Encode with round-to-nearest-even through the branch-free codec.
 #[inline]
-pub(crate) fn encode_f32_rne<F: FloatFormat>(k: &crate::format::F32Fast, src: &[f32], dst: &mut [F::Code]) {
+pub(crate) fn encode_f32_rne<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked on the line above.
-        unsafe { x86::encode_f32_rne_avx2::<F>(k, src, dst) };
-        return;
+    {
+        if F::LAYOUT == crate::Fp16::LAYOUT && !SATURATE && std::is_x86_feature_detected!("f16c") {
+            if let Ok(dst) = bytemuck::try_cast_slice_mut::<F::Code, u16>(dst) {
+                // SAFETY: the CPU supports F16C and AVX, checked on the line above.
+                unsafe { x86::encode_fp16_f16c(src, dst) };
+                return;
+            }
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked on the line above.
+            unsafe { x86::encode_f32_rne_avx2::<F, SATURATE>(src, dst) };
+            return;
+        }
     }
-    crate::format::slice::portable::encode_f32_rne::<F>(k, src, dst);
+    crate::format::slice::portable::encode_f32_rne::<F, SATURATE>(src, dst);
 }
 
 /// Decode through the branch-free codec.

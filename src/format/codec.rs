@@ -269,7 +269,8 @@ pub struct F32Fast {
 impl F32Fast {
     pub(crate) const fn new(l: &Layout, saturate: bool) -> Self {
         let emin = l.min_exp();
-        let emax = l.exp_field_max() as i32 - l.bias;
+        // The largest finite exponent: IEEE formats spend the top binade on inf and NaN.
+        let emax = l.exp_field_max() as i32 - l.bias - matches!(l.specials, Specials::Ieee) as i32;
         let fast = l.man_bits < 23
             && l.man_bits >= 1
             && l.is_signed()
@@ -347,6 +348,10 @@ pub(crate) fn encode_f32_rne(k: &F32Fast, x: f32) -> u32 {
 /// Branch-free decode of a code to `f32`, for layouts where [`F32Fast::fast`] holds.
 #[inline(always)]
 pub(crate) fn decode_f32_fast(l: &Layout, k: &F32Fast, code: u32) -> f32 {
+    if l.exp_bits == 8 && l.bias == 127 && matches!(l.specials, Specials::Ieee) {
+        // bfloat16 and TF32 are truncated f32 patterns: widening is a shift, NaNs included.
+        return f32::from_bits(code << k.shift);
+    }
     let sign = (code << k.sign_shift) & 0x8000_0000;
     let mag = code & l.magnitude_mask() as u32;
     let normal = (mag << k.shift).wrapping_add(k.rebias);

@@ -45,7 +45,7 @@
 //! use lowbit::{FloatFormat, E4M3, Bf16};
 //!
 //! let c = E4M3::encode_f32(0.3);
-//! assert_eq!(c, 0x29);
+//! assert_eq!(c, 0x2a);
 //! assert_eq!(E4M3::decode_f32(c), 0.3125);
 //! assert!(E4M3::decode_f32(E4M3::encode_f32(1e6)).is_nan()); // FN: overflow is NaN
 //!
@@ -56,12 +56,15 @@
 
 mod codec;
 mod fields;
+mod interop;
 mod layout;
 pub(crate) mod slice;
 mod types;
 
 pub use fields::{Class, Fields};
 pub use layout::{Layout, NanRule, Options, Overflow, Rounding, Specials};
+#[cfg(feature = "rayon")]
+pub use slice::par;
 pub use slice::{cast, cast_one};
 pub use types::{Bf16, E4M3Fnuz, E5M2Fnuz, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0};
 
@@ -314,9 +317,9 @@ pub trait FloatFormat: Copy + Clone + core::fmt::Debug + Default + Send + Sync +
     ///
     /// ```
     /// use lowbit::{FloatFormat, E4M3};
-    /// let f = E4M3::decompose(0x29);
-    /// assert_eq!((f.sign, f.exponent, f.mantissa), (0, 5, 1));
-    /// assert_eq!(f.to_string(), "0 0101 001 = (-1)^0 × 2^(5-7) × (1 + 1/8) = 0.3125");
+    /// let f = E4M3::decompose(0x2a);
+    /// assert_eq!((f.sign, f.exponent, f.mantissa), (0, 5, 2));
+    /// assert_eq!(f.to_string(), "0 0101 010 = (-1)^0 × 2^(5-7) × (1 + 2/8) = 0.3125");
     /// ```
     fn decompose(code: Self::Code) -> Fields {
         Fields::of(&Self::LAYOUT, code.to_u64())

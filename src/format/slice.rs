@@ -15,19 +15,15 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
 
 pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
-    let fast = match (opts.rounding, opts.overflow) {
-        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => Some(F::FAST),
-        (Rounding::NearestEven, Overflow::Saturate) if F::FAST_SATURATE.fast => Some(F::FAST_SATURATE),
-        _ => None,
-    };
-    match fast {
-        Some(k) => crate::arch::encode_f32_rne::<F>(&k, src, dst),
-        None if opts == Options::default() => {
+    match (opts.rounding, opts.overflow) {
+        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => crate::arch::encode_f32_rne::<F, false>(src, dst),
+        (Rounding::NearestEven, Overflow::Saturate) if F::FAST.fast => crate::arch::encode_f32_rne::<F, true>(src, dst),
+        _ if opts == Options::default() => {
             for (d, &x) in dst.iter_mut().zip(src) {
                 *d = F::encode_f32(x);
             }
         }
-        None => {
+        _ => {
             for (d, &x) in dst.iter_mut().zip(src) {
                 *d = F::encode_f32_with(x, opts);
             }
@@ -53,7 +49,8 @@ pub(crate) mod portable {
     use super::*;
 
     #[inline(always)]
-    pub(crate) fn encode_f32_rne<F: FloatFormat>(k: &codec::F32Fast, src: &[f32], dst: &mut [F::Code]) {
+    pub(crate) fn encode_f32_rne<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
+        let k = if SATURATE { &F::FAST_SATURATE } else { &F::FAST };
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = F::Code::from_u64(u64::from(codec::encode_f32_rne(k, x)));
         }
@@ -79,7 +76,7 @@ pub(crate) mod portable {
 /// let src = [Bf16::encode_f32(0.3), Bf16::encode_f32(-500.0)];
 /// let mut dst = [0u8; 2];
 /// cast::<Bf16, E4M3>(&src, &mut dst, Options::default())?;
-/// assert_eq!(dst, [0x29, 0xff]); // 0.3125, and NaN: -500 overflows E4M3
+/// assert_eq!(dst, [0x2a, 0xff]); // 0.3125, and NaN: -500 overflows E4M3
 /// # Ok::<(), lowbit::FormatError>(())
 /// ```
 pub fn cast<A: FloatFormat, B: FloatFormat>(src: &[A::Code], dst: &mut [B::Code], opts: Options) -> Result<(), Error> {
@@ -101,7 +98,7 @@ pub fn cast_one<A: FloatFormat, B: FloatFormat>(code: A::Code, opts: Options) ->
 pub fn encode_slice_portable<F: FloatFormat>(src: &[f32], dst: &mut [F::Code]) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     if F::FAST.fast {
-        portable::encode_f32_rne::<F>(&F::FAST, src, dst);
+        portable::encode_f32_rne::<F, false>(src, dst);
     } else {
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = F::encode_f32(x);
@@ -122,4 +119,47 @@ pub fn decode_slice_portable<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -
         }
     }
     Ok(())
+}
+
+/// Parallel slice encode and decode over rayon's pool, for large tensors.
+///
+/// The slice is cut into fixed chunks, so the output is identical to the serial functions'.
+#[cfg(feature = "rayon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
+pub mod par {
+    use super::*;
+    use rayon::prelude::*;
+
+    const CHUNK: usize = 1 << 16;
+
+    /// [`FloatFormat::encode_slice_with`] on all cores.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] when `dst.len() != src.len()`.
+    ///
+    /// ```
+    /// use lowbit::{format::{par, Options}, FloatFormat, E4M3};
+    /// let x = vec![0.3f32; 1 << 20];
+    /// let mut codes = vec![0u8; x.len()];
+    /// par::encode_slice::<E4M3>(&x, &mut codes, Options::default())?;
+    /// assert!(codes.iter().all(|&c| c == E4M3::encode_f32(0.3)));
+    /// # Ok::<(), lowbit::FormatError>(())
+    /// ```
+    pub fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
+        check_len(src.len(), dst.len())?;
+        src.par_chunks(CHUNK)
+            .zip(dst.par_chunks_mut(CHUNK))
+            .try_for_each(|(s, d)| super::encode_slice::<F>(s, d, opts))
+    }
+
+    /// [`FloatFormat::decode_slice`] on all cores.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] when `dst.len() != src.len()`.
+    pub fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> Result<(), Error> {
+        check_len(src.len(), dst.len())?;
+        src.par_chunks(CHUNK)
+            .zip(dst.par_chunks_mut(CHUNK))
+            .try_for_each(|(s, d)| super::decode_slice::<F>(s, d))
+    }
 }

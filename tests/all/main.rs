@@ -1,5 +1,8 @@
 //! All integration tests, built into one binary.
 
 mod common;
+mod exhaustive;
+mod props;
 mod reference;
 mod scheme;
+mod simd_parity;
