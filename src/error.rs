@@ -11,6 +11,9 @@ pub enum Error {
     /// An error from the float formats ([`crate::format`]).
     #[error(transparent)]
     Format(#[from] crate::format::Error),
+    /// An error from quantization ([`crate::quant`]).
+    #[error(transparent)]
+    Quant(#[from] crate::quant::Error),
     /// An error from the quantization schemes ([`crate::scheme`]).
     #[error(transparent)]
     Scheme(#[from] crate::scheme::Error),

@@ -1,0 +1,234 @@
+//! Symmetric absmax quantization, `k = 2..=8` bits.
+
+use core::marker::PhantomData;
+
+use super::walk::{self, Dec, Enc, Kernel, Stats};
+use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scheme};
+use crate::format::{FloatFormat, Layout};
+use crate::Fp32;
+
+/// Symmetric ("absmax") quantization with signed `k`-bit codes.
+///
+/// Per group, with `qmax = 2^(k-1) - 1`:
+///
+/// - `s = store(absmax / qmax)`: the scale, rounded to the scale format `S` (nearest-even);
+/// - `q = clamp(round(x × (1/s)), -qmax, qmax)`: codes from the *stored* scale, multiplying by
+///   its `f32` inverse as torch and ggml do; ties to even by default
+///   ([`Rounding::HalfAway`] for C's `roundf`);
+/// - `x' = q × s`.
+///
+/// This is the seed's `c = qmax / absmax`, `q = round(x c)`, `x' = q / c` with `c` kept as
+/// its inverse `s`, which is what gets stored. Codes are `k`-bit two's complement; the code
+/// `-2^(k-1)` is never produced. With an `f32` scale the element holding the absmax gets the
+/// code `±qmax` and comes back as `qmax × s`, within an `f32` rounding of itself; with a
+/// narrower scale format the scale's own rounding error adds to that (a scale rounded down
+/// makes the absmax clamp to `±qmax`).
+///
+/// An all-zero group gets codes 0 and a zero scale (the smallest positive scale for formats
+/// without a zero, such as [`E8M0`](crate::E8M0)), and dequantizes to exactly 0. NaN and
+/// infinity follow [`NonFinite`]: an error naming the group by default.
+///
+/// # Examples
+///
+/// ```
+/// use lowbit::quant::{AbsmaxQuantizer, Granularity, Quantizer, Rounding};
+/// use lowbit::E8M0;
+///
+/// let q = AbsmaxQuantizer::new(8, Granularity::PerBlock(4))?;
+/// let z = q.quantize(&[1.0, -0.5, 0.25, 0.0, 0.0, 0.0])?;
+/// assert_eq!(z.scales(), &[1.0 / 127.0, 0.0]);
+/// assert_eq!(z.unpacked_codes(), [127, 192, 32, 0, 0, 0]); // 192 = -64 as u8 (-63.5 to even)
+///
+/// // Power-of-two scales: 1/127 rounds to 2^-7, and 1.0 clamps to 127 × 2^-7.
+/// let p = AbsmaxQuantizer::<E8M0>::with_scale_format(8, Granularity::PerTensor)?;
+/// let z = p.quantize(&[1.0, -0.5])?;
+/// assert_eq!(z.scales(), &[0.0078125]);
+/// assert_eq!(p.dequantize(&z)?, [0.9921875, -0.5]);
+///
+/// // Bad parameters are errors.
+/// assert!(AbsmaxQuantizer::new(1, Granularity::PerTensor).is_err());
+/// assert!(AbsmaxQuantizer::new(4, Granularity::PerBlock(0)).is_err());
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct AbsmaxQuantizer<S: FloatFormat = Fp32> {
+    bits: u32,
+    granularity: Granularity,
+    rounding: Rounding,
+    non_finite: NonFinite,
+    _scale: PhantomData<S>,
+}
+
+impl AbsmaxQuantizer<Fp32> {
+    /// A quantizer with `f32` scales, rounding half to even, erroring on NaN and infinity.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBits`] unless `2 <= bits <= 8`, [`Error::ZeroGroupSize`] for a block
+    /// size or column count of zero.
+    pub fn new(bits: u32, granularity: Granularity) -> Result<Self, Error> {
+        Self::with_scale_format(bits, granularity)
+    }
+}
+
+impl<S: FloatFormat> AbsmaxQuantizer<S> {
+    /// A quantizer whose scales are stored in the format `S`.
+    ///
+    /// # Errors
+    /// As [`AbsmaxQuantizer::new`], and [`Error::UnsupportedScaleFormat`] for a scale format
+    /// wider than 32 bits.
+    pub fn with_scale_format(bits: u32, granularity: Granularity) -> Result<Self, Error> {
+        if !(2..=8).contains(&bits) {
+            return Err(Error::InvalidBits { bits, min: 2, max: 8 });
+        }
+        granularity.validate()?;
+        super::check_scale_layout(&S::LAYOUT)?;
+        Ok(Self {
+            bits,
+            granularity,
+            rounding: Rounding::HalfEven,
+            non_finite: NonFinite::Error,
+            _scale: PhantomData,
+        })
+    }
+
+    /// The same quantizer with another rounding of `x / s`.
+    pub fn with_rounding(self, rounding: Rounding) -> Self {
+        Self { rounding, ..self }
+    }
+
+    /// The same quantizer with another policy for NaN and infinity.
+    pub fn with_non_finite(self, non_finite: NonFinite) -> Self {
+        Self { non_finite, ..self }
+    }
+
+    /// The largest code magnitude, `2^(k-1) - 1`.
+    pub fn qmax(&self) -> i32 {
+        (1 << (self.bits - 1)) - 1
+    }
+}
+
+/// Round a positive scale through the format `S`. Also used by [`super::AffineQuantizer`].
+pub(crate) fn store<S: FloatFormat>(raw: f32) -> f32 {
+    S::decode_f32(S::encode_f32(raw))
+}
+
+/// The stored scale of an all-zero group: 0, or the smallest positive value without a zero.
+pub(crate) fn zero_scale<S: FloatFormat>() -> f32 {
+    let z = store::<S>(0.0);
+    if z == 0.0 {
+        0.0
+    } else {
+        S::MIN_POSITIVE as f32
+    }
+}
+
+/// The NaN scale of the [`NonFinite::Propagate`] policy, if `S` has a NaN.
+pub(crate) fn nan_scale<S: FloatFormat>(group: usize) -> Result<f32, Error> {
+    if S::LAYOUT.has_nan() {
+        Ok(f32::NAN)
+    } else {
+        Err(Error::ScaleOutOfRange { group, scale: f32::NAN })
+    }
+}
+
+impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
+    const SCHEME: Scheme = Scheme::Symmetric;
+    fn bits(&self) -> u32 {
+        self.bits
+    }
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn rounding(&self) -> Rounding {
+        self.rounding
+    }
+    fn non_finite(&self) -> NonFinite {
+        self.non_finite
+    }
+    fn layout(&self) -> Layout {
+        S::LAYOUT
+    }
+    fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error> {
+        if st.nonfinite && self.non_finite == NonFinite::Propagate {
+            return Ok((nan_scale::<S>(group)?, 0));
+        }
+        let amax = st.absmax();
+        if amax == 0.0 {
+            return Ok((zero_scale::<S>(), 0));
+        }
+        let raw = amax / self.qmax() as f32;
+        let s = store::<S>(raw);
+        if !(s.is_finite() && s > 0.0) {
+            return Err(Error::ScaleOutOfRange { group, scale: raw });
+        }
+        Ok((s, 0))
+    }
+    fn enc(&self, scale: f32, _zp: u8) -> Enc {
+        let q = self.qmax() as f32;
+        Enc {
+            inv: walk::inverse(scale),
+            lo: -q,
+            hi: q,
+            offset: 0,
+        }
+    }
+    fn dec(&self, scale: f32, _zp: u8) -> Dec {
+        let half = 1u8 << (self.bits - 1);
+        Dec {
+            scale,
+            xor: half,
+            sub: f32::from(half),
+        }
+    }
+}
+
+impl<S: FloatFormat> Quantizer for AbsmaxQuantizer<S> {
+    fn bits(&self) -> u32 {
+        self.bits
+    }
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
+        walk::quantize(self, x, out)
+    }
+    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+        walk::dequantize(self, q, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_zero_block_is_exact_zero() {
+        let q = AbsmaxQuantizer::<crate::E8M0>::with_scale_format(4, Granularity::PerBlock(3)).unwrap();
+        let z = q.quantize(&[0.0, -0.0, 0.0, 1.0]).unwrap();
+        assert_eq!(q.dequantize(&z).unwrap()[..3], [0.0; 3]);
+    }
+
+    #[test]
+    fn non_finite_policies() {
+        let x = [1.0, 2.0, 3.0, f32::NAN, 0.5, f32::INFINITY];
+        let q = AbsmaxQuantizer::new(8, Granularity::PerBlock(3)).unwrap();
+        assert_eq!(q.quantize(&x), Err(Error::NonFinite { group: 1, index: 3 }));
+        let p = q.with_non_finite(NonFinite::Propagate);
+        let y = p.dequantize(&p.quantize(&x).unwrap()).unwrap();
+        assert!(y[3..].iter().all(|v| v.is_nan()));
+        assert_eq!(y[2], 3.0);
+        let i = q.with_non_finite(NonFinite::Ignore);
+        let y = i.dequantize(&i.quantize(&x).unwrap()).unwrap();
+        assert_eq!(y[3..], [0.0, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn half_away() {
+        let q = AbsmaxQuantizer::new(8, Granularity::PerTensor).unwrap();
+        // scale 1: 127 / 127
+        let x = [127.0, 0.5, 1.5, 2.5, -0.5, -2.5];
+        assert_eq!(q.quantize(&x).unwrap().unpacked_codes(), [127, 0, 2, 2, 0, 254]);
+        let a = q.with_rounding(Rounding::HalfAway);
+        assert_eq!(a.quantize(&x).unwrap().unpacked_codes(), [127, 1, 2, 3, 255, 253]);
+    }
+}

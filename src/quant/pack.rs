@@ -1,0 +1,274 @@
+//! Dense bit packing of `k`-bit codes, `k = 1..=8`, most significant bits first.
+//!
+//! Codes are laid out as one bit stream: element `i` occupies stream bits `i*k .. (i+1)*k`,
+//! and the stream fills each byte from its most significant bit down. So the first element
+//! sits in the high bits of the first byte: for 4-bit codes `[a, b]` the byte is `a << 4 | b`
+//! (bitsandbytes' "first element in the high nibble"), for 2-bit codes `[a, b, c, d]` it is
+//! `a << 6 | b << 4 | c << 2 | d`, and a 3-bit stream of 8 codes fills exactly 3 bytes. The
+//! unused low bits of the last byte are zero. `n` codes take [`packed_len`]`(k, n)` =
+//! `ceil(n * k / 8)` bytes.
+//!
+//! # Examples
+//!
+//! ```
+//! use lowbit::quant::pack;
+//!
+//! let codes = [1u8, 2, 3, 4, 5];
+//! let mut bytes = vec![0u8; pack::packed_len(3, codes.len())];
+//! pack::pack(3, &codes, &mut bytes)?;
+//! // 001 010 011 100 101 (+ 0 padding) = 0b0010_1001, 0b1100_1010
+//! assert_eq!(bytes, [0b0010_1001, 0b1100_1010]);
+//!
+//! let mut back = [0u8; 5];
+//! pack::unpack(3, &bytes, &mut back)?;
+//! assert_eq!(back, codes);
+//! # Ok::<(), lowbit::QuantError>(())
+//! ```
+
+use super::Error;
+
+/// Bytes needed for `n` codes of `bits` bits: `ceil(n * bits / 8)`.
+///
+/// ```
+/// assert_eq!(lowbit::quant::pack::packed_len(4, 7), 4);
+/// assert_eq!(lowbit::quant::pack::packed_len(3, 8), 3);
+/// ```
+#[inline]
+pub const fn packed_len(bits: u32, n: usize) -> usize {
+    // n * bits can overflow only for absurd n; split to stay exact.
+    (n / 8) * bits as usize + ((n % 8) * bits as usize).div_ceil(8)
+}
+
+/// Check that `bits` is in `1..=8`.
+pub(crate) fn check_bits(bits: u32) -> Result<(), Error> {
+    if (1..=8).contains(&bits) {
+        Ok(())
+    } else {
+        Err(Error::InvalidBits { bits, min: 1, max: 8 })
+    }
+}
+
+/// Pack `codes` (each `< 2^bits`) into `out`, which must be exactly
+/// [`packed_len`]`(bits, codes.len())` bytes long.
+///
+/// # Errors
+/// [`Error::InvalidBits`] unless `1 <= bits <= 8`, [`Error::LengthMismatch`] when `out` has
+/// the wrong length, [`Error::CodeOutOfRange`] when a code does not fit in `bits` bits.
+pub fn pack(bits: u32, codes: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    check_bits(bits)?;
+    check_out(bits, codes.len(), out.len())?;
+    if bits < 8 {
+        let over = codes.iter().fold(0u8, |a, &c| a | (c >> bits));
+        if over != 0 {
+            let index = codes.iter().position(|&c| c >> bits != 0).unwrap_or(0);
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: codes[index],
+                bits,
+            });
+        }
+    }
+    pack_unchecked(bits, codes, out);
+    Ok(())
+}
+
+/// Unpack `out.len()` codes of `bits` bits from `packed`, which must be exactly
+/// [`packed_len`]`(bits, out.len())` bytes long.
+///
+/// # Errors
+/// [`Error::InvalidBits`] unless `1 <= bits <= 8`, [`Error::LengthMismatch`] when `packed`
+/// has the wrong length.
+pub fn unpack(bits: u32, packed: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    check_bits(bits)?;
+    check_out(bits, out.len(), packed.len())?;
+    unpack_unchecked(bits, packed, out);
+    Ok(())
+}
+
+fn check_out(bits: u32, n: usize, bytes: usize) -> Result<(), Error> {
+    let expected = packed_len(bits, n);
+    if expected == bytes {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            expected,
+            actual: bytes,
+        })
+    }
+}
+
+/// Pack with the lengths already checked; codes are masked to `bits` bits.
+pub(crate) fn pack_unchecked(bits: u32, codes: &[u8], out: &mut [u8]) {
+    match bits {
+        1 => pack_k::<1>(codes, out),
+        2 => pack_k::<2>(codes, out),
+        3 => pack_k::<3>(codes, out),
+        4 => pack_k::<4>(codes, out),
+        5 => pack_k::<5>(codes, out),
+        6 => pack_k::<6>(codes, out),
+        7 => pack_k::<7>(codes, out),
+        _ => out.copy_from_slice(codes),
+    }
+}
+
+/// Unpack with the lengths already checked.
+pub(crate) fn unpack_unchecked(bits: u32, packed: &[u8], out: &mut [u8]) {
+    match bits {
+        1 => unpack_k::<1>(packed, out),
+        2 => unpack_k::<2>(packed, out),
+        3 => unpack_k::<3>(packed, out),
+        4 => unpack_k::<4>(packed, out),
+        5 => unpack_k::<5>(packed, out),
+        6 => unpack_k::<6>(packed, out),
+        7 => unpack_k::<7>(packed, out),
+        _ => out.copy_from_slice(packed),
+    }
+}
+
+/// Eight codes to a `K`-byte big-endian group.
+#[inline(always)]
+fn group<const K: usize>(c: &[u8; 8]) -> u64 {
+    let mask = (1u64 << K) - 1;
+    let mut v = 0u64;
+    for &x in c {
+        v = (v << K) | (u64::from(x) & mask);
+    }
+    v
+}
+
+#[inline(always)]
+fn pack_k<const K: usize>(codes: &[u8], out: &mut [u8]) {
+    let full = codes.len() / 8;
+    let (head, tail) = codes.split_at(full * 8);
+    let (ohead, otail) = out.split_at_mut(full * K);
+    if K == 4 {
+        for (o, c) in ohead.iter_mut().zip(head.chunks_exact(2)) {
+            *o = (c[0] << 4) | (c[1] & 0xf);
+        }
+    } else if K == 2 || K == 1 {
+        let per = 8 / K;
+        let mask = ((1u16 << K) - 1) as u8;
+        for (o, c) in ohead.iter_mut().zip(head.chunks_exact(per)) {
+            let mut b = 0u8;
+            for &x in c {
+                b = (b << K) | (x & mask);
+            }
+            *o = b;
+        }
+    } else {
+        for (o, c) in ohead.chunks_exact_mut(K).zip(head.chunks_exact(8)) {
+            let c: &[u8; 8] = c.try_into().unwrap_or(&[0; 8]);
+            let v = group::<K>(c);
+            o.copy_from_slice(&v.to_be_bytes()[8 - K..]);
+        }
+    }
+    if !tail.is_empty() {
+        let mut c = [0u8; 8];
+        c[..tail.len()].copy_from_slice(tail);
+        let v = group::<K>(&c);
+        let n = otail.len();
+        otail.copy_from_slice(&v.to_be_bytes()[8 - K..8 - K + n]);
+    }
+}
+
+#[inline(always)]
+fn ungroup<const K: usize>(v: u64, out: &mut [u8; 8]) {
+    let mask = (1u64 << K) - 1;
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = ((v >> ((7 - j) * K)) & mask) as u8;
+    }
+}
+
+#[inline(always)]
+fn unpack_k<const K: usize>(packed: &[u8], out: &mut [u8]) {
+    let full = out.len() / 8;
+    let (ohead, otail) = out.split_at_mut(full * 8);
+    let (head, tail) = packed.split_at(full * K);
+    if K == 4 {
+        for (c, &b) in ohead.chunks_exact_mut(2).zip(head) {
+            c[0] = b >> 4;
+            c[1] = b & 0xf;
+        }
+    } else if K == 2 || K == 1 {
+        let per = 8 / K;
+        let mask = ((1u16 << K) - 1) as u8;
+        for (c, &b) in ohead.chunks_exact_mut(per).zip(head) {
+            for (j, o) in c.iter_mut().enumerate() {
+                *o = (b >> ((per - 1 - j) * K)) & mask;
+            }
+        }
+    } else {
+        for (c, b) in ohead.chunks_exact_mut(8).zip(head.chunks_exact(K)) {
+            let mut w = [0u8; 8];
+            w[8 - K..].copy_from_slice(b);
+            let c: &mut [u8; 8] = c.try_into().unwrap_or_else(|_| unreachable!());
+            ungroup::<K>(u64::from_be_bytes(w), c);
+        }
+    }
+    if !otail.is_empty() {
+        let mut w = [0u8; 8];
+        w[8 - K..8 - K + tail.len()].copy_from_slice(tail);
+        let mut c = [0u8; 8];
+        ungroup::<K>(u64::from_be_bytes(w), &mut c);
+        let n = otail.len();
+        otail.copy_from_slice(&c[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_all_widths_and_lengths() {
+        for bits in 1..=8u32 {
+            for n in 0..40usize {
+                let codes: Vec<u8> = (0..n)
+                    .map(|i| ((i * 37 + 11) as u8) & ((1u16 << bits) - 1) as u8)
+                    .collect();
+                let mut p = vec![0u8; packed_len(bits, n)];
+                pack(bits, &codes, &mut p).unwrap();
+                let mut back = vec![0u8; n];
+                unpack(bits, &p, &mut back).unwrap();
+                assert_eq!(back, codes, "bits {bits} n {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn msb_first_bit_order() {
+        let mut p = [0u8; 1];
+        pack(4, &[0xa, 0x5], &mut p).unwrap();
+        assert_eq!(p, [0xa5]);
+        pack(1, &[1, 0, 0, 0, 0, 0, 0, 1], &mut p).unwrap();
+        assert_eq!(p, [0x81]);
+        let mut p = [0u8; 2];
+        pack(5, &[0b10000, 0b00001], &mut p).unwrap();
+        assert_eq!(p, [0b1000_0000, 0b0100_0000]);
+        let mut p = [0u8; 1];
+        pack(2, &[3, 0, 1], &mut p).unwrap();
+        assert_eq!(p, [0b1100_0100]);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(pack(0, &[], &mut []), Err(Error::InvalidBits { .. })));
+        assert!(matches!(pack(9, &[], &mut []), Err(Error::InvalidBits { .. })));
+        assert!(matches!(
+            pack(3, &[1, 8], &mut [0]),
+            Err(Error::CodeOutOfRange {
+                index: 1,
+                code: 8,
+                bits: 3
+            })
+        ));
+        assert!(matches!(
+            pack(4, &[1, 2, 3], &mut [0]),
+            Err(Error::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            unpack(4, &[0], &mut [0; 3]),
+            Err(Error::LengthMismatch { .. })
+        ));
+    }
+}

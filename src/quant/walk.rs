@@ -1,0 +1,352 @@
+//! The one block walker both quantizers share: group statistics, the scale-and-code map, and
+//! branch-free code loops over fixed-size staging chunks.
+
+use super::pack::{pack_unchecked, packed_len, unpack_unchecked};
+use super::{Error, Granularity, NonFinite, Quantized, Rounding, Scheme};
+use crate::format::Layout;
+
+/// Codes are staged in chunks of this many elements; `CH * k / 8` bytes is whole for any `k`.
+const CH: usize = 256;
+/// `1.5 × 2^23`: adding it rounds an `f32` of magnitude below `2^22` to an integer (ties to
+/// even) and leaves that integer in the low mantissa bits.
+const MAGIC: f32 = 12_582_912.0;
+const MAGIC_BITS: i32 = 0x4B40_0000;
+
+/// Min and max over the finite values (both widened to include 0), and whether any value was
+/// not finite.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stats {
+    pub min: f32,
+    pub max: f32,
+    pub nonfinite: bool,
+}
+
+impl Stats {
+    const ZERO: Stats = Stats {
+        min: 0.0,
+        max: 0.0,
+        nonfinite: false,
+    };
+
+    fn merge(self, o: Stats) -> Stats {
+        Stats {
+            min: if o.min < self.min { o.min } else { self.min },
+            max: if o.max > self.max { o.max } else { self.max },
+            nonfinite: self.nonfinite | o.nonfinite,
+        }
+    }
+
+    /// `max(|min|, |max|)`.
+    pub fn absmax(self) -> f32 {
+        let n = -self.min;
+        if n > self.max {
+            n
+        } else {
+            self.max
+        }
+    }
+}
+
+/// Statistics of a slice, eight lanes at a time.
+#[inline]
+pub(crate) fn stats(x: &[f32]) -> Stats {
+    const L: usize = 8;
+    let mut mn = [0f32; L];
+    let mut mx = [0f32; L];
+    let mut bad = [0u32; L];
+    let chunks = x.chunks_exact(L);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for j in 0..L {
+            let v = c[j];
+            let fin = (v.to_bits() & 0x7fff_ffff) < 0x7f80_0000;
+            let v = if fin { v } else { 0.0 };
+            mn[j] = if v < mn[j] { v } else { mn[j] };
+            mx[j] = if v > mx[j] { v } else { mx[j] };
+            bad[j] |= u32::from(!fin);
+        }
+    }
+    let mut s = Stats::ZERO;
+    for j in 0..L {
+        s = s.merge(Stats {
+            min: mn[j],
+            max: mx[j],
+            nonfinite: bad[j] != 0,
+        });
+    }
+    for &v in rem {
+        let fin = v.is_finite();
+        let v = if fin { v } else { 0.0 };
+        s = s.merge(Stats {
+            min: v,
+            max: v,
+            nonfinite: !fin,
+        });
+    }
+    s
+}
+
+/// The code map of one group: `code = round(clamp(x × inv, lo, hi)) + offset` (mod 256).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Enc {
+    pub inv: f32,
+    pub lo: f32,
+    pub hi: f32,
+    pub offset: i32,
+}
+
+/// The value map of one group: `x' = ((code ^ xor) - sub) × scale`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dec {
+    pub scale: f32,
+    pub xor: u8,
+    pub sub: f32,
+}
+
+/// What a scheme supplies to the walker.
+pub(crate) trait Kernel {
+    const SCHEME: Scheme;
+    fn bits(&self) -> u32;
+    fn granularity(&self) -> Granularity;
+    fn rounding(&self) -> Rounding;
+    fn non_finite(&self) -> NonFinite;
+    fn layout(&self) -> Layout;
+    /// The stored scale and zero point of a group from its statistics.
+    fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error>;
+    /// The code map for a stored scale and zero point.
+    fn enc(&self, scale: f32, zp: u8) -> Enc;
+    /// The value map for a stored scale and zero point.
+    fn dec(&self, scale: f32, zp: u8) -> Dec;
+}
+
+/// `1 / scale`, or 0 for a zero scale (an all-zero group).
+#[inline]
+pub(crate) fn inverse(scale: f32) -> f32 {
+    if scale == 0.0 {
+        0.0
+    } else {
+        1.0 / scale
+    }
+}
+
+/// Codes of `x` under `e`, one per byte (masked later by the packer).
+#[inline(always)]
+pub(crate) fn encode<const AWAY: bool>(e: &Enc, x: &[f32], out: &mut [u8]) {
+    let (inv, lo, hi, off) = (e.inv, e.lo, e.hi, e.offset);
+    for (o, &v) in out.iter_mut().zip(x) {
+        let t = v * inv;
+        let t = if t.is_nan() { 0.0 } else { t };
+        let y = if t < lo { lo } else { t };
+        let y = if y > hi { hi } else { y };
+        let b = (y + MAGIC).to_bits() as i32;
+        let mut q = b.wrapping_sub(MAGIC_BITS);
+        if AWAY {
+            let r = f32::from_bits(b as u32) - MAGIC;
+            let d = y - r;
+            q += i32::from(d == 0.5 && y > 0.0) - i32::from(d == -0.5 && y < 0.0);
+        }
+        *o = q.wrapping_add(off) as u8;
+    }
+}
+
+#[inline]
+fn encode_dispatch(away: bool, e: &Enc, x: &[f32], out: &mut [u8]) {
+    if away {
+        encode::<true>(e, x, out);
+    } else {
+        encode::<false>(e, x, out);
+    }
+}
+
+/// Values of `codes` under `d`.
+#[inline(always)]
+pub(crate) fn decode(d: &Dec, codes: &[u8], out: &mut [f32]) {
+    let (s, x, sub) = (d.scale, d.xor, d.sub);
+    for (o, &c) in out.iter_mut().zip(codes) {
+        *o = (f32::from(c ^ x) - sub) * s;
+    }
+}
+
+/// Index of the first non-finite element of `x` (which has one).
+fn first_nonfinite(x: &[f32]) -> usize {
+    x.iter().position(|v| !v.is_finite()).unwrap_or(0)
+}
+
+/// Statistics of a group, applying the non-finite policy's error.
+fn group_stats<K: Kernel>(k: &K, group: usize, st: Stats, find: impl FnOnce() -> usize) -> Result<Stats, Error> {
+    if st.nonfinite && k.non_finite() == NonFinite::Error {
+        return Err(Error::NonFinite { group, index: find() });
+    }
+    Ok(st)
+}
+
+/// Codes staged in `CH`-element chunks and packed into `codes` as each chunk fills.
+struct Stager<'a> {
+    bits: u32,
+    codes: &'a mut [u8],
+    buf: [u8; CH],
+    fill: usize,
+    chunk: usize,
+}
+
+impl<'a> Stager<'a> {
+    fn new(bits: u32, codes: &'a mut [u8]) -> Self {
+        Self {
+            bits,
+            codes,
+            buf: [0; CH],
+            fill: 0,
+            chunk: 0,
+        }
+    }
+
+    fn push(&mut self, mut x: &[f32], e: &Enc, away: bool) {
+        while !x.is_empty() {
+            let take = (CH - self.fill).min(x.len());
+            encode_dispatch(away, e, &x[..take], &mut self.buf[self.fill..self.fill + take]);
+            self.fill += take;
+            x = &x[take..];
+            if self.fill == CH {
+                let w = CH / 8 * self.bits as usize;
+                pack_unchecked(
+                    self.bits,
+                    &self.buf,
+                    &mut self.codes[self.chunk * w..(self.chunk + 1) * w],
+                );
+                self.chunk += 1;
+                self.fill = 0;
+            }
+        }
+    }
+
+    fn finish(self) {
+        if self.fill > 0 {
+            let w = CH / 8 * self.bits as usize;
+            let at = self.chunk * w;
+            let n = packed_len(self.bits, self.fill);
+            pack_unchecked(self.bits, &self.buf[..self.fill], &mut self.codes[at..at + n]);
+        }
+    }
+}
+
+/// Quantize `x` into `out` with kernel `k`.
+pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
+    let gran = k.granularity();
+    let bits = k.bits();
+    let n = x.len();
+    let groups = gran.groups(n)?;
+    out.reset(K::SCHEME, bits, n, gran, k.layout(), groups);
+    let away = k.rounding() == Rounding::HalfAway;
+    let affine = K::SCHEME == Scheme::Affine;
+    let (codes, scales, zps) = out.parts_mut();
+    match gran.run(n) {
+        Some(run) => {
+            if bits == 8 {
+                for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
+                    let st = group_stats(k, g, stats(xs), || g * run + first_nonfinite(xs))?;
+                    let (s, z) = k.params(g, st)?;
+                    scales[g] = s;
+                    if affine {
+                        zps[g] = z;
+                    }
+                    encode_dispatch(away, &k.enc(s, z), xs, cs);
+                }
+            } else {
+                let mut stage = Stager::new(bits, codes);
+                for (g, xs) in x.chunks(run).enumerate() {
+                    let st = group_stats(k, g, stats(xs), || g * run + first_nonfinite(xs))?;
+                    let (s, z) = k.params(g, st)?;
+                    scales[g] = s;
+                    if affine {
+                        zps[g] = z;
+                    }
+                    stage.push(xs, &k.enc(s, z), away);
+                }
+                stage.finish();
+            }
+        }
+        None => {
+            // Per column: statistics down each column, then codes row by row.
+            let cols = groups;
+            for c in 0..cols {
+                let col = x.iter().skip(c).step_by(cols);
+                let st = col
+                    .clone()
+                    .fold(Stats::ZERO, |a, &v| a.merge(stats(core::slice::from_ref(&v))));
+                let st = group_stats(k, c, st, || {
+                    c + cols * col.clone().position(|v| !v.is_finite()).unwrap_or(0)
+                })?;
+                let (s, z) = k.params(c, st)?;
+                scales[c] = s;
+                if affine {
+                    zps[c] = z;
+                }
+            }
+            let mut stage = Stager::new(bits, codes);
+            for row in x.chunks_exact(cols.max(1)) {
+                for (c, v) in row.iter().enumerate() {
+                    let z = if affine { zps[c] } else { 0 };
+                    stage.push(core::slice::from_ref(v), &k.enc(scales[c], z), away);
+                }
+            }
+            stage.finish();
+        }
+    }
+    Ok(())
+}
+
+/// Dequantize `q` into `out` with kernel `k`.
+pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+    super::check_compatible(q, K::SCHEME, k.bits(), out.len())?;
+    let bits = q.bits();
+    let n = q.len();
+    let codes = q.codes();
+    let scales = q.scales();
+    let zps = q.zero_points();
+    let affine = K::SCHEME == Scheme::Affine;
+    let zp = |g: usize| if affine { zps[g] } else { 0 };
+    match q.granularity().run(n) {
+        Some(run) if bits == 8 => {
+            for (g, (ys, cs)) in out.chunks_mut(run).zip(codes.chunks(run)).enumerate() {
+                decode(&k.dec(scales[g], zp(g)), cs, ys);
+            }
+        }
+        Some(run) => {
+            let w = CH / 8 * bits as usize;
+            let mut buf = [0u8; CH];
+            let (mut pos, mut avail, mut chunk) = (0usize, 0usize, 0usize);
+            for (g, mut ys) in out.chunks_mut(run).enumerate() {
+                let d = k.dec(scales[g], zp(g));
+                while !ys.is_empty() {
+                    if pos == avail {
+                        let cnt = CH.min(n - chunk * CH);
+                        let at = chunk * w;
+                        unpack_unchecked(bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
+                        avail = cnt;
+                        pos = 0;
+                        chunk += 1;
+                    }
+                    let take = (avail - pos).min(ys.len());
+                    let (head, tail) = ys.split_at_mut(take);
+                    decode(&d, &buf[pos..pos + take], head);
+                    pos += take;
+                    ys = tail;
+                }
+            }
+        }
+        None => {
+            let cols = q.groups().max(1);
+            let mut buf = [0u8; CH];
+            for (ci, ys) in out.chunks_mut(CH).enumerate() {
+                let cnt = ys.len();
+                let at = ci * (CH / 8 * bits as usize);
+                unpack_unchecked(bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
+                for (j, y) in ys.iter_mut().enumerate() {
+                    let c = (ci * CH + j) % cols;
+                    decode(&k.dec(scales[c], zp(c)), &buf[j..j + 1], core::slice::from_mut(y));
+                }
+            }
+        }
+    }
+    Ok(())
+}
