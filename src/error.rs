@@ -17,4 +17,7 @@ pub enum Error {
     /// An error from the quantization schemes ([`crate::scheme`]).
     #[error(transparent)]
     Scheme(#[from] crate::scheme::Error),
+    /// An error from calibration ([`crate::calib`]).
+    #[error(transparent)]
+    Calib(#[from] crate::calib::Error),
 }

@@ -58,11 +58,13 @@
 #![warn(missing_docs)]
 
 mod arch;
+pub mod calib;
 pub mod error;
 pub mod format;
 pub mod quant;
 pub mod scheme;
 
+pub use calib::Error as CalibError;
 pub use error::Error;
 pub use format::Error as FormatError;
 pub use format::{

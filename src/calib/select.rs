@@ -1,0 +1,186 @@
+//! The range-selection methods, on a linear histogram of magnitudes over `[0, amax]`.
+//!
+//! Each function returns an edge index `k` in `0..=n`; the clipping magnitude is `k * amax / n`.
+//! They are pure functions of the counts, in a fixed order of floating-point operations, so the
+//! same counts always give the same edge.
+
+/// First edge `k` in `1..=n` whose cumulative count `sum(bins[..k])` reaches `target`
+/// (0 if `target <= 0`).
+pub(crate) fn first_edge_reaching(bins: &[u64], target: f64) -> usize {
+    if target <= 0.0 {
+        return 0;
+    }
+    let mut cum = 0u64;
+    for (j, &b) in bins.iter().enumerate() {
+        cum += b;
+        if cum as f64 >= target {
+            return j + 1;
+        }
+    }
+    bins.len()
+}
+
+#[inline]
+fn xlogx(x: f64) -> f64 {
+    if x > 0.0 {
+        x * x.ln()
+    } else {
+        0.0
+    }
+}
+
+/// TensorRT's entropy calibration: the edge `i` in `levels..=n` that minimises the KL divergence
+/// between the reference distribution (the first `i` bins, the clipped tail added to the last)
+/// and its quantized version (the first `i` bins merged into `levels` groups, each group's count
+/// spread evenly over its non-empty bins). Ties go to the larger edge (as modelopt's
+/// `last_argmin`). Cost `O(n * levels)` with prefix sums, independent of the counts.
+pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
+    let n = bins.len();
+    debug_assert!(levels >= 1 && levels <= n);
+    let mut cnt = vec![0u64; n + 1];
+    let mut nz = vec![0u32; n + 1];
+    let mut plogp = vec![0f64; n + 1];
+    for (j, &b) in bins.iter().enumerate() {
+        cnt[j + 1] = cnt[j] + b;
+        nz[j + 1] = nz[j] + u32::from(b != 0);
+        plogp[j + 1] = plogp[j] + xlogx(b as f64);
+    }
+    let total = cnt[n] as f64;
+    let mut best = (f64::INFINITY, n);
+    for i in levels..=n {
+        let s = cnt[i];
+        let tail = cnt[n] - s;
+        let last = bins[i - 1];
+        if s == 0 || (tail > 0 && last == 0) {
+            continue; // infinite divergence
+        }
+        let sum_plogp = plogp[i - 1] + xlogx((last + tail) as f64);
+        let mut sum_plogq = 0.0;
+        let mut q_last = 0.0;
+        for g in 0..levels {
+            let a = (g * i).div_ceil(levels);
+            let b = ((g + 1) * i).div_ceil(levels);
+            let c = (cnt[b] - cnt[a]) as f64;
+            if c > 0.0 {
+                let q = c / f64::from(nz[b] - nz[a]);
+                sum_plogq += c * q.ln();
+                q_last = q;
+            }
+        }
+        sum_plogq += tail as f64 * q_last.ln();
+        let kl = (sum_plogp - sum_plogq) / total + (s as f64 / total).ln();
+        if kl <= best.0 {
+            best = (kl, i);
+        }
+    }
+    best.1
+}
+
+/// The edge `i` in `1..=n` that minimises the squared error of quantizing the bin centres
+/// symmetrically with `levels` positive steps of `i / levels` bins (`round` half up, clamp at
+/// `levels`), weighted by the counts. Ties go to the smaller edge. Cost `O(n * levels)`: the
+/// error of each quantization cell comes from prefix sums of `b`, `b*(2j+1)`, `b*(2j+1)^2`
+/// (exact integers).
+pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
+    let n = bins.len();
+    let mut a0 = vec![0u64; n + 1];
+    let mut a1 = vec![0u128; n + 1];
+    let mut a2 = vec![0u128; n + 1];
+    for (j, &b) in bins.iter().enumerate() {
+        let v = (2 * j + 1) as u128;
+        a0[j + 1] = a0[j] + b;
+        a1[j + 1] = a1[j] + u128::from(b) * v;
+        a2[j + 1] = a2[j] + u128::from(b) * v * v;
+    }
+    let l = levels as i64;
+    let mut best = (f64::INFINITY, n);
+    for i in 1..=n {
+        let step2 = 2.0 * i as f64 / levels as f64; // one step, in half-bins
+        let mut err = 0.0;
+        let mut start = 0usize;
+        for k in 0..=levels {
+            let end = if k == levels {
+                n
+            } else {
+                let num = (2 * k as i64 + 1) * i as i64 - l;
+                if num <= 0 {
+                    0
+                } else {
+                    ((num as u64).div_ceil(2 * l as u64) as usize).min(n)
+                }
+            };
+            if end > start {
+                let c0 = a0[end] - a0[start];
+                if c0 != 0 {
+                    let c1 = (a1[end] - a1[start]) as f64;
+                    let c2 = (a2[end] - a2[start]) as f64;
+                    let t = k as f64 * step2;
+                    err += c2 - 2.0 * t * c1 + t * t * c0 as f64;
+                }
+                start = end;
+            }
+        }
+        if err < best.0 {
+            best = (err, i);
+        }
+    }
+    best.1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The straightforward O(n^2) MSE search the prefix-sum version must agree with.
+    fn mse_naive(bins: &[u64], levels: usize) -> Vec<f64> {
+        let n = bins.len();
+        (1..=n)
+            .map(|i| {
+                let s = i as f64 / levels as f64;
+                bins.iter()
+                    .enumerate()
+                    .map(|(j, &b)| {
+                        let u = j as f64 + 0.5;
+                        let k = ((u / s) + 0.5).floor().min(levels as f64);
+                        b as f64 * (u - k * s).powi(2)
+                    })
+                    .sum::<f64>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mse_matches_naive() {
+        let mut bins = vec![0u64; 300];
+        let mut x = 12345u64;
+        for b in bins.iter_mut() {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            *b = (x >> 50) % 1000;
+        }
+        bins[299] = 5;
+        for levels in [3usize, 7, 127] {
+            let naive = mse_naive(&bins, levels);
+            let best = naive
+                .iter()
+                .enumerate()
+                .fold((f64::INFINITY, 0), |a, (i, &e)| if e < a.0 { (e, i + 1) } else { a });
+            let got = mse_edge(&bins, levels);
+            // The same edge, or one whose naive error is equal to rounding.
+            assert!(
+                (naive[got - 1] - best.0).abs() <= 1e-9 * best.0,
+                "{levels}: {got} vs {}",
+                best.1
+            );
+        }
+    }
+
+    #[test]
+    fn entropy_keeps_everything_for_uniform() {
+        let bins = vec![10u64; 256];
+        assert_eq!(entropy_edge(&bins, 128), 256);
+        let mut b2 = vec![0u64; 256];
+        b2[..100].fill(5);
+        assert_eq!(first_edge_reaching(&b2, 500.0), 100);
+        assert_eq!(first_edge_reaching(&b2, 0.0), 0);
+    }
+}
