@@ -190,6 +190,22 @@ pub fn forward(x: &[f32], p: &IntParams, y: &mut [f32]) -> Result<(), Error> {
     Ok(())
 }
 
+/// [`forward`], returning how many values were clipped (their code fell outside the range).
+pub(crate) fn forward_counting_clipped(x: &[f32], p: &IntParams, y: &mut [f32]) -> Result<usize, Error> {
+    check_len("y", x.len(), y.len())?;
+    check_finite(x, "x")?;
+    let inv = 1.0 / p.scale;
+    let (lo, hi, z) = (f64::from(p.qmin), f64::from(p.qmax), f64::from(p.zero_point));
+    let mut clipped = 0;
+    for (y, &x) in y.iter_mut().zip(x) {
+        let r = p.code(x, inv);
+        let q = r.clamp(lo, hi);
+        clipped += usize::from(q != r);
+        *y = (q - z) as f32 * p.scale;
+    }
+    Ok(clipped)
+}
+
 /// Straight-through backward of [`forward`]: `dx = dy` where the code was in range, else 0.
 ///
 /// # Errors

@@ -10,6 +10,8 @@
 //! | [`binary`] | `sign(x)·mean|x|` per channel, 1 bit per element | XNOR-Net |
 //! | [`ternary`] | `{-α, 0, α}` with threshold `0.7·mean|x|`, 2 bits per element | TWN |
 //! | [`amp`] | dynamic loss scaling, inf/NaN search in f16/bf16 codes, f32 master weights | `torch.amp.GradScaler` |
+//! | [`ptq`] | recipes (layer name or glob → scheme), weight quantization, activation calibration, report | — |
+//! | [`tflite`] | the TFLite converter's modes as recipes: dynamic range, float16, full integer, 16×8 | TFLite quantization spec |
 //!
 //! Everything here is a pure function of its inputs: no global state, no I/O, no randomness.
 //!
@@ -36,8 +38,10 @@ pub mod binary;
 pub mod fake_quant;
 pub mod log2;
 pub(crate) mod pack;
+pub mod ptq;
 pub mod smooth;
 pub mod ternary;
+pub mod tflite;
 
 /// Errors of the scheme module.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -112,6 +116,12 @@ pub enum Error {
     /// An error from the float formats.
     #[error(transparent)]
     Format(#[from] crate::format::Error),
+    /// An error from a quantizer.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::Error),
+    /// An error from a calibrator.
+    #[error(transparent)]
+    Calib(#[from] crate::calib::Error),
 }
 
 /// First index of a non-finite value, as an [`Error::NonFinite`] naming `what`.
