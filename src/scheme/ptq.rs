@@ -1072,10 +1072,7 @@ mod tests {
             WeightScheme::int(9, WeightGranularity::PerTensor),
             Err(Error::Bits { .. })
         ));
-        assert!(matches!(
-            WeightScheme::int_with(1, false, WeightGranularity::PerTensor),
-            Ok(_)
-        ));
+        assert!(WeightScheme::int_with(1, false, WeightGranularity::PerTensor).is_ok());
         assert!(matches!(
             WeightScheme::int(4, WeightGranularity::PerBlock(0)),
             Err(Error::Parameter { .. })
