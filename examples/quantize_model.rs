@@ -99,16 +99,32 @@ fn recipe(name: RecipeName) -> Result<Recipe, Box<dyn Error>> {
     };
     Ok(Recipe::new().weights("*", weights).activations(
         "*",
-        ActivationScheme::new(CalibratorKind::Histogram(lowbit::calib::Method::Percentile(99.99)), 8, true)?,
+        ActivationScheme::new(
+            CalibratorKind::Histogram(lowbit::calib::Method::Percentile(99.99)),
+            8,
+            true,
+        )?,
     ))
 }
 
 /// A tensor's values as f32 (F32, F16 and BF16 checkpoints).
 fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
     match dtype {
-        Dtype::F32 => Some(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()),
-        Dtype::F16 => Some(data.chunks_exact(2).map(|b| Fp16::decode_f32(u16::from_le_bytes([b[0], b[1]]))).collect()),
-        Dtype::BF16 => Some(data.chunks_exact(2).map(|b| Bf16::decode_f32(u16::from_le_bytes([b[0], b[1]]))).collect()),
+        Dtype::F32 => Some(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        Dtype::F16 => Some(
+            data.chunks_exact(2)
+                .map(|b| Fp16::decode_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ),
+        Dtype::BF16 => Some(
+            data.chunks_exact(2)
+                .map(|b| Bf16::decode_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -146,7 +162,11 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
         let view = st.tensor(name)?;
         let shape = view.shape().to_vec();
         before += view.data().len();
-        let values = if shape.len() == 2 { to_f32(view.dtype(), view.data()) } else { None };
+        let values = if shape.len() == 2 {
+            to_f32(view.dtype(), view.data())
+        } else {
+            None
+        };
         let Some(values) = values else {
             kept += 1;
             after += view.data().len();
@@ -254,7 +274,12 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
         meta.insert("lowbit.recipe".into(), format!("{:?}", args.recipe));
         let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = outputs
             .iter()
-            .map(|t| Ok((t.name.clone(), safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data)?)))
+            .map(|t| {
+                Ok((
+                    t.name.clone(),
+                    safetensors::tensor::TensorView::new(t.dtype, t.shape.clone(), &t.data)?,
+                ))
+            })
             .collect::<Result<_, safetensors::SafeTensorError>>()?;
         let buf = safetensors::serialize(views, Some(meta))?;
         std::fs::write(out, &buf).map_err(|e| format!("{}: {e}", out.display()))?;
@@ -337,12 +362,27 @@ mod tests {
             ("l1.weight", Dtype::F32, vec![48, 64], le(&w1)),
             ("l2.weight", Dtype::F32, vec![16, 48], le(&w2)),
             ("l1.bias", Dtype::F32, vec![48], le(&bias)),
-            ("emb.weight", Dtype::F16, vec![10, 64], emb.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            ("ids", Dtype::I64, vec![1, 8], ids.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            (
+                "emb.weight",
+                Dtype::F16,
+                vec![10, 64],
+                emb.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+            (
+                "ids",
+                Dtype::I64,
+                vec![1, 8],
+                ids.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
         ];
         let views: Vec<_> = tensors
             .iter()
-            .map(|(n, d, s, b)| (n.to_string(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+            .map(|(n, d, s, b)| {
+                (
+                    n.to_string(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
             .collect();
         std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
         (w1, w2)
@@ -358,7 +398,14 @@ mod tests {
         let out = tmp("int8-out.safetensors");
         let (w1, _) = write_checkpoint(&model);
         let args = parse_args(
-            [model.to_str().unwrap(), "--recipe", "int8", "--out", out.to_str().unwrap()].map(String::from),
+            [
+                model.to_str().unwrap(),
+                "--recipe",
+                "int8",
+                "--out",
+                out.to_str().unwrap(),
+            ]
+            .map(String::from),
         )
         .unwrap();
         let mut log = String::new();
@@ -400,7 +447,11 @@ mod tests {
         let (_, w2) = write_checkpoint(&model);
         let m = model.to_str().unwrap();
         let mut log = String::new();
-        let s = run(&parse_args([m, "--recipe", "int4"].map(String::from)).unwrap(), &mut log).unwrap();
+        let s = run(
+            &parse_args([m, "--recipe", "int4"].map(String::from)).unwrap(),
+            &mut log,
+        )
+        .unwrap();
         let l1 = &s.report.layers[1];
         assert_eq!(l1.bytes_after, 48 * 64 / 2 + 48 * 64 / 32 * 4);
         assert_eq!(l1.bits_per_element, 5.0);

@@ -3,6 +3,7 @@
 mod common;
 mod exhaustive;
 mod props;
+mod ptq;
 mod reference;
 mod scheme;
 mod simd_parity;
