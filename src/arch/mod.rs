@@ -43,3 +43,36 @@ pub(crate) fn decode_f32<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
     }
     crate::format::slice::portable::decode_f32::<F>(src, dst);
 }
+
+/// Quantize blocks of a 16-level codebook (see `quant::kernels::quantize_blocks15`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn quantize_blocks15(
+    bounds: &[f32; 15],
+    map: Option<&[u8; 16]>,
+    zero_code: u8,
+    bnb_zero: bool,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        return unsafe { x86::quantize_blocks15_avx2(bounds, map, zero_code, bnb_zero, x, block, packed, absmax) };
+    }
+    crate::quant::kernels::quantize_blocks15(bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+}
+
+/// Dequantize packed 4-bit blocks (see `quant::kernels::dequantize_blocks`).
+#[inline]
+pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe { x86::dequantize_blocks_avx2(table, packed, absmax, block, out) };
+        return;
+    }
+    crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
+}

@@ -47,3 +47,33 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
     }
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
+
+/// # Safety
+/// The CPU must support AVX2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn quantize_blocks15_avx2(
+    bounds: &[f32; 15],
+    map: Option<&[u8; 16]>,
+    zero_code: u8,
+    bnb_zero: bool,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    crate::quant::kernels::quantize_blocks15(bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+}
+
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn dequantize_blocks_avx2(
+    table: &[[f32; 2]; 256],
+    packed: &[u8],
+    absmax: &[f32],
+    block: usize,
+    out: &mut [f32],
+) {
+    crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
+}

@@ -11,6 +11,10 @@
 //! | [`AbsmaxQuantizer`] | signed, `±(2^(k-1) - 1)` | `s = absmax / (2^(k-1) - 1)`, `q = round(x / s)`, `x' = q s` | 2..=8 |
 //! | [`AffineQuantizer`] | unsigned, `0 ..= 2^k - 1` | `s = (max - min) / (2^k - 1)`, `q = round(x / s) + z`, `x' = (q - z) s` | 1..=8 |
 //!
+//! Codebook quantization (NF4, bitsandbytes' FP4, OCP E2M1, NFk, or a table of your own) is in
+//! [`codebook`], and double quantization of its per-block scales (QLoRA's
+//! `compress_statistics`) in [`double`].
+//!
 //! Scales are stored as `f32` by default, or rounded through any [`FloatFormat`](crate::FloatFormat) chosen with
 //! the quantizer's type parameter (`AbsmaxQuantizer::<Fp16>`, `E8M0` for power-of-two scales,
 //! ...). The scale is rounded to its storage format *first*, and the codes are computed with
@@ -45,6 +49,9 @@ use crate::format::{Layout, NanRule, Specials};
 
 mod absmax;
 mod affine;
+pub mod codebook;
+pub mod double;
+pub(crate) mod kernels;
 pub mod pack;
 mod walk;
 
@@ -140,6 +147,29 @@ pub enum Error {
         /// Width of the format.
         bits: u32,
     },
+    /// A block size the codebook quantizer or double quantization does not support.
+    #[error("unsupported block size {size} (supported: {supported})")]
+    BlockSize {
+        /// The block size asked for.
+        size: usize,
+        /// What is supported, in words.
+        supported: &'static str,
+    },
+    /// A codebook table is not usable (unsorted, outside `[-1, 1]`, too long, ...).
+    #[error("invalid codebook: {0}")]
+    Codebook(&'static str),
+    /// A quantization state does not fit the data it is used with.
+    #[error("inconsistent quantization state: {0}")]
+    State(&'static str),
+}
+
+/// Checks that a buffer has the expected length ([`Error::LengthMismatch`]).
+pub(crate) fn check_len(_what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch { expected, actual })
+    }
 }
 
 /// How elements are grouped to share a scale (and zero point).

@@ -1,5 +1,6 @@
 //! All integration tests, built into one binary.
 
+mod bnb;
 mod common;
 mod exhaustive;
 mod props;
