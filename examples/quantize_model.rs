@@ -19,14 +19,17 @@
 //!
 //! With `--out`, a 2-D weight `W` becomes `W.codes` (U8, packed codes, MSB first as
 //! `lowbit::quant` packs them), `W.scales` (F32) and `W.zero_points` (U8, affine only) for the
-//! integer recipes, `W` (F8_E4M3) and `W.scale` (F32) for `e4m3`; the metadata holds each
-//! weight's shape and scheme. Other tensors are copied unchanged.
+//! integer recipes; `W.codes` (U8, two codes a byte, first in the high nibble as bitsandbytes),
+//! `W.absmax` (U8 codes of the double-quantized block scales), `W.nested_absmax` (F32, per 256
+//! blocks) and `W.nested_offset` (F32) for `nf4`; `W` (F8_E4M3) and `W.scale` (F32) for `e4m3`.
+//! The metadata holds each weight's shape and scheme. Other tensors are copied unchanged.
 
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use lowbit::compat::bnb::{Absmax, QuantType};
 use lowbit::scheme::ptq::{
     ActivationScheme, CalibratorKind, FloatCast, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme,
 };
@@ -93,9 +96,11 @@ fn recipe(name: RecipeName) -> Result<Recipe, Box<dyn Error>> {
             format: FloatCast::E4M3,
             scaled: true,
         },
-        RecipeName::Nf4 => {
-            return Err("the nf4 recipe needs the NF4 codebook quantizer (issue 5), which is not in this build".into())
-        }
+        RecipeName::Nf4 => WeightScheme::Bnb4 {
+            quant_type: QuantType::Nf4,
+            block: 64,
+            double_quant: true,
+        },
     };
     Ok(Recipe::new().weights("*", weights).activations(
         "*",
@@ -207,6 +212,43 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                         shape: vec![zps.len()],
                         data: zps,
                     });
+                }
+            }
+            QuantizedWeight::Bnb4 { packed, state } => {
+                let f32s = |v: &[f32]| v.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>();
+                outputs.push(OutTensor {
+                    name: format!("{name}.codes"),
+                    dtype: Dtype::U8,
+                    shape: vec![packed.len()],
+                    data: packed,
+                });
+                match &state.absmax {
+                    Absmax::Plain(a) => outputs.push(OutTensor {
+                        name: format!("{name}.absmax"),
+                        dtype: Dtype::F32,
+                        shape: vec![a.len()],
+                        data: f32s(a),
+                    }),
+                    Absmax::Double(dq) => {
+                        outputs.push(OutTensor {
+                            name: format!("{name}.absmax"),
+                            dtype: Dtype::U8,
+                            shape: vec![dq.codes.len()],
+                            data: dq.codes.clone(),
+                        });
+                        outputs.push(OutTensor {
+                            name: format!("{name}.nested_absmax"),
+                            dtype: Dtype::F32,
+                            shape: vec![dq.absmax2.len()],
+                            data: f32s(&dq.absmax2),
+                        });
+                        outputs.push(OutTensor {
+                            name: format!("{name}.nested_offset"),
+                            dtype: Dtype::F32,
+                            shape: vec![1],
+                            data: f32s(&[dq.offset]),
+                        });
+                    }
                 }
             }
             QuantizedWeight::Float {
@@ -474,7 +516,33 @@ mod tests {
         assert_eq!(lowbit::E4M3::decode_f32(t.data()[5]) * scale, 448.0 * scale);
         assert!((lowbit::E4M3::decode_f32(t.data()[5]) * scale - w2[5]).abs() < 1e-6);
 
-        assert!(run(&parse_args([m, "--recipe", "nf4"].map(String::from)).unwrap(), &mut log).is_err());
+        // NF4 block 64 with double quantization: 4 bits + 8 bits per 64 + an f32 per 256 blocks.
+        let out4 = tmp("nf4-out.safetensors");
+        let s = run(
+            &parse_args([m, "--recipe", "nf4", "--out", out4.to_str().unwrap()].map(String::from)).unwrap(),
+            &mut log,
+        )
+        .unwrap();
+        let l1 = &s.report.layers[1];
+        assert_eq!(l1.bytes_after, 48 * 64 / 2 + 48 + 4 + 4);
+        assert!(l1.sqnr_db > 15.0, "{}", l1.sqnr_db);
+        let bytes = std::fs::read(&out4).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert_eq!(st.tensor("l1.weight.codes").unwrap().data().len(), 48 * 32);
+        assert_eq!(st.tensor("l1.weight.absmax").unwrap().dtype(), Dtype::U8);
+        assert_eq!(st.tensor("l1.weight.nested_absmax").unwrap().shape(), &[1]);
+        let _ = std::fs::remove_file(out4);
+        // An f32 weight whose size is not a multiple of the NF4 block still works (short last block).
+        let odd = tmp("odd.safetensors");
+        let w: Vec<u8> = (0..3 * 30).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+        let views = vec![(
+            "w",
+            safetensors::tensor::TensorView::new(Dtype::F32, vec![3, 30], &w).unwrap(),
+        )];
+        std::fs::write(&odd, safetensors::serialize(views, None).unwrap()).unwrap();
+        let o = odd.to_str().unwrap();
+        assert!(run(&parse_args([o, "--recipe", "nf4"].map(String::from)).unwrap(), &mut log).is_ok());
+        let _ = std::fs::remove_file(odd);
         assert!(parse_args(["--recipe", "int3"].map(String::from)).is_err());
         assert!(run(&parse_args(["/nonexistent.safetensors".to_string()]).unwrap(), &mut log).is_err());
         let _ = std::fs::remove_file(model);

@@ -125,7 +125,15 @@ pub const BNB_FP4_VALUES: [f32; 16] = [
 
 /// bitsandbytes' FP4 magnitude thresholds (`dQuantizeFP4`), ascending, with the magnitude
 /// code each interval above them gets.
-const BNB_FP4_THRESHOLDS: [f32; 7] = [0.002_604_17, 0.085_937_5, 0.208_333_33, 0.291_666_67, 0.416_666_7, 0.583_333, 0.833_333_3];
+const BNB_FP4_THRESHOLDS: [f32; 7] = [
+    0.002_604_17,
+    0.085_937_5,
+    0.208_333_33,
+    0.291_666_67,
+    0.416_666_7,
+    0.583_333,
+    0.833_333_3,
+];
 /// Magnitude code (3 bits) of the k-th smallest FP4 magnitude.
 const BNB_FP4_MAG_CODES: [u8; 8] = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
 
@@ -292,7 +300,11 @@ pub fn normal_float_offset(k: u32) -> f64 {
 /// ```
 pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
+        return Err(Error::InvalidBits {
+            bits: k,
+            min: 2,
+            max: 8,
+        });
     }
     normal_float_levels_with_offset(k, normal_float_offset(k) as f32)
 }
@@ -305,7 +317,11 @@ pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
 /// `(0.5, 1)`.
 pub fn normal_float_levels_with_offset(k: u32, offset: f32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
+        return Err(Error::InvalidBits {
+            bits: k,
+            min: 2,
+            max: 8,
+        });
     }
     if !(offset > 0.5 && offset < 1.0) {
         return Err(Error::Codebook("the NormalFloat offset must lie in (0.5, 1)"));
@@ -439,7 +455,15 @@ impl Codebook {
             }
             t
         });
-        Ok(Self { levels: levels.to_vec(), bounds, codes, values, nan_code, fast15, pairs })
+        Ok(Self {
+            levels: levels.to_vec(),
+            bounds,
+            codes,
+            values,
+            nan_code,
+            fast15,
+            pairs,
+        })
     }
 
     /// bitsandbytes' NF4: [`NF4_LEVELS`] with the bounds of its kernel, [`NF4_BOUNDS`]
@@ -587,7 +611,10 @@ fn check_levels(levels: &[f32]) -> Result<(), Error> {
     if levels.iter().any(|l| !(l.abs() <= 1.0)) {
         return Err(Error::Codebook("levels must be finite and within [-1, 1]"));
     }
-    if levels.windows(2).any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less) {
+    if levels
+        .windows(2)
+        .any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less)
+    {
         return Err(Error::Codebook("levels must be strictly ascending"));
     }
     Ok(())
@@ -659,7 +686,10 @@ impl CodebookQuantizer {
     /// [`Error::BlockSize`] for a block of 0, or an odd block with a nibble codebook.
     pub fn new(codebook: Codebook, block: usize) -> Result<Self, Error> {
         if block == 0 || (codebook.code_bits() == 4 && block % 2 == 1) {
-            return Err(Error::BlockSize { size: block, supported: "any even size >= 2 (any size >= 1 for books of more than 16 levels)" });
+            return Err(Error::BlockSize {
+                size: block,
+                supported: "any even size >= 2 (any size >= 1 for books of more than 16 levels)",
+            });
         }
         Ok(Self { codebook, block })
     }
@@ -688,7 +718,12 @@ impl CodebookQuantizer {
         let mut codes = vec![0u8; self.code_bytes(x.len())];
         let mut absmax = vec![0f32; x.len().div_ceil(self.block)];
         self.quantize_into(x, &mut codes, &mut absmax)?;
-        Ok(CodebookQuantized { codes, absmax, len: x.len(), block: self.block })
+        Ok(CodebookQuantized {
+            codes,
+            absmax,
+            len: x.len(),
+            block: self.block,
+        })
     }
 
     /// Quantize `x` into caller buffers (no allocation).
@@ -742,9 +777,19 @@ fn non_finite(x: &[f32], b: usize, size: usize) -> Error {
 }
 
 /// The one block walker: absmax, scale, codes. Lengths are checked here.
-pub(crate) fn quantize_with(cb: &Codebook, x: &[f32], block: usize, codes: &mut [u8], absmax: &mut [f32], zero: ZeroBlock) -> Result<(), Error> {
+pub(crate) fn quantize_with(
+    cb: &Codebook,
+    x: &[f32],
+    block: usize,
+    codes: &mut [u8],
+    absmax: &mut [f32],
+    zero: ZeroBlock,
+) -> Result<(), Error> {
     if block == 0 || (cb.code_bits() == 4 && block % 2 == 1) {
-        return Err(Error::BlockSize { size: block, supported: "an even size >= 2" });
+        return Err(Error::BlockSize {
+            size: block,
+            supported: "an even size >= 2",
+        });
     }
     check_len("codes", code_bytes(cb, x.len()), codes.len())?;
     check_len("absmax", x.len().div_ceil(block), absmax.len())?;
@@ -798,9 +843,18 @@ pub(crate) fn quantize_with(cb: &Codebook, x: &[f32], block: usize, codes: &mut 
 }
 
 /// `out[i] = level(code[i]) * absmax[block of i]`. Lengths are checked here.
-pub(crate) fn dequantize_with(cb: &Codebook, codes: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) -> Result<(), Error> {
+pub(crate) fn dequantize_with(
+    cb: &Codebook,
+    codes: &[u8],
+    absmax: &[f32],
+    block: usize,
+    out: &mut [f32],
+) -> Result<(), Error> {
     if block == 0 || (cb.code_bits() == 4 && block % 2 == 1) {
-        return Err(Error::BlockSize { size: block, supported: "an even size >= 2" });
+        return Err(Error::BlockSize {
+            size: block,
+            supported: "an even size >= 2",
+        });
     }
     check_len("codes", code_bytes(cb, out.len()), codes.len())?;
     check_len("absmax", out.len().div_ceil(block), absmax.len())?;
@@ -948,7 +1002,12 @@ mod tests {
 
     #[test]
     fn zero_block_dequantizes_to_zero() {
-        for cb in [Codebook::nf4(), Codebook::bnb_fp4(), Codebook::e2m1(), Codebook::normal_float(3).unwrap()] {
+        for cb in [
+            Codebook::nf4(),
+            Codebook::bnb_fp4(),
+            Codebook::e2m1(),
+            Codebook::normal_float(3).unwrap(),
+        ] {
             let q = CodebookQuantizer::new(cb, 4).unwrap();
             let x = [0.0, 0.0, 0.0, 0.0, 1.0, -2.0, 0.0, 0.0];
             let r = q.quantize(&x).unwrap();
@@ -962,9 +1021,18 @@ mod tests {
     #[test]
     fn non_finite_names_the_block() {
         let q = CodebookQuantizer::new(Codebook::nf4(), 2).unwrap();
-        assert!(matches!(q.quantize(&[0.0, 1.0, f32::NAN, 1.0]), Err(Error::NonFinite { group: 1, .. })));
-        assert!(matches!(q.quantize(&[f32::INFINITY]), Err(Error::NonFinite { group: 0, .. })));
+        assert!(matches!(
+            q.quantize(&[0.0, 1.0, f32::NAN, 1.0]),
+            Err(Error::NonFinite { group: 1, .. })
+        ));
+        assert!(matches!(
+            q.quantize(&[f32::INFINITY]),
+            Err(Error::NonFinite { group: 0, .. })
+        ));
         let q = CodebookQuantizer::new(Codebook::normal_float(5).unwrap(), 3).unwrap();
-        assert!(matches!(q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]), Err(Error::NonFinite { group: 1, .. })));
+        assert!(matches!(
+            q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]),
+            Err(Error::NonFinite { group: 1, .. })
+        ));
     }
 }

@@ -97,7 +97,12 @@ pub(crate) fn quantize_blocks15(
 ) -> Result<(), usize> {
     debug_assert!(block % 2 == 0);
     let half = block / 2;
-    for (bi, ((xb, ob), am)) in x.chunks(block).zip(packed.chunks_mut(half)).zip(absmax.iter_mut()).enumerate() {
+    for (bi, ((xb, ob), am)) in x
+        .chunks(block)
+        .zip(packed.chunks_mut(half))
+        .zip(absmax.iter_mut())
+        .enumerate()
+    {
         let (m, ok) = absmax_finite(xb);
         if !ok {
             return Err(bi);

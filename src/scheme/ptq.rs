@@ -8,7 +8,8 @@
 //!
 //! - Weights are quantized directly: [`Recipe::quantize_weight`] /
 //!   [`Recipe::quantize_weights`]. A [`WeightScheme`] is integer absmax/affine quantization
-//!   per tensor, per output channel or per block (through [`crate::quant`]), a cast to a float
+//!   per tensor, per output channel or per block (through [`crate::quant`]), bitsandbytes'
+//!   NF4/FP4 with optional double quantization ([`crate::compat::bnb`]), a cast to a float
 //!   format with an optional per-tensor scale (FP8 E4M3/E5M2, f16, bf16), any
 //!   [`Quantizer`] of your own, or "keep in f32".
 //! - Activations get their ranges from calibration data fed batch by batch:
@@ -52,6 +53,7 @@ use std::sync::Arc;
 use super::fake_quant::{self, IntParams};
 use super::{check_finite, Error};
 use crate::calib::{Calibrator, HistogramCalibrator, Method, MinMaxCalibrator, Range};
+use crate::compat::bnb::{self, Absmax, QuantState, QuantType};
 use crate::format::{FloatFormat, Options, Overflow, Rounding};
 use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Granularity, QParams, QRange, Quantized, Quantizer, TORCH_EPS};
 use crate::{Bf16, Fp16, E4M3, E5M2};
@@ -244,6 +246,17 @@ pub enum WeightScheme {
         /// Use a per-tensor scale.
         scaled: bool,
     },
+    /// bitsandbytes 4-bit (QLoRA): NF4 or FP4 codebook per block of `block` (32, 64, ...,
+    /// 4096), with the block scales double-quantized when `double_quant` (bitsandbytes'
+    /// `compress_statistics`), through [`crate::compat::bnb::quantize_4bit`].
+    Bnb4 {
+        /// NF4 or FP4.
+        quant_type: QuantType,
+        /// Block size.
+        block: usize,
+        /// Double-quantize the scales.
+        double_quant: bool,
+    },
     /// Any quantizer, used as it is (its granularity must suit every tensor the rule matches).
     Custom(Arc<dyn Quantizer + Send + Sync>),
 }
@@ -305,6 +318,15 @@ impl WeightScheme {
             WeightScheme::Float { format, scaled } => {
                 format!("{}{}", format.name(), if *scaled { " scaled" } else { "" })
             }
+            WeightScheme::Bnb4 {
+                quant_type,
+                block,
+                double_quant,
+            } => format!(
+                "{} block {block}{}",
+                quant_type.name(),
+                if *double_quant { " double-quant" } else { "" }
+            ),
             WeightScheme::Custom(q) => format!("custom {}-bit {:?}", q.bits(), q.granularity()),
         }
     }
@@ -337,6 +359,13 @@ pub enum QuantizedWeight {
     Kept(Vec<f32>),
     /// Integer codes with scales (and zero points), from [`crate::quant`].
     Int(Quantized),
+    /// bitsandbytes 4-bit codes (two a byte, first element in the high nibble) and their state.
+    Bnb4 {
+        /// The packed codes.
+        packed: Vec<u8>,
+        /// Block size, type and the (possibly double-quantized) scales.
+        state: QuantState,
+    },
     /// Float-format codes (little-endian, one or two bytes each) and a per-tensor scale
     /// (1 when unscaled).
     Float {
@@ -357,6 +386,7 @@ impl QuantizedWeight {
         match self {
             QuantizedWeight::Kept(v) => v.len(),
             QuantizedWeight::Int(q) => q.len(),
+            QuantizedWeight::Bnb4 { state, .. } => state.len,
             QuantizedWeight::Float { format, codes, .. } => codes.len() / format.bits().div_ceil(8) as usize,
         }
     }
@@ -376,6 +406,13 @@ impl QuantizedWeight {
                     + q.zero_points().len()
             }
             QuantizedWeight::Float { codes, scaled, .. } => codes.len() + if *scaled { 4 } else { 0 },
+            QuantizedWeight::Bnb4 { packed, state } => {
+                packed.len()
+                    + match &state.absmax {
+                        Absmax::Plain(a) => 4 * a.len(),
+                        Absmax::Double(dq) => dq.bytes(),
+                    }
+            }
         }
     }
 
@@ -388,6 +425,7 @@ impl QuantizedWeight {
         match self {
             QuantizedWeight::Kept(v) => y.copy_from_slice(v),
             QuantizedWeight::Int(q) => dequantize_int(q, &mut y)?,
+            QuantizedWeight::Bnb4 { packed, state } => bnb::dequantize_4bit_into(packed, state, &mut y)?,
             QuantizedWeight::Float {
                 format, codes, scale, ..
             } => format.decode(codes, *scale, &mut y),
@@ -746,6 +784,16 @@ pub fn quantize_weight_with(
                 scale,
                 scaled: *scaled,
             }
+        }
+        WeightScheme::Bnb4 {
+            quant_type,
+            block,
+            double_quant,
+        } => {
+            WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;
+            let (packed, state) = bnb::quantize_4bit(data, *block, *quant_type, *double_quant)?;
+            bnb::dequantize_4bit_into(&packed, &state, &mut y)?;
+            QuantizedWeight::Bnb4 { packed, state }
         }
         WeightScheme::Custom(z) => {
             WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;

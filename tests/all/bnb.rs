@@ -90,7 +90,11 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
     let mut nz: Vec<f32> = normal_map.iter().copied().filter(|v| *v != 0.0).collect();
     nz.push(0.0);
     nz.sort_by(f32::total_cmp);
-    assert_eq!(bits(&nz), bits(&normal_float_levels(4).unwrap()), "create_normal_map's 16 values");
+    assert_eq!(
+        bits(&nz),
+        bits(&normal_float_levels(4).unwrap()),
+        "create_normal_map's 16 values"
+    );
     keys += 1;
     let fp8 = bnb::create_fp8_map(true, 5, 2, 8).unwrap();
     assert_eq!(bits(&fp8), bits(r.f32("map_create_fp8_map")), "create_fp8_map");
@@ -128,11 +132,23 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 assert_eq!(packed, r.u8(&format!("{p}_dq_packed")), "{p}_dq_packed");
                 let Absmax::Double(dq) = &st.absmax else { panic!() };
                 assert_eq!(dq.codes, r.u8(&format!("{p}_dq_absmax_codes")), "{p}_dq_absmax_codes");
-                assert_eq!(bits(&dq.absmax2), bits(r.f32(&format!("{p}_dq_absmax2"))), "{p}_dq_absmax2");
-                assert_eq!(dq.offset.to_bits(), r.f32(&format!("{p}_dq_offset"))[0].to_bits(), "{p}_dq_offset");
+                assert_eq!(
+                    bits(&dq.absmax2),
+                    bits(r.f32(&format!("{p}_dq_absmax2"))),
+                    "{p}_dq_absmax2"
+                );
+                assert_eq!(
+                    dq.offset.to_bits(),
+                    r.f32(&format!("{p}_dq_offset"))[0].to_bits(),
+                    "{p}_dq_offset"
+                );
                 assert_eq!(dq.blocksize2 as i32, r.i32(&format!("{p}_dq_blocksize2"))[0]);
                 assert_eq!(bits(&qt.code()), bits(r.f32(&format!("{p}_dq_code"))), "{p}_dq_code");
-                assert_eq!(bits(&dynamic_map()), bits(r.f32(&format!("{p}_dq_code2"))), "{p}_dq_code2");
+                assert_eq!(
+                    bits(&dynamic_map()),
+                    bits(r.f32(&format!("{p}_dq_code2"))),
+                    "{p}_dq_code2"
+                );
                 keys += 7;
                 if r.has(&format!("{p}_dq_deq")) {
                     let y = bnb::dequantize_4bit(&packed, &st).unwrap();

@@ -290,3 +290,45 @@ fn real_minilm_activations_full_integer() {
     assert!(r.max_abs_error <= a.params().scale() / 2.0 * 1.0001);
     assert!(r.sqnr_db > 25.0, "{}", r.sqnr_db);
 }
+
+#[test]
+fn nf4_double_quant_storage_and_bnb_equality() {
+    use lowbit::compat::bnb::{dequantize_4bit, quantize_4bit, QuantType};
+    let w = weight(64, 256); // 16384 elements: 256 blocks of 64, one nested block
+    let scheme = |double_quant| WeightScheme::Bnb4 {
+        quant_type: QuantType::Nf4,
+        block: 64,
+        double_quant,
+    };
+    let (q, r) = Recipe::new()
+        .weights("*", scheme(false))
+        .quantize_weight("w", &w, &[64, 256])
+        .unwrap();
+    assert_eq!(r.bits_per_element, 4.5);
+    // The recipe's output is bitsandbytes' layout: same bytes as compat::bnb directly.
+    let (packed, state) = quantize_4bit(&w, 64, QuantType::Nf4, false).unwrap();
+    let QuantizedWeight::Bnb4 { packed: p2, state: s2 } = &q else {
+        panic!()
+    };
+    assert_eq!((p2, s2), (&packed, &state));
+    assert_eq!(q.dequantize().unwrap(), dequantize_4bit(&packed, &state).unwrap());
+    let (_, r) = Recipe::new()
+        .weights("*", scheme(true))
+        .quantize_weight("w", &w, &[64, 256])
+        .unwrap();
+    // 4 bits + an 8-bit code per 64 + one f32 per 256 blocks + the f32 offset.
+    assert_eq!(r.bytes_after, 16384 / 2 + 256 + 4 + 4);
+    // 4.129 here; QLoRA's 4.127 leaves out the per-tensor offset.
+    assert_eq!(r.bits_per_element, 8.0 * (8192.0 + 264.0) / 16384.0);
+    assert_eq!(r.scheme, "nf4 block 64 double-quant");
+    // bitsandbytes' block sizes only.
+    let bad = WeightScheme::Bnb4 {
+        quant_type: QuantType::Nf4,
+        block: 48,
+        double_quant: false,
+    };
+    assert!(matches!(
+        Recipe::new().weights("*", bad).quantize_weight("w", &w, &[64, 256]),
+        Err(SchemeError::Quant(_))
+    ));
+}
