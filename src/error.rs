@@ -11,7 +11,7 @@ pub enum Error {
     /// An error from the float formats ([`crate::format`]).
     #[error(transparent)]
     Format(#[from] crate::format::Error),
-    /// An error from quantization ([`crate::quant`]).
+    /// An error from quantization ([`crate::quant`], [`crate::compat`]).
     #[error(transparent)]
     Quant(#[from] crate::quant::Error),
     /// An error from the quantization schemes ([`crate::scheme`]).

@@ -9,7 +9,7 @@
 //! Each format is a zero-sized type; its codes are plain unsigned integers, right-aligned
 //! (`u8` for formats of at most 8 bits, `u16`, `u32`, `u64`). All of them run through one
 //! generic codec over a [`format::Layout`], so they round alike and a layout of your own gets
-//! the whole API. See [`format`] for the table of formats and their conventions.
+//! the whole API. See [`mod@format`] for the table of formats and their conventions.
 //!
 //! ```
 //! use lowbit::{FloatFormat, E4M3, E2M1, Bf16};

@@ -38,22 +38,23 @@
 //!
 //! ```
 //! use lowbit::quant::codebook::{normal_float_levels, Codebook, CodebookQuantizer};
+//! use lowbit::quant::{Granularity, Quantizer};
 //!
 //! // NF4 built from the normal quantile function is bitsandbytes' table, bit for bit.
 //! assert_eq!(normal_float_levels(4)?, Codebook::nf4().levels());
 //!
-//! let q = CodebookQuantizer::new(Codebook::nf4(), 64)?;
+//! let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?;
 //! let x = [0.5f32, -1.0, 0.25, 0.0, 0.9];
 //! let packed = q.quantize(&x)?;
-//! assert_eq!(packed.absmax, vec![1.0]);
-//! assert_eq!(packed.codes, vec![0xC0, 0xA7, 0xF7]); // 0.5 -> 12, -1 -> 0, 0.25 -> 10, ...
+//! assert_eq!(packed.scales(), [1.0]); // the block's absmax
+//! assert_eq!(packed.codes(), [0xC0, 0xA7, 0xF0]); // 0.5 -> 12, -1 -> 0, 0.25 -> 10, 0 -> 7, 0.9 -> 15
 //! let y = q.dequantize(&packed)?;
 //! assert_eq!(y[1], -1.0); // the absmax element round-trips exactly
 //! assert_eq!(y[3], 0.0);
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use super::{check_len, Error};
+use super::{check_compatible, check_len, pack, Error, Granularity, Quantized, Quantizer, Scheme, F32_LAYOUT};
 use crate::format::FloatFormat;
 
 /// bitsandbytes' NF4 levels (`get_4bit_type("nf4")`, also `create_normal_map()`'s 16 values).
@@ -125,15 +126,7 @@ pub const BNB_FP4_VALUES: [f32; 16] = [
 
 /// bitsandbytes' FP4 magnitude thresholds (`dQuantizeFP4`), ascending, with the magnitude
 /// code each interval above them gets.
-const BNB_FP4_THRESHOLDS: [f32; 7] = [
-    0.002_604_17,
-    0.085_937_5,
-    0.208_333_33,
-    0.291_666_67,
-    0.416_666_7,
-    0.583_333,
-    0.833_333_3,
-];
+const BNB_FP4_THRESHOLDS: [f32; 7] = [0.002_604_17, 0.085_937_5, 0.208_333_33, 0.291_666_67, 0.416_666_7, 0.583_333, 0.833_333_3];
 /// Magnitude code (3 bits) of the k-th smallest FP4 magnitude.
 const BNB_FP4_MAG_CODES: [u8; 8] = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
 
@@ -300,11 +293,7 @@ pub fn normal_float_offset(k: u32) -> f64 {
 /// ```
 pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits {
-            bits: k,
-            min: 2,
-            max: 8,
-        });
+        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
     }
     normal_float_levels_with_offset(k, normal_float_offset(k) as f32)
 }
@@ -317,11 +306,7 @@ pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
 /// `(0.5, 1)`.
 pub fn normal_float_levels_with_offset(k: u32, offset: f32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits {
-            bits: k,
-            min: 2,
-            max: 8,
-        });
+        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
     }
     if !(offset > 0.5 && offset < 1.0) {
         return Err(Error::Codebook("the NormalFloat offset must lie in (0.5, 1)"));
@@ -384,8 +369,8 @@ impl Codebook {
     /// ```
     /// use lowbit::quant::codebook::Codebook;
     /// let cb = Codebook::new(&[-1.0, -0.25, 0.0, 0.5, 1.0])?;
-    /// assert_eq!(cb.encode(0.25), 3); // nearest is 0.5
-    /// assert_eq!(cb.encode(0.75), 3); // exact midpoint: the lower level
+    /// assert_eq!(cb.encode(0.3), 3); // nearest is 0.5
+    /// assert_eq!(cb.encode(0.25), 2); // exact midpoint of 0 and 0.5: the lower level
     /// assert!(Codebook::new(&[0.5, 0.2]).is_err());
     /// # Ok::<(), lowbit::QuantError>(())
     /// ```
@@ -455,15 +440,7 @@ impl Codebook {
             }
             t
         });
-        Ok(Self {
-            levels: levels.to_vec(),
-            bounds,
-            codes,
-            values,
-            nan_code,
-            fast15,
-            pairs,
-        })
+        Ok(Self { levels: levels.to_vec(), bounds, codes, values, nan_code, fast15, pairs })
     }
 
     /// bitsandbytes' NF4: [`NF4_LEVELS`] with the bounds of its kernel, [`NF4_BOUNDS`]
@@ -550,13 +527,11 @@ impl Codebook {
         &self.codes
     }
 
-    /// Bits a stored code takes: 4 for books of at most 16 levels, else 8.
+    /// Bits a stored code takes: enough for the largest code (NF4 and FP4: 4, NF3: 3, a
+    /// 256-entry map: 8). Codes are packed densely at this width ([`pack`]).
     pub fn code_bits(&self) -> u32 {
-        if self.levels.len() <= 16 {
-            4
-        } else {
-            8
-        }
+        let max = u32::from(*self.codes.iter().max().expect("at least two levels"));
+        (u32::BITS - max.leading_zeros()).max(1)
     }
 
     /// Index of the level chosen for a normalized value `y` (`#{i : y > bound[i]}`; NaN
@@ -611,10 +586,7 @@ fn check_levels(levels: &[f32]) -> Result<(), Error> {
     if levels.iter().any(|l| !(l.abs() <= 1.0)) {
         return Err(Error::Codebook("levels must be finite and within [-1, 1]"));
     }
-    if levels
-        .windows(2)
-        .any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less)
-    {
+    if levels.windows(2).any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less) {
         return Err(Error::Codebook("levels must be strictly ascending"));
     }
     Ok(())
@@ -646,224 +618,156 @@ pub(crate) enum ZeroBlock {
     Bnb,
 }
 
-/// Codes and scales of a block-wise codebook quantization.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CodebookQuantized {
-    /// Codes: two a byte (first element in the high nibble) for books of at most 16 levels,
-    /// else one a byte.
-    pub codes: Vec<u8>,
-    /// `max |x|` of each block, as `f32`.
-    pub absmax: Vec<f32>,
-    /// Number of elements.
-    pub len: usize,
-    /// Block size.
-    pub block: usize,
-}
+/// The [`Scheme`] tag of codebook quantization in a [`Quantized`].
+pub const CODEBOOK_SCHEME: Scheme = Scheme::Other(0);
 
-impl CodebookQuantized {
-    /// Storage in bits per element, codes and `f32` scales included.
-    pub fn bits_per_element(&self) -> f64 {
-        if self.len == 0 {
-            return 0.0;
-        }
-        (8 * self.codes.len() + 32 * self.absmax.len()) as f64 / self.len as f64
-    }
-}
-
-/// A block-wise codebook quantizer (see the [module docs](self)).
+/// A codebook quantizer: per group (block, row or the whole tensor) `absmax = max |x|`, codes
+/// of the levels nearest to `x / absmax`, `x' = level * absmax` (see the [module docs](self)).
+///
+/// Implements [`Quantizer`]: the [`Quantized`] it makes has scheme [`CODEBOOK_SCHEME`],
+/// [`Codebook::code_bits`]-bit codes packed MSB first ([`pack`]; for 4-bit codes the first
+/// element is the high nibble, as bitsandbytes), `f32` absmax scales and no zero points.
+/// Dequantizing needs the same codebook.
+///
+/// # Examples
+///
+/// ```
+/// use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantizer};
+///
+/// let q = CodebookQuantizer::new(Codebook::normal_float(3)?, Granularity::PerBlock(64))?;
+/// let x: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+/// let packed = q.quantize(&x)?;
+/// assert_eq!(packed.bits(), 3);
+/// assert_eq!(packed.codes().len(), 38); // 100 codes of 3 bits
+/// let y = q.dequantize(&packed)?;
+/// assert_eq!(y.len(), 100);
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CodebookQuantizer {
     codebook: Codebook,
-    block: usize,
+    granularity: Granularity,
 }
 
 impl CodebookQuantizer {
-    /// A quantizer with blocks of `block` elements (any `block >= 1`; books of at most 16
-    /// levels need an even block so blocks start on a byte).
+    /// A quantizer over `codebook` with per-tensor, per-row or per-block groups.
     ///
     /// # Errors
     ///
-    /// [`Error::BlockSize`] for a block of 0, or an odd block with a nibble codebook.
-    pub fn new(codebook: Codebook, block: usize) -> Result<Self, Error> {
-        if block == 0 || (codebook.code_bits() == 4 && block % 2 == 1) {
-            return Err(Error::BlockSize {
-                size: block,
-                supported: "any even size >= 2 (any size >= 1 for books of more than 16 levels)",
-            });
+    /// [`Error::ZeroGroupSize`] for an empty block or row; [`Error::Incompatible`] for
+    /// [`Granularity::PerColumn`] (columns are not contiguous runs).
+    pub fn new(codebook: Codebook, granularity: Granularity) -> Result<Self, Error> {
+        granularity.validate()?;
+        if matches!(granularity, Granularity::PerColumn { .. }) {
+            return Err(Error::Incompatible("the codebook quantizer groups contiguous runs: per tensor, per row or per block"));
         }
-        Ok(Self { codebook, block })
+        Ok(Self { codebook, granularity })
     }
 
     /// The codebook.
     pub fn codebook(&self) -> &Codebook {
         &self.codebook
     }
+}
 
-    /// The block size.
-    pub fn block(&self) -> usize {
-        self.block
+impl Quantizer for CodebookQuantizer {
+    fn bits(&self) -> u32 {
+        self.codebook.code_bits()
     }
 
-    /// Bytes of codes needed for `n` elements.
-    pub fn code_bytes(&self, n: usize) -> usize {
-        code_bytes(&self.codebook, n)
+    fn granularity(&self) -> Granularity {
+        self.granularity
     }
 
-    /// Quantize `x`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NonFinite`] if a block holds a NaN or an infinity.
-    pub fn quantize(&self, x: &[f32]) -> Result<CodebookQuantized, Error> {
-        let mut codes = vec![0u8; self.code_bytes(x.len())];
-        let mut absmax = vec![0f32; x.len().div_ceil(self.block)];
-        self.quantize_into(x, &mut codes, &mut absmax)?;
-        Ok(CodebookQuantized {
-            codes,
-            absmax,
-            len: x.len(),
-            block: self.block,
-        })
+    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
+        let groups = self.granularity.groups(x.len())?;
+        let run = self.granularity.run(x.len()).expect("contiguous groups");
+        out.reset(CODEBOOK_SCHEME, self.bits(), x.len(), self.granularity, F32_LAYOUT, groups);
+        let (codes, scales, _) = out.parts_mut();
+        quantize_with(&self.codebook, x, run, codes, scales, ZeroBlock::Nearest)
     }
 
-    /// Quantize `x` into caller buffers (no allocation).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::LengthMismatch`] if `codes` is not [`Self::code_bytes`]`(x.len())` long or `absmax` not
-    /// one per block; [`Error::NonFinite`] for a NaN or infinity.
-    pub fn quantize_into(&self, x: &[f32], codes: &mut [u8], absmax: &mut [f32]) -> Result<(), Error> {
-        quantize_with(&self.codebook, x, self.block, codes, absmax, ZeroBlock::Nearest)
-    }
-
-    /// Dequantize into a new vector.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::LengthMismatch`] / [`Error::State`] if `q` does not fit this quantizer.
-    pub fn dequantize(&self, q: &CodebookQuantized) -> Result<Vec<f32>, Error> {
-        let mut out = vec![0f32; q.len];
-        self.dequantize_into(q, &mut out)?;
-        Ok(out)
-    }
-
-    /// Dequantize into `out` (`q.len` long).
-    ///
-    /// # Errors
-    ///
-    /// [`Error::LengthMismatch`] / [`Error::State`] if the buffers do not fit.
-    pub fn dequantize_into(&self, q: &CodebookQuantized, out: &mut [f32]) -> Result<(), Error> {
-        if q.block != self.block {
-            return Err(Error::State("block size differs from the quantizer's"));
+    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+        check_compatible(q, CODEBOOK_SCHEME, self.bits(), out.len())?;
+        if q.granularity() != self.granularity {
+            return Err(Error::Incompatible("granularity"));
         }
-        check_len("output", q.len, out.len())?;
-        dequantize_with(&self.codebook, &q.codes, &q.absmax, self.block, out)
+        let run = self.granularity.run(q.len()).expect("contiguous groups");
+        dequantize_with(&self.codebook, q.codes(), q.scales(), run, out)
     }
 }
 
 pub(crate) fn code_bytes(cb: &Codebook, n: usize) -> usize {
-    if cb.code_bits() == 4 {
-        n.div_ceil(2)
-    } else {
-        n
-    }
+    pack::packed_len(cb.code_bits(), n)
 }
 
-/// [`Error::NonFinite`] for block `b` of size `size`, naming its first non-finite element.
-fn non_finite(x: &[f32], b: usize, size: usize) -> Error {
-    let start = (b * size).min(x.len());
-    let index = start + x[start..].iter().position(|v| !v.is_finite()).unwrap_or(0);
-    Error::NonFinite { group: b, index }
+/// Index of the first non-finite element of `x`.
+fn first_non_finite(x: &[f32]) -> usize {
+    x.iter().position(|v| !v.is_finite()).unwrap_or(0)
 }
 
-/// The one block walker: absmax, scale, codes. Lengths are checked here.
-pub(crate) fn quantize_with(
-    cb: &Codebook,
-    x: &[f32],
-    block: usize,
-    codes: &mut [u8],
-    absmax: &mut [f32],
-    zero: ZeroBlock,
-) -> Result<(), Error> {
-    if block == 0 || (cb.code_bits() == 4 && block % 2 == 1) {
-        return Err(Error::BlockSize {
-            size: block,
-            supported: "an even size >= 2",
-        });
+/// The one block walker: absmax, scale, codes packed at [`Codebook::code_bits`]. `block` is
+/// the run length of a group. Lengths are checked here.
+pub(crate) fn quantize_with(cb: &Codebook, x: &[f32], block: usize, codes: &mut [u8], absmax: &mut [f32], zero: ZeroBlock) -> Result<(), Error> {
+    if block == 0 {
+        return Err(Error::ZeroGroupSize);
     }
     check_len("codes", code_bytes(cb, x.len()), codes.len())?;
     check_len("absmax", x.len().div_ceil(block), absmax.len())?;
     let bnb = zero == ZeroBlock::Bnb;
-    if let Some(f) = &cb.fast15 {
+    let non_finite = |group: usize| Error::NonFinite { group, index: group * block + first_non_finite(&x[group * block..]) };
+    if let (Some(f), true) = (&cb.fast15, block % 2 == 0) {
         let zero_code = if bnb { cb.nan_code } else { cb.encode(0.0) };
-        return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax)
-            .map_err(|b| non_finite(x, b, block));
+        return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax).map_err(non_finite);
     }
-    let nibble = cb.code_bits() == 4;
-    for (bi, (xb, am)) in x.chunks(block).zip(absmax.iter_mut()).enumerate() {
+    let mut unpacked = vec![0u8; x.len()];
+    for (bi, ((xb, ub), am)) in x.chunks(block).zip(unpacked.chunks_mut(block)).zip(absmax.iter_mut()).enumerate() {
         let (m, ok) = super::kernels::absmax_finite(xb);
         if !ok {
-            return Err(non_finite(x, bi, block));
+            return Err(non_finite(bi));
         }
         *am = m;
-        let code = |v: f32| -> u8 {
-            if m == 0.0 {
-                if bnb {
-                    cb.nan_code
-                } else {
-                    cb.encode(0.0)
-                }
-            } else {
-                let c = 1.0 / m;
-                cb.encode(if c.is_infinite() { v / m } else { v * c })
-            }
-        };
-        let base = bi * block;
-        for (k, &v) in xb.iter().enumerate() {
-            let c = code(v);
-            let i = base + k;
-            if nibble {
-                let byte = &mut codes[i / 2];
-                if i % 2 == 0 {
-                    *byte = (c << 4) | (*byte & 0x0f);
-                } else {
-                    *byte = (*byte & 0xf0) | (c & 0x0f);
-                }
-            } else {
-                codes[i] = c;
-            }
+        if m == 0.0 {
+            ub.fill(if bnb { cb.nan_code } else { cb.encode(0.0) });
+            continue;
         }
-        if nibble && (base + xb.len()) % 2 == 1 {
-            let pad = code(0.0);
-            let byte = &mut codes[(base + xb.len()) / 2];
-            *byte = (*byte & 0xf0) | (pad & 0x0f);
+        let c = 1.0 / m;
+        for (u, &v) in ub.iter_mut().zip(xb) {
+            *u = cb.encode(if c.is_infinite() { v / m } else { v * c });
         }
+    }
+    if cb.code_bits() == 8 {
+        codes.copy_from_slice(&unpacked);
+    } else {
+        pack::pack_unchecked(cb.code_bits(), &unpacked, codes);
     }
     Ok(())
 }
 
-/// `out[i] = level(code[i]) * absmax[block of i]`. Lengths are checked here.
-pub(crate) fn dequantize_with(
-    cb: &Codebook,
-    codes: &[u8],
-    absmax: &[f32],
-    block: usize,
-    out: &mut [f32],
-) -> Result<(), Error> {
-    if block == 0 || (cb.code_bits() == 4 && block % 2 == 1) {
-        return Err(Error::BlockSize {
-            size: block,
-            supported: "an even size >= 2",
-        });
+/// `out[i] = level(code[i]) * absmax[group of i]`. Lengths are checked here.
+pub(crate) fn dequantize_with(cb: &Codebook, codes: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) -> Result<(), Error> {
+    if block == 0 {
+        return Err(Error::ZeroGroupSize);
     }
     check_len("codes", code_bytes(cb, out.len()), codes.len())?;
     check_len("absmax", out.len().div_ceil(block), absmax.len())?;
-    if let Some(t) = cb.pairs() {
-        crate::arch::dequantize_blocks(t, codes, absmax, block, out);
-    } else {
-        for ((ob, cb_), &a) in out.chunks_mut(block).zip(codes.chunks(block)).zip(absmax) {
-            for (o, &c) in ob.iter_mut().zip(cb_) {
-                *o = cb.values[usize::from(c)] * a;
+    let bits = cb.code_bits();
+    match cb.pairs() {
+        Some(t) if bits == 4 && block % 2 == 0 => crate::arch::dequantize_blocks(t, codes, absmax, block, out),
+        _ => {
+            let unpacked;
+            let c: &[u8] = if bits == 8 {
+                codes
+            } else {
+                let mut u = vec![0u8; out.len()];
+                pack::unpack_unchecked(bits, codes, &mut u);
+                unpacked = u;
+                &unpacked
+            };
+            for ((ob, cb_), &a) in out.chunks_mut(block).zip(c.chunks(block)).zip(absmax) {
+                for (o, &k) in ob.iter_mut().zip(cb_) {
+                    *o = cb.decode(k) * a;
+                }
             }
         }
     }
@@ -945,8 +849,8 @@ mod tests {
         assert!(Codebook::nf4().with_codes(&[0; 16]).is_err());
         assert!(normal_float_levels(1).is_err());
         assert!(normal_float_levels(9).is_err());
-        assert!(CodebookQuantizer::new(Codebook::nf4(), 0).is_err());
-        assert!(CodebookQuantizer::new(Codebook::nf4(), 33).is_err());
+        assert!(CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(0)).is_err());
+        assert!(CodebookQuantizer::new(Codebook::nf4(), Granularity::PerColumn { cols: 4 }).is_err());
     }
 
     #[test]
@@ -994,24 +898,22 @@ mod tests {
 
     #[test]
     fn odd_length_pads_with_zero_code() {
-        let q = CodebookQuantizer::new(Codebook::nf4(), 64).unwrap();
+        let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64)).unwrap();
         let r = q.quantize(&[1.0, 0.5, -1.0]).unwrap();
-        assert_eq!(r.codes, vec![0xFC, 0x07]);
+        assert_eq!(r.codes(), [0xFC, 0x00]); // lowbit's packing pads with zero bits
         assert_eq!(q.dequantize(&r).unwrap(), vec![1.0, 0.440_709_83, -1.0]);
+        // Odd blocks of a nibble book go through the generic walker: same codes.
+        let q3 = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(3)).unwrap();
+        assert_eq!(q3.quantize(&[1.0, 0.5, -1.0]).unwrap().codes(), [0xFC, 0x00]);
     }
 
     #[test]
     fn zero_block_dequantizes_to_zero() {
-        for cb in [
-            Codebook::nf4(),
-            Codebook::bnb_fp4(),
-            Codebook::e2m1(),
-            Codebook::normal_float(3).unwrap(),
-        ] {
-            let q = CodebookQuantizer::new(cb, 4).unwrap();
+        for cb in [Codebook::nf4(), Codebook::bnb_fp4(), Codebook::e2m1(), Codebook::normal_float(3).unwrap()] {
+            let q = CodebookQuantizer::new(cb, Granularity::PerBlock(4)).unwrap();
             let x = [0.0, 0.0, 0.0, 0.0, 1.0, -2.0, 0.0, 0.0];
             let r = q.quantize(&x).unwrap();
-            assert_eq!(r.absmax, vec![0.0, 2.0]);
+            assert_eq!(r.scales(), [0.0, 2.0]);
             let y = q.dequantize(&r).unwrap();
             assert!(y[..4].iter().all(|v| *v == 0.0));
             assert_eq!(y[5], -2.0);
@@ -1020,19 +922,10 @@ mod tests {
 
     #[test]
     fn non_finite_names_the_block() {
-        let q = CodebookQuantizer::new(Codebook::nf4(), 2).unwrap();
-        assert!(matches!(
-            q.quantize(&[0.0, 1.0, f32::NAN, 1.0]),
-            Err(Error::NonFinite { group: 1, .. })
-        ));
-        assert!(matches!(
-            q.quantize(&[f32::INFINITY]),
-            Err(Error::NonFinite { group: 0, .. })
-        ));
-        let q = CodebookQuantizer::new(Codebook::normal_float(5).unwrap(), 3).unwrap();
-        assert!(matches!(
-            q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]),
-            Err(Error::NonFinite { group: 1, .. })
-        ));
+        let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(2)).unwrap();
+        assert_eq!(q.quantize(&[0.0, 1.0, 1.0, f32::NAN]), Err(Error::NonFinite { group: 1, index: 3 }));
+        assert_eq!(q.quantize(&[f32::INFINITY]), Err(Error::NonFinite { group: 0, index: 0 }));
+        let q = CodebookQuantizer::new(Codebook::normal_float(5).unwrap(), Granularity::PerBlock(3)).unwrap();
+        assert_eq!(q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]), Err(Error::NonFinite { group: 1, index: 3 }));
     }
 }

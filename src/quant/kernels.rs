@@ -115,9 +115,17 @@ pub(crate) fn quantize_blocks15(
             ob.fill((nib << 4) | nib);
             continue;
         }
+        if m == 0.0 {
+            let nib = zero_code & 15;
+            ob.fill((nib << 4) | nib);
+            if xb.len() % 2 == 1 {
+                ob[xb.len() / 2] &= 0xf0;
+            }
+            continue;
+        }
         if c.is_infinite() {
             // Subnormal absmax: 1/absmax overflows, divide instead.
-            quantize_scalar15(bounds, map, xb, m, ob);
+            quantize_scalar15(bounds, map, xb, m, ob, bnb_zero);
             continue;
         }
         let even = xb.len() & !1;
@@ -127,21 +135,27 @@ pub(crate) fn quantize_blocks15(
                 let n = bounds.iter().filter(|&&b| y > b).count();
                 map.map_or(n as u8, |mp| mp[n])
             };
-            ob[even / 2] = (idx(xb[even] * c) << 4) | idx(0.0 * c);
+            // bitsandbytes pads with the code of 0.0; lowbit's packing leaves zero bits.
+            let pad = if bnb_zero { idx(0.0 * c) } else { 0 };
+            ob[even / 2] = (idx(xb[even] * c) << 4) | pad;
         }
     }
     Ok(())
 }
 
 #[cold]
-fn quantize_scalar15(bounds: &[f32; 15], map: Option<&[u8; 16]>, xb: &[f32], m: f32, ob: &mut [u8]) {
+fn quantize_scalar15(bounds: &[f32; 15], map: Option<&[u8; 16]>, xb: &[f32], m: f32, ob: &mut [u8], bnb_pad: bool) {
     let idx = |y: f32| {
         let n = bounds.iter().filter(|&&b| y > b).count();
         map.map_or(n as u8, |mp| mp[n])
     };
     for (k, o) in ob.iter_mut().enumerate() {
         let hi = idx(xb[2 * k] / m);
-        let lo = xb.get(2 * k + 1).map_or(idx(0.0), |&v| idx(v / m));
+        let lo = match xb.get(2 * k + 1) {
+            Some(&v) => idx(v / m),
+            None if bnb_pad => idx(0.0),
+            None => 0,
+        };
         *o = (hi << 4) | lo;
     }
 }

@@ -10,10 +10,10 @@
 //! |---|---|---|---|
 //! | [`AbsmaxQuantizer`] | signed, `±(2^(k-1) - 1)` | `s = absmax / (2^(k-1) - 1)`, `q = round(x / s)`, `x' = q s` | 2..=8 |
 //! | [`AffineQuantizer`] | unsigned, `0 ..= 2^k - 1` | `s = (max - min) / (2^k - 1)`, `q = round(x / s) + z`, `x' = (q - z) s` | 1..=8 |
+//! | [`CodebookQuantizer`] | index into a [`Codebook`] (NF4, FP4, E2M1, NFk, yours) | `s = absmax`, `q = nearest level to x / s`, `x' = level[q] s` | 1..=8 |
 //!
-//! Codebook quantization (NF4, bitsandbytes' FP4, OCP E2M1, NFk, or a table of your own) is in
-//! [`codebook`], and double quantization of its per-block scales (QLoRA's
-//! `compress_statistics`) in [`double`].
+//! [`double`] quantizes the scales again (QLoRA's double quantization) and reports storage;
+//! [`crate::compat::bnb`] reproduces bitsandbytes' bytes.
 //!
 //! Scales are stored as `f32` by default, or rounded through any [`FloatFormat`](crate::FloatFormat) chosen with
 //! the quantizer's type parameter (`AbsmaxQuantizer::<Fp16>`, `E8M0` for power-of-two scales,
@@ -57,6 +57,7 @@ mod walk;
 
 pub use absmax::AbsmaxQuantizer;
 pub use affine::{AffineQuantizer, QParams, QRange, TORCH_EPS};
+pub use codebook::{Codebook, CodebookQuantizer};
 
 /// Errors of the quantization module.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
@@ -147,7 +148,8 @@ pub enum Error {
         /// Width of the format.
         bits: u32,
     },
-    /// A block size the codebook quantizer or double quantization does not support.
+    /// A block size the scheme does not support (bitsandbytes' fixed list, an odd block for
+    /// nibble-packed codebook codes, ...).
     #[error("unsupported block size {size} (supported: {supported})")]
     BlockSize {
         /// The block size asked for.
@@ -158,18 +160,6 @@ pub enum Error {
     /// A codebook table is not usable (unsorted, outside `[-1, 1]`, too long, ...).
     #[error("invalid codebook: {0}")]
     Codebook(&'static str),
-    /// A quantization state does not fit the data it is used with.
-    #[error("inconsistent quantization state: {0}")]
-    State(&'static str),
-}
-
-/// Checks that a buffer has the expected length ([`Error::LengthMismatch`]).
-pub(crate) fn check_len(_what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
-    if expected == actual {
-        Ok(())
-    } else {
-        Err(Error::LengthMismatch { expected, actual })
-    }
 }
 
 /// How elements are grouped to share a scale (and zero point).
@@ -680,6 +670,11 @@ impl Quantized {
         let codes = bytes[at..].to_vec();
         Self::from_parts(scheme, bits, len, granularity, layout, codes, scales, zero_points)
     }
+}
+
+/// Checks that a buffer has the expected length.
+pub(crate) fn check_len(_what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    expect_len(expected, actual)
 }
 
 fn expect_len(expected: usize, actual: usize) -> Result<(), Error> {
