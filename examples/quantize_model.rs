@@ -142,8 +142,9 @@ struct OutTensor {
     data: Vec<u8>,
 }
 
-/// What [`run`] measured, for the caller and the tests.
+/// What [`run`] measured, for the tests (the binary prints the log).
 #[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
 struct Summary {
     report: Report,
     file_bytes_before: usize,

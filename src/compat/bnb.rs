@@ -162,7 +162,10 @@ fn check_4bit_blocksize(blocksize: usize) -> Result<(), Error> {
     if BLOCKSIZES_4BIT.contains(&blocksize) {
         Ok(())
     } else {
-        Err(Error::BlockSize { size: blocksize, supported: "32, 64, 128, 256, 512, 1024, 2048, 4096" })
+        Err(Error::BlockSize {
+            size: blocksize,
+            supported: "32, 64, 128, 256, 512, 1024, 2048, 4096",
+        })
     }
 }
 
@@ -173,7 +176,12 @@ fn check_4bit_blocksize(blocksize: usize) -> Result<(), Error> {
 ///
 /// [`Error::BlockSize`] for a block size bitsandbytes does not support;
 /// [`Error::NonFinite`] if a block holds NaN or infinity.
-pub fn quantize_4bit(x: &[f32], blocksize: usize, quant_type: QuantType, compress_statistics: bool) -> Result<(Vec<u8>, QuantState), Error> {
+pub fn quantize_4bit(
+    x: &[f32],
+    blocksize: usize,
+    quant_type: QuantType,
+    compress_statistics: bool,
+) -> Result<(Vec<u8>, QuantState), Error> {
     let mut packed = vec![0u8; x.len().div_ceil(2)];
     let state = quantize_4bit_into(x, blocksize, quant_type, compress_statistics, &mut packed)?;
     Ok((packed, state))
@@ -184,7 +192,13 @@ pub fn quantize_4bit(x: &[f32], blocksize: usize, quant_type: QuantType, compres
 /// # Errors
 ///
 /// As [`quantize_4bit`], and [`Error::LengthMismatch`] if `packed` has the wrong length.
-pub fn quantize_4bit_into(x: &[f32], blocksize: usize, quant_type: QuantType, compress_statistics: bool, packed: &mut [u8]) -> Result<QuantState, Error> {
+pub fn quantize_4bit_into(
+    x: &[f32],
+    blocksize: usize,
+    quant_type: QuantType,
+    compress_statistics: bool,
+    packed: &mut [u8],
+) -> Result<QuantState, Error> {
     check_4bit_blocksize(blocksize)?;
     let cb = quant_type.codebook();
     let mut absmax = vec![0f32; x.len().div_ceil(blocksize)];
@@ -194,7 +208,12 @@ pub fn quantize_4bit_into(x: &[f32], blocksize: usize, quant_type: QuantType, co
     } else {
         Absmax::Plain(absmax)
     };
-    Ok(QuantState { absmax, blocksize, quant_type, len: x.len() })
+    Ok(QuantState {
+        absmax,
+        blocksize,
+        quant_type,
+        len: x.len(),
+    })
 }
 
 /// `bitsandbytes.functional.dequantize_4bit(packed, state)`.
@@ -234,7 +253,9 @@ pub struct BlockwiseState {
 }
 
 fn map_codebook(code: &[f32]) -> Result<Codebook, Error> {
-    let map: &[f32; 256] = code.try_into().map_err(|_| Error::Codebook("an 8-bit map has 256 entries"))?;
+    let map: &[f32; 256] = code
+        .try_into()
+        .map_err(|_| Error::Codebook("an 8-bit map has 256 entries"))?;
     bnb_map_codebook(map)
 }
 
@@ -242,7 +263,10 @@ fn check_8bit_blocksize(blocksize: usize) -> Result<(), Error> {
     if BLOCKSIZES_8BIT.contains(&blocksize) {
         Ok(())
     } else {
-        Err(Error::BlockSize { size: blocksize, supported: "64, 128, 256, 512, 1024, 2048, 4096" })
+        Err(Error::BlockSize {
+            size: blocksize,
+            supported: "64, 128, 256, 512, 1024, 2048, 4096",
+        })
     }
 }
 
@@ -276,13 +300,24 @@ pub fn quantize_blockwise(x: &[f32], blocksize: usize) -> Result<(Vec<u8>, Block
 /// # Errors
 ///
 /// As [`quantize_blockwise`], and [`Error::Codebook`] for a bad map.
-pub fn quantize_blockwise_with_code(x: &[f32], code: &[f32], blocksize: usize) -> Result<(Vec<u8>, BlockwiseState), Error> {
+pub fn quantize_blockwise_with_code(
+    x: &[f32],
+    code: &[f32],
+    blocksize: usize,
+) -> Result<(Vec<u8>, BlockwiseState), Error> {
     check_8bit_blocksize(blocksize)?;
     let cb = map_codebook(code)?;
     let mut q = vec![0u8; code_bytes(&cb, x.len())];
     let mut absmax = vec![0f32; x.len().div_ceil(blocksize)];
     quantize_with(&cb, x, blocksize, &mut q, &mut absmax, ZeroBlock::Bnb)?;
-    Ok((q, BlockwiseState { absmax, code: code.to_vec(), blocksize }))
+    Ok((
+        q,
+        BlockwiseState {
+            absmax,
+            code: code.to_vec(),
+            blocksize,
+        },
+    ))
 }
 
 /// `bitsandbytes.functional.dequantize_blockwise(q, state)`: `code[q] * absmax`.
@@ -310,10 +345,19 @@ pub fn dequantize_blockwise(q: &[u8], state: &BlockwiseState) -> Result<Vec<f32>
 ///
 /// [`Error::InvalidBits`] unless `exponent_bits + precision_bits + signed == total_bits <= 8`
 /// with at least one exponent bit.
-pub fn create_fp8_map(signed: bool, exponent_bits: u32, precision_bits: u32, total_bits: u32) -> Result<Vec<f32>, Error> {
+pub fn create_fp8_map(
+    signed: bool,
+    exponent_bits: u32,
+    precision_bits: u32,
+    total_bits: u32,
+) -> Result<Vec<f32>, Error> {
     let sign = u32::from(signed);
     if exponent_bits == 0 || total_bits > 8 || exponent_bits + precision_bits + sign != total_bits {
-        return Err(Error::InvalidBits { bits: total_bits, min: 2, max: 8 });
+        return Err(Error::InvalidBits {
+            bits: total_bits,
+            min: 2,
+            max: 8,
+        });
     }
     let bias = 1i32 << (exponent_bits - 1);
     let mut values: Vec<f64> = Vec::with_capacity(256);
@@ -326,7 +370,11 @@ pub fn create_fp8_map(signed: bool, exponent_bits: u32, precision_bits: u32, tot
                     v += 2f64.powi(-(i as i32 + 1));
                 }
             }
-            v *= if e == 0 { 2f64.powi(-bias) } else { 2f64.powi(-(e - bias - 1)) };
+            v *= if e == 0 {
+                2f64.powi(-bias)
+            } else {
+                2f64.powi(-(e - bias - 1))
+            };
             values.push(v);
             if signed {
                 values.push(-v);
@@ -353,18 +401,33 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        assert!(matches!(quantize_4bit(&[1.0; 8], 48, QuantType::Nf4, false), Err(Error::BlockSize { .. })));
-        assert!(matches!(quantize_4bit(&[1.0, f32::NAN], 64, QuantType::Fp4, false), Err(Error::NonFinite { group: 0, .. })));
-        assert!(matches!(quantize_blockwise(&[1.0; 8], 32), Err(Error::BlockSize { .. })));
+        assert!(matches!(
+            quantize_4bit(&[1.0; 8], 48, QuantType::Nf4, false),
+            Err(Error::BlockSize { .. })
+        ));
+        assert!(matches!(
+            quantize_4bit(&[1.0, f32::NAN], 64, QuantType::Fp4, false),
+            Err(Error::NonFinite { group: 0, .. })
+        ));
+        assert!(matches!(
+            quantize_blockwise(&[1.0; 8], 32),
+            Err(Error::BlockSize { .. })
+        ));
         let (p, s) = quantize_4bit(&[1.0; 9], 64, QuantType::Nf4, true).unwrap();
         assert_eq!(p.len(), 5);
-        assert!(matches!(dequantize_4bit(&p[..4], &s), Err(Error::LengthMismatch { .. })));
+        assert!(matches!(
+            dequantize_4bit(&p[..4], &s),
+            Err(Error::LengthMismatch { .. })
+        ));
         let mut bad = s.clone();
         bad.len = 1000;
         assert!(dequantize_4bit(&p, &bad).is_err());
         let (q, mut st) = quantize_blockwise(&[1.0; 100], 64).unwrap();
         st.absmax.pop();
-        assert!(matches!(dequantize_blockwise(&q, &st), Err(Error::LengthMismatch { .. })));
+        assert!(matches!(
+            dequantize_blockwise(&q, &st),
+            Err(Error::LengthMismatch { .. })
+        ));
         st.code.pop();
         assert!(matches!(dequantize_blockwise(&q, &st), Err(Error::Codebook(_))));
     }

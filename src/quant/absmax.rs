@@ -108,8 +108,13 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
 }
 
 /// Round a positive scale through the format `S`. Also used by [`super::AffineQuantizer`].
+#[inline]
 pub(crate) fn store<S: FloatFormat>(raw: f32) -> f32 {
-    S::decode_f32(S::encode_f32(raw))
+    if super::is_f32(&S::LAYOUT) {
+        raw
+    } else {
+        S::decode_f32(S::encode_f32(raw))
+    }
 }
 
 /// The stored scale of an all-zero group: 0, or the smallest positive value without a zero.

@@ -131,6 +131,30 @@ impl QParams {
     }
 }
 
+impl QParams {
+    /// One value as `torch.quantize_per_tensor` does it: `clamp(round(x × (1/scale)) +
+    /// zero_point, qmin, qmax)`, the product in `f32`, rounding half to even. NaN gives the
+    /// zero point.
+    ///
+    /// ```
+    /// use lowbit::quant::{QParams, QRange};
+    /// let p = QParams { scale: 1.0, zero_point: 0 };
+    /// let q: Vec<i32> = [0.5, 1.5, 2.5, -2.5, 200.0].iter().map(|&x| p.quantize(x, QRange::QINT8)).collect();
+    /// assert_eq!(q, [0, 2, 2, -2, 127]);
+    /// ```
+    pub fn quantize(&self, x: f32, range: QRange) -> i32 {
+        let t = x * (1.0 / self.scale);
+        let r = if t.is_nan() { 0.0 } else { t.round_ties_even() };
+        let q = (r as f64 + f64::from(self.zero_point)).clamp(f64::from(range.min), f64::from(range.max));
+        q as i32
+    }
+
+    /// `(q - zero_point) × scale`, as `torch.dequantize`.
+    pub fn dequantize(&self, q: i32) -> f32 {
+        (q - self.zero_point) as f32 * self.scale
+    }
+}
+
 /// `clamp(qmin - round_half_even(lo / scale), qmin, qmax)`.
 fn affine_zero_point(lo: f32, scale: f32, range: QRange) -> i32 {
     let r = (lo / scale).round_ties_even();

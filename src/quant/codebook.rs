@@ -126,7 +126,15 @@ pub const BNB_FP4_VALUES: [f32; 16] = [
 
 /// bitsandbytes' FP4 magnitude thresholds (`dQuantizeFP4`), ascending, with the magnitude
 /// code each interval above them gets.
-const BNB_FP4_THRESHOLDS: [f32; 7] = [0.002_604_17, 0.085_937_5, 0.208_333_33, 0.291_666_67, 0.416_666_7, 0.583_333, 0.833_333_3];
+const BNB_FP4_THRESHOLDS: [f32; 7] = [
+    0.002_604_17,
+    0.085_937_5,
+    0.208_333_33,
+    0.291_666_67,
+    0.416_666_7,
+    0.583_333,
+    0.833_333_3,
+];
 /// Magnitude code (3 bits) of the k-th smallest FP4 magnitude.
 const BNB_FP4_MAG_CODES: [u8; 8] = [0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011];
 
@@ -293,7 +301,11 @@ pub fn normal_float_offset(k: u32) -> f64 {
 /// ```
 pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
+        return Err(Error::InvalidBits {
+            bits: k,
+            min: 2,
+            max: 8,
+        });
     }
     normal_float_levels_with_offset(k, normal_float_offset(k) as f32)
 }
@@ -306,7 +318,11 @@ pub fn normal_float_levels(k: u32) -> Result<Vec<f32>, Error> {
 /// `(0.5, 1)`.
 pub fn normal_float_levels_with_offset(k: u32, offset: f32) -> Result<Vec<f32>, Error> {
     if !(2..=8).contains(&k) {
-        return Err(Error::InvalidBits { bits: k, min: 2, max: 8 });
+        return Err(Error::InvalidBits {
+            bits: k,
+            min: 2,
+            max: 8,
+        });
     }
     if !(offset > 0.5 && offset < 1.0) {
         return Err(Error::Codebook("the NormalFloat offset must lie in (0.5, 1)"));
@@ -440,7 +456,15 @@ impl Codebook {
             }
             t
         });
-        Ok(Self { levels: levels.to_vec(), bounds, codes, values, nan_code, fast15, pairs })
+        Ok(Self {
+            levels: levels.to_vec(),
+            bounds,
+            codes,
+            values,
+            nan_code,
+            fast15,
+            pairs,
+        })
     }
 
     /// bitsandbytes' NF4: [`NF4_LEVELS`] with the bounds of its kernel, [`NF4_BOUNDS`]
@@ -586,7 +610,10 @@ fn check_levels(levels: &[f32]) -> Result<(), Error> {
     if levels.iter().any(|l| !(l.abs() <= 1.0)) {
         return Err(Error::Codebook("levels must be finite and within [-1, 1]"));
     }
-    if levels.windows(2).any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less) {
+    if levels
+        .windows(2)
+        .any(|w| w[0].total_cmp(&w[1]) != core::cmp::Ordering::Less)
+    {
         return Err(Error::Codebook("levels must be strictly ascending"));
     }
     Ok(())
@@ -659,7 +686,9 @@ impl CodebookQuantizer {
     pub fn new(codebook: Codebook, granularity: Granularity) -> Result<Self, Error> {
         granularity.validate()?;
         if matches!(granularity, Granularity::PerColumn { .. }) {
-            return Err(Error::Incompatible("the codebook quantizer groups contiguous runs: per tensor, per row or per block"));
+            return Err(Error::Incompatible(
+                "the codebook quantizer groups contiguous runs: per tensor, per row or per block",
+            ));
         }
         Ok(Self { codebook, granularity })
     }
@@ -682,7 +711,14 @@ impl Quantizer for CodebookQuantizer {
     fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
         let groups = self.granularity.groups(x.len())?;
         let run = self.granularity.run(x.len()).expect("contiguous groups");
-        out.reset(CODEBOOK_SCHEME, self.bits(), x.len(), self.granularity, F32_LAYOUT, groups);
+        out.reset(
+            CODEBOOK_SCHEME,
+            self.bits(),
+            x.len(),
+            self.granularity,
+            F32_LAYOUT,
+            groups,
+        );
         let (codes, scales, _) = out.parts_mut();
         quantize_with(&self.codebook, x, run, codes, scales, ZeroBlock::Nearest)
     }
@@ -708,20 +744,36 @@ fn first_non_finite(x: &[f32]) -> usize {
 
 /// The one block walker: absmax, scale, codes packed at [`Codebook::code_bits`]. `block` is
 /// the run length of a group. Lengths are checked here.
-pub(crate) fn quantize_with(cb: &Codebook, x: &[f32], block: usize, codes: &mut [u8], absmax: &mut [f32], zero: ZeroBlock) -> Result<(), Error> {
+pub(crate) fn quantize_with(
+    cb: &Codebook,
+    x: &[f32],
+    block: usize,
+    codes: &mut [u8],
+    absmax: &mut [f32],
+    zero: ZeroBlock,
+) -> Result<(), Error> {
     if block == 0 {
         return Err(Error::ZeroGroupSize);
     }
     check_len("codes", code_bytes(cb, x.len()), codes.len())?;
     check_len("absmax", x.len().div_ceil(block), absmax.len())?;
     let bnb = zero == ZeroBlock::Bnb;
-    let non_finite = |group: usize| Error::NonFinite { group, index: group * block + first_non_finite(&x[group * block..]) };
+    let non_finite = |group: usize| Error::NonFinite {
+        group,
+        index: group * block + first_non_finite(&x[group * block..]),
+    };
     if let (Some(f), true) = (&cb.fast15, block % 2 == 0) {
         let zero_code = if bnb { cb.nan_code } else { cb.encode(0.0) };
-        return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax).map_err(non_finite);
+        return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax)
+            .map_err(non_finite);
     }
     let mut unpacked = vec![0u8; x.len()];
-    for (bi, ((xb, ub), am)) in x.chunks(block).zip(unpacked.chunks_mut(block)).zip(absmax.iter_mut()).enumerate() {
+    for (bi, ((xb, ub), am)) in x
+        .chunks(block)
+        .zip(unpacked.chunks_mut(block))
+        .zip(absmax.iter_mut())
+        .enumerate()
+    {
         let (m, ok) = super::kernels::absmax_finite(xb);
         if !ok {
             return Err(non_finite(bi));
@@ -745,7 +797,13 @@ pub(crate) fn quantize_with(cb: &Codebook, x: &[f32], block: usize, codes: &mut 
 }
 
 /// `out[i] = level(code[i]) * absmax[group of i]`. Lengths are checked here.
-pub(crate) fn dequantize_with(cb: &Codebook, codes: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) -> Result<(), Error> {
+pub(crate) fn dequantize_with(
+    cb: &Codebook,
+    codes: &[u8],
+    absmax: &[f32],
+    block: usize,
+    out: &mut [f32],
+) -> Result<(), Error> {
     if block == 0 {
         return Err(Error::ZeroGroupSize);
     }
@@ -909,7 +967,12 @@ mod tests {
 
     #[test]
     fn zero_block_dequantizes_to_zero() {
-        for cb in [Codebook::nf4(), Codebook::bnb_fp4(), Codebook::e2m1(), Codebook::normal_float(3).unwrap()] {
+        for cb in [
+            Codebook::nf4(),
+            Codebook::bnb_fp4(),
+            Codebook::e2m1(),
+            Codebook::normal_float(3).unwrap(),
+        ] {
             let q = CodebookQuantizer::new(cb, Granularity::PerBlock(4)).unwrap();
             let x = [0.0, 0.0, 0.0, 0.0, 1.0, -2.0, 0.0, 0.0];
             let r = q.quantize(&x).unwrap();
@@ -923,9 +986,18 @@ mod tests {
     #[test]
     fn non_finite_names_the_block() {
         let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(2)).unwrap();
-        assert_eq!(q.quantize(&[0.0, 1.0, 1.0, f32::NAN]), Err(Error::NonFinite { group: 1, index: 3 }));
-        assert_eq!(q.quantize(&[f32::INFINITY]), Err(Error::NonFinite { group: 0, index: 0 }));
+        assert_eq!(
+            q.quantize(&[0.0, 1.0, 1.0, f32::NAN]),
+            Err(Error::NonFinite { group: 1, index: 3 })
+        );
+        assert_eq!(
+            q.quantize(&[f32::INFINITY]),
+            Err(Error::NonFinite { group: 0, index: 0 })
+        );
         let q = CodebookQuantizer::new(Codebook::normal_float(5).unwrap(), Granularity::PerBlock(3)).unwrap();
-        assert_eq!(q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]), Err(Error::NonFinite { group: 1, index: 3 }));
+        assert_eq!(
+            q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]),
+            Err(Error::NonFinite { group: 1, index: 3 })
+        );
     }
 }

@@ -191,13 +191,22 @@ impl DoubleQuant {
         if let Some(i) = absmax.iter().position(|a| !a.is_finite()) {
             return Err(Error::NonFinite { group: i, index: i });
         }
-        let offset = if absmax.is_empty() { 0.0 } else { torch_cuda_mean(absmax) };
+        let offset = if absmax.is_empty() {
+            0.0
+        } else {
+            torch_cuda_mean(absmax)
+        };
         let centred: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
         let cb = dynamic_codebook();
         let mut codes = vec![0u8; centred.len()];
         let mut absmax2 = vec![0f32; centred.len().div_ceil(blocksize2)];
         quantize_with(&cb, &centred, blocksize2, &mut codes, &mut absmax2, ZeroBlock::Bnb)?;
-        Ok(Self { codes, absmax2, offset, blocksize2 })
+        Ok(Self {
+            codes,
+            absmax2,
+            offset,
+            blocksize2,
+        })
     }
 
     /// The restored first-level scales: `map[code] * absmax2` then `+ offset`, each rounded

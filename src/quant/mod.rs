@@ -85,6 +85,14 @@ pub enum Error {
         /// Columns of the matrix.
         cols: usize,
     },
+    /// A fixed-block layout got a length that is not a whole number of blocks.
+    #[error("length {len} is not a multiple of the block size {block}")]
+    NotWholeBlocks {
+        /// Elements given.
+        len: usize,
+        /// Elements per block.
+        block: usize,
+    },
     /// A buffer has the wrong length.
     #[error("length mismatch: expected {expected}, got {actual}")]
     LengthMismatch {
@@ -701,8 +709,8 @@ fn scale_width(l: &Layout) -> usize {
     }
 }
 
-fn is_f32(l: &Layout) -> bool {
-    l.exp_bits == 8 && l.man_bits == 23 && l.bias == 127 && l.specials == Specials::Ieee
+pub(crate) const fn is_f32(l: &Layout) -> bool {
+    l.exp_bits == 8 && l.man_bits == 23 && l.bias == 127 && matches!(l.specials, Specials::Ieee)
 }
 
 /// Value of a scale code.

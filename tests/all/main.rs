@@ -3,8 +3,11 @@
 mod bnb;
 mod common;
 mod exhaustive;
+mod ggml;
 mod props;
 mod ptq;
+mod quant;
 mod reference;
 mod scheme;
 mod simd_parity;
+mod torch;
