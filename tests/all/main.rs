@@ -1,6 +1,7 @@
 //! All integration tests, built into one binary.
 
 mod bnb;
+mod calib_compat;
 mod common;
 mod exhaustive;
 mod ggml;
