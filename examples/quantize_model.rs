@@ -414,8 +414,8 @@ fn matmul_t(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
             let (xc, wc) = (xr.chunks_exact(8), wr.chunks_exact(8));
             let tail: f32 = xc.remainder().iter().zip(wc.remainder()).map(|(a, b)| a * b).sum();
             for (a, b) in xc.zip(wc) {
-                for i in 0..8 {
-                    acc[i] += a[i] * b[i];
+                for ((s, a), b) in acc.iter_mut().zip(a).zip(b) {
+                    *s += a * b;
                 }
             }
             y.push(acc.iter().sum::<f32>() + tail);

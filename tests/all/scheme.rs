@@ -162,8 +162,8 @@ proptest! {
         let mut dx = vec![0.0; x.len()];
         fake_quant::backward(&x, &dy, &p, &mut dx).unwrap();
         let (z, lo, hi) = (f64::from(p.zero_point()), f64::from(p.qmin()), f64::from(p.qmax()));
-        for i in 0..x.len() {
-            let r = (f64::from(x[i]) / f64::from(scale)).round() + z;
+        for (i, &xi) in x.iter().enumerate() {
+            let r = (f64::from(xi) / f64::from(scale)).round() + z;
             let q = r.clamp(lo, hi);
             prop_assert_eq!(y[i], ((q - z) * f64::from(scale)) as f32);
             prop_assert_eq!(dx[i], if r == q { dy[i] } else { 0.0 });
@@ -222,8 +222,8 @@ proptest! {
         let mut dx2 = vec![0.0; x.len()];
         fake_quant::backward_float::<E4M3>(&x, &dy, scale, &mut dx2).unwrap();
         prop_assert_eq!(&dx, &dx2);
-        for i in 0..x.len() {
-            let inside = (f64::from(x[i]) / f64::from(scale)).abs() <= E4M3::MAX;
+        for (i, &xi) in x.iter().enumerate() {
+            let inside = (f64::from(xi) / f64::from(scale)).abs() <= E4M3::MAX;
             prop_assert_eq!(dx[i], if inside { dy[i] } else { 0.0 });
             prop_assert!(f64::from(y[i].abs()) <= E4M3::MAX * f64::from(scale) * (1.0 + 1e-6));
         }
