@@ -13,8 +13,10 @@
 //! absorbs. As in the reference implementation (`smoothquant/smooth.py`, `smooth_ln_fcs`), the
 //! maxima are clamped below at `1e-5`, and so is `s`; `α = 0.5` by default.
 //!
-//! The activation maxima come from calibration: [`column_absmax`] over the calibration rows, or
-//! any per-channel calibrator's ranges (`max(|min|, |max|)` per channel). In a transformer `X / s`
+//! The activation maxima come from calibration: a
+//! [`PerChannelMinMaxCalibrator`](crate::calib::PerChannelMinMaxCalibrator) fed the layer's
+//! input rows batch by batch ([`absmax_from_calibrator`]), [`column_absmax`] over rows in
+//! memory, or any per-channel ranges ([`absmax_from_ranges`]). In a transformer `X / s`
 //! is folded into the preceding LayerNorm's weight and bias ([`smooth_activations`] on those
 //! 1-row vectors), so inference pays nothing.
 //!
@@ -187,6 +189,31 @@ pub fn apply(x: &mut [f32], w: &mut [f32], s: &[f32]) -> Result<(), Error> {
     row_len(w.len(), s.len())?;
     smooth_activations(x, s)?;
     smooth_weights(w, s)
+}
+
+/// Per-channel activation maxima from a per-channel min/max calibrator that observed the
+/// layer's input rows (`[tokens, in]`, one channel per input feature).
+///
+/// ```
+/// use lowbit::calib::{Calibrator, PerChannelMinMaxCalibrator};
+/// use lowbit::scheme::smooth;
+///
+/// let mut c = PerChannelMinMaxCalibrator::new(2)?;
+/// c.observe(&[1.0, -8.0, -3.0, 2.0])?; // two rows of two channels
+/// assert_eq!(smooth::absmax_from_calibrator(&c)?, vec![3.0, 8.0]);
+/// # Ok::<(), lowbit::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::EmptyCalibration`] when the calibrator has seen no rows.
+pub fn absmax_from_calibrator(c: &crate::calib::PerChannelMinMaxCalibrator) -> Result<Vec<f32>, Error> {
+    let ranges = c.ranges().map_err(|e| match e {
+        crate::calib::Error::NoData => Error::EmptyCalibration {
+            layer: "smoothquant input".into(),
+        },
+        e => Error::Calib(e),
+    })?;
+    Ok(ranges.iter().map(|r| r.amax()).collect())
 }
 
 /// Per-channel activation maxima from per-channel ranges (`max(|min|, |max|)`), as a

@@ -64,6 +64,16 @@ fn smoothquant_scales_match_numpy() {
     let x: Vec<f32> = arr("sq_x");
     let w: Vec<f32> = arr("sq_w");
     let act = smooth::column_absmax(&x, 24).unwrap();
+    // The same maxima from the per-channel calibrator fed in batches.
+    let mut cal = lowbit::calib::PerChannelMinMaxCalibrator::new(24).unwrap();
+    assert!(matches!(
+        smooth::absmax_from_calibrator(&cal),
+        Err(lowbit::SchemeError::EmptyCalibration { .. })
+    ));
+    for batch in x.chunks(24 * 5) {
+        lowbit::calib::Calibrator::observe(&mut cal, batch).unwrap();
+    }
+    assert_eq!(smooth::absmax_from_calibrator(&cal).unwrap(), act);
     for (alpha, key) in [(0.5, "sq_s05"), (0.8, "sq_s08")] {
         let s = SmoothQuant::new(alpha).unwrap().scales(&act, &w).unwrap();
         assert_eq!(s, arr::<f32>(key), "alpha {alpha}");
