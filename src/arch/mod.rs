@@ -76,3 +76,24 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     }
     crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
 }
+
+/// A computation to run with the widest instruction set the CPU has. `run` must be
+/// `#[inline(always)]`, and so must everything hot it calls, so that it is compiled again
+/// inside the wider entry point.
+pub(crate) trait Job {
+    /// What the job returns.
+    type Out;
+    /// Do it.
+    fn run(self) -> Self::Out;
+}
+
+/// Run `job` compiled for AVX2 when the CPU has it, else the portable build.
+#[inline]
+pub(crate) fn run<J: Job>(job: J) -> J::Out {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        return unsafe { x86::run_avx2(job) };
+    }
+    job.run()
+}

@@ -32,7 +32,112 @@ pub(super) unsafe fn quantize_blocks15_avx2(
     packed: &mut [u8],
     absmax: &mut [f32],
 ) -> Result<(), usize> {
-    crate::quant::kernels::quantize_blocks15(bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+    let k = Pairs15::new(bounds, map);
+    let pairs = |b: &[f32; 15], m: Option<&[u8; 16]>, xs: &[f32], c: f32, o: &mut [u8]| {
+        // SAFETY: this function runs only on CPUs with AVX2 (its own contract).
+        unsafe { k.run(b, m, xs, c, o) }
+    };
+    crate::quant::kernels::quantize_blocks15_with(pairs, bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+}
+
+struct Pairs15 {
+    bv: [core::arch::x86_64::__m256; 15],
+    t4: core::arch::x86_64::__m256,
+    table: Option<core::arch::x86_64::__m256i>,
+    pick: core::arch::x86_64::__m256i,
+}
+
+impl Pairs15 {
+    /// The constants, built once per tensor.
+    #[target_feature(enable = "avx2")]
+    fn new(b: &[f32; 15], map: Option<&[u8; 16]>) -> Self {
+        use core::arch::x86_64::*;
+        let table = map.map(|m| {
+            let mut t = [0i8; 32];
+            for (i, &v) in m.iter().enumerate() {
+                t[i] = v as i8;
+                t[i + 16] = v as i8;
+            }
+            _mm256_setr_epi8(
+                t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15],
+                t[16], t[17], t[18], t[19], t[20], t[21], t[22], t[23], t[24], t[25], t[26], t[27], t[28], t[29],
+                t[30], t[31],
+            )
+        });
+        Self {
+            bv: core::array::from_fn(|i| _mm256_set1_ps(b[i])),
+            t4: _mm256_setr_ps(b[0], b[2], b[4], b[6], b[8], b[10], b[12], b[14]),
+            table,
+            // Dwords p0 p4 p1 p5 | p2 p6 p3 p7: byte 0 of each, as p0 p1 p4 p5 | p2 p3 p6 p7.
+            pick: _mm256_setr_epi8(
+                0, 8, 4, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 8, 4, 12, -1, -1, -1, -1, -1, -1, -1,
+                -1, -1, -1, -1, -1,
+            ),
+        }
+    }
+
+    /// `#{i : y > bound[i]}` per lane.
+    #[target_feature(enable = "avx2")]
+    fn count(&self, y: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256i {
+        use core::arch::x86_64::*;
+        let bv = &self.bv;
+        let gt = |b: __m256| _mm256_cmp_ps::<_CMP_GT_OQ>(y, b);
+        let bit = |m: __m256, k: i32| _mm256_and_si256(_mm256_castps_si256(m), _mm256_set1_epi32(k));
+        let m1 = gt(bv[7]);
+        let m2 = gt(_mm256_blendv_ps(bv[3], bv[11], m1));
+        let m3 = gt(_mm256_blendv_ps(
+            _mm256_blendv_ps(bv[1], bv[9], m1),
+            _mm256_blendv_ps(bv[5], bv[13], m1),
+            m2,
+        ));
+        let idx = _mm256_add_epi32(_mm256_add_epi32(bit(m1, 8), bit(m2, 4)), bit(m3, 2));
+        let m4 = gt(_mm256_permutevar8x32_ps(self.t4, _mm256_srli_epi32::<1>(idx)));
+        _mm256_add_epi32(idx, bit(m4, 1))
+    }
+
+    /// The comparison count of `quant::kernels::quantize_pairs15`, 16 elements a step. For
+    /// each lane, `#{i : y > bound[i]}` over the 15 sorted bounds is found by a branch-free
+    /// binary search in four compares (`y > b`, false for NaN as in the portable loop), which
+    /// equals the portable loop's count for sorted bounds: the bounds of steps 2 and 3 are
+    /// picked with blends by the earlier masks, that of step 4 with one register permute. Then
+    /// each 64-bit pair of counts becomes `even << 4 | odd` in place, and a blend, a byte
+    /// shuffle and an unpack put the eight bytes in order. Bit-identical to the portable loop
+    /// (checked by `quant::kernels::tests`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2. `x.len() == 2 * out.len()`; `bounds` and `map` are the ones
+    /// `self` was built from.
+    #[target_feature(enable = "avx2")]
+    unsafe fn run(&self, bounds: &[f32; 15], map: Option<&[u8; 16]>, x: &[f32], c: f32, out: &mut [u8]) {
+        use core::arch::x86_64::*;
+        debug_assert_eq!(x.len(), 2 * out.len());
+        let n = (x.len() / 16).min(out.len() / 8);
+        let cv = _mm256_set1_ps(c);
+        for i in 0..n {
+            let xs = &x[16 * i..16 * i + 16];
+            let o = &mut out[8 * i..8 * i + 8];
+            // SAFETY: `xs` holds 16 f32 and `o` 8 bytes; loads and stores are unaligned.
+            unsafe {
+                let a = _mm256_mul_ps(_mm256_loadu_ps(xs.as_ptr()), cv);
+                let b = _mm256_mul_ps(_mm256_loadu_ps(xs.as_ptr().add(8)), cv);
+                let mut ca = self.count(a);
+                let mut cb = self.count(b);
+                if let Some(tv) = self.table {
+                    // Byte 0 of each dword becomes map[count]; the other bytes are never used.
+                    ca = _mm256_shuffle_epi8(tv, ca);
+                    cb = _mm256_shuffle_epi8(tv, cb);
+                }
+                // Low dword of each qword: byte 0 = even << 4 | odd (p0..p3 from a, p4..p7 from b).
+                let va = _mm256_or_si256(_mm256_slli_epi32::<4>(ca), _mm256_srli_epi64::<32>(ca));
+                let vb = _mm256_or_si256(_mm256_slli_epi32::<4>(cb), _mm256_srli_epi64::<32>(cb));
+                let w = _mm256_blend_epi32::<0b1010_1010>(va, _mm256_slli_epi64::<32>(vb));
+                let w = _mm256_shuffle_epi8(w, self.pick);
+                let r = _mm_unpacklo_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w));
+                _mm_storel_epi64(o.as_mut_ptr().cast(), r);
+            }
+        }
+        crate::quant::kernels::quantize_pairs15(bounds, map, &x[16 * n..], c, &mut out[8 * n..]);
+    }
 }
 
 /// # Safety
@@ -76,4 +181,9 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
         }
     }
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
+}
+
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
+    job.run()
 }

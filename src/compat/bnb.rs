@@ -66,7 +66,8 @@ pub const BLOCKSIZE2: usize = 256;
 pub enum QuantType {
     /// NormalFloat 4 (`"nf4"`).
     Nf4,
-    /// bitsandbytes' FP4 (`"fp4"`: 1 sign, 2 exponent, 1 mantissa bits, bias 2... scaled to 1).
+    /// bitsandbytes' FP4 (`"fp4"`: sign, 2 exponent and 1 mantissa bits, values
+    /// `0, 0.0625, 2, 3, 4, 6, 8, 12` divided by 12).
     Fp4,
 }
 

@@ -97,11 +97,32 @@ fn roundf(t: f32) -> f32 {
     r + up - down
 }
 
+/// An integral `f32` of magnitude below `2^22` to `i32`, without the saturating conversion.
+#[inline(always)]
+fn int(r: f32) -> i32 {
+    const M: f32 = 12_582_912.0;
+    ((r + M).to_bits() as i32).wrapping_sub(0x4B40_0000)
+}
+
+/// `trunc` of `0 <= t < 2^22`, branch-free.
+#[inline(always)]
+fn trunc_pos(t: f32) -> f32 {
+    const M: f32 = 12_582_912.0;
+    let r = (t + M) - M;
+    if r > t {
+        r - 1.0
+    } else {
+        r
+    }
+}
+
+#[inline(always)]
 fn half(x: f32) -> f16 {
     f16::from_bits(Fp16::encode_f32(x))
 }
 
 /// Blocks of 32, checked for length.
+#[inline(always)]
 fn blocks_of(x: &[f32], out_blocks: usize) -> Result<core::slice::ChunksExact<'_, f32>, Error> {
     if !x.len().is_multiple_of(QK) {
         return Err(Error::NotWholeBlocks {
@@ -188,6 +209,19 @@ pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, Error> {
 /// # Errors
 /// As [`quantize_q8_0`], and [`Error::LengthMismatch`] for a wrong `out` length.
 pub fn quantize_q8_0_into(x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), Error> {
+    struct Job<'a>(&'a [f32], &'a mut [BlockQ8_0]);
+    impl crate::arch::Job for Job<'_> {
+        type Out = Result<(), Error>;
+        #[inline(always)]
+        fn run(self) -> Self::Out {
+            quantize_q8_0_portable(self.0, self.1)
+        }
+    }
+    crate::arch::run(Job(x, out))
+}
+
+#[inline(always)]
+fn quantize_q8_0_portable(x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), Error> {
     for (i, (xs, b)) in blocks_of(x, out.len())?.zip(out.iter_mut()).enumerate() {
         let xs: &[f32; QK] = xs.try_into().map_err(|_| Error::InvalidHeader("block"))?;
         let (amax, finite) = absmax(xs);
@@ -199,7 +233,7 @@ pub fn quantize_q8_0_into(x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), Error>
         b.d = half(d);
         check_half(b.d, d, i)?;
         for (q, &v) in b.qs.iter_mut().zip(xs) {
-            *q = roundf(v * id) as i8;
+            *q = int(roundf(v * id)) as i8;
         }
     }
     Ok(())
@@ -236,6 +270,19 @@ pub fn quantize_q4_0(x: &[f32]) -> Result<Vec<BlockQ4_0>, Error> {
 /// # Errors
 /// As [`quantize_q4_0`], and [`Error::LengthMismatch`] for a wrong `out` length.
 pub fn quantize_q4_0_into(x: &[f32], out: &mut [BlockQ4_0]) -> Result<(), Error> {
+    struct Job<'a>(&'a [f32], &'a mut [BlockQ4_0]);
+    impl crate::arch::Job for Job<'_> {
+        type Out = Result<(), Error>;
+        #[inline(always)]
+        fn run(self) -> Self::Out {
+            quantize_q4_0_portable(self.0, self.1)
+        }
+    }
+    crate::arch::run(Job(x, out))
+}
+
+#[inline(always)]
+fn quantize_q4_0_portable(x: &[f32], out: &mut [BlockQ4_0]) -> Result<(), Error> {
     for (i, (xs, b)) in blocks_of(x, out.len())?.zip(out.iter_mut()).enumerate() {
         let xs: &[f32; QK] = xs.try_into().map_err(|_| Error::InvalidHeader("block"))?;
         let (amax, finite) = absmax(xs);
@@ -258,7 +305,7 @@ pub fn quantize_q4_0_into(x: &[f32], out: &mut [BlockQ4_0]) -> Result<(), Error>
             let t = v * id + 8.5;
             let t = if t > 15.0 { 15.0 } else { t };
             let t = if t > 0.0 { t } else { 0.0 };
-            *c = t as u8;
+            *c = int(trunc_pos(t)) as u8;
         }
         for j in 0..QK / 2 {
             b.qs[j] = q[j] | (q[j + QK / 2] << 4);
@@ -300,6 +347,19 @@ pub fn quantize_q4_1(x: &[f32]) -> Result<Vec<BlockQ4_1>, Error> {
 /// # Errors
 /// As [`quantize_q4_1`], and [`Error::LengthMismatch`] for a wrong `out` length.
 pub fn quantize_q4_1_into(x: &[f32], out: &mut [BlockQ4_1]) -> Result<(), Error> {
+    struct Job<'a>(&'a [f32], &'a mut [BlockQ4_1]);
+    impl crate::arch::Job for Job<'_> {
+        type Out = Result<(), Error>;
+        #[inline(always)]
+        fn run(self) -> Self::Out {
+            quantize_q4_1_portable(self.0, self.1)
+        }
+    }
+    crate::arch::run(Job(x, out))
+}
+
+#[inline(always)]
+fn quantize_q4_1_portable(x: &[f32], out: &mut [BlockQ4_1]) -> Result<(), Error> {
     for (i, (xs, b)) in blocks_of(x, out.len())?.zip(out.iter_mut()).enumerate() {
         let xs: &[f32; QK] = xs.try_into().map_err(|_| Error::InvalidHeader("block"))?;
         let (min, max, finite) = minmax(xs);
@@ -317,7 +377,7 @@ pub fn quantize_q4_1_into(x: &[f32], out: &mut [BlockQ4_1]) -> Result<(), Error>
             let t = (v - min) * id + 0.5;
             let t = if t > 15.0 { 15.0 } else { t };
             let t = if t > 0.0 { t } else { 0.0 };
-            *c = t as u8;
+            *c = int(trunc_pos(t)) as u8;
         }
         for j in 0..QK / 2 {
             b.qs[j] = q[j] | (q[j + QK / 2] << 4);
@@ -372,6 +432,15 @@ mod tests {
         ] {
             assert_eq!(roundf(t), r, "{t}");
         }
+    }
+
+    #[test]
+    fn trunc_and_int() {
+        for t in [0.0f32, 0.25, 0.5, 0.99999994, 1.0, 1.5, 2.5, 14.999999, 15.0] {
+            assert_eq!(trunc_pos(t), t.trunc(), "{t}");
+            assert_eq!(int(t.trunc()), t as i32);
+        }
+        assert_eq!(int(-127.0), -127);
     }
 
     #[test]

@@ -108,7 +108,7 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
 }
 
 /// Round a positive scale through the format `S`. Also used by [`super::AffineQuantizer`].
-#[inline]
+#[inline(always)]
 pub(crate) fn store<S: FloatFormat>(raw: f32) -> f32 {
     if super::is_f32(&S::LAYOUT) {
         raw
@@ -153,6 +153,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
     fn layout(&self) -> Layout {
         S::LAYOUT
     }
+    #[inline(always)]
     fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error> {
         if st.nonfinite && self.non_finite == NonFinite::Propagate {
             return Ok((nan_scale::<S>(group)?, 0));
@@ -168,6 +169,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
         }
         Ok((s, 0))
     }
+    #[inline(always)]
     fn enc(&self, scale: f32, _zp: u8) -> Enc {
         let q = self.qmax() as f32;
         Enc {
@@ -177,6 +179,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
             offset: 0,
         }
     }
+    #[inline(always)]
     fn dec(&self, scale: f32, _zp: u8) -> Dec {
         let half = 1u8 << (self.bits - 1);
         Dec {

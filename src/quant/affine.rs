@@ -280,6 +280,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
     fn layout(&self) -> Layout {
         S::LAYOUT
     }
+    #[inline(always)]
     fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error> {
         if st.nonfinite && self.non_finite == NonFinite::Propagate {
             return Ok((nan_scale::<S>(group)?, 0));
@@ -295,6 +296,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
         }
         Ok((s, affine_zero_point(st.min, s, range) as u8))
     }
+    #[inline(always)]
     fn enc(&self, scale: f32, zp: u8) -> Enc {
         let z = f32::from(zp);
         Enc {
@@ -304,6 +306,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
             offset: i32::from(zp),
         }
     }
+    #[inline(always)]
     fn dec(&self, scale: f32, zp: u8) -> Dec {
         Dec {
             scale,

@@ -20,18 +20,22 @@
 //! [`Codebook::e2m1`] sends ties to the even code as OCP's round-to-nearest-even does.
 //! [`Codebook::with_bounds`] takes bounds of your own.
 //!
-//! The comparison count is branch-free: for 16-level books the hot loop counts `y > b` over
-//! the 15 bounds in `f32` lanes (SIMD-width chunks, AVX2 when the CPU has it), and
-//! dequantization looks a byte up in a 256-entry table of level pairs.
+//! The search is branch-free: for 16-level books (NF4, FP4, E2M1) the AVX2 kernel finds
+//! `#{i : y > bound[i]}` by a four-step binary search over the sorted bounds in `f32` lanes
+//! (each step's bound comes from a register permute), on even and odd elements in separate
+//! registers so that `even << 4 | odd` is directly the packed byte; the portable loop counts
+//! the comparisons, and a test checks the two agree bit for bit. Dequantization looks each
+//! byte up in a 256-entry table of level pairs and multiplies by the block's absmax.
 //!
 //! # Zero blocks, odd lengths, storage
 //!
 //! - An all-zero block has absmax 0; its codes are the code of the level nearest 0 and it
 //!   dequantizes to 0. (bitsandbytes computes `0 * (1/0) = NaN` there and stores code 0: see
 //!   [`crate::compat::bnb`], which reproduces that byte for byte.)
-//! - The last block may be shorter. Codes of books with at most 16 levels are stored two a
-//!   byte, the first element in the high nibble (bitsandbytes' order); an odd element count
-//!   pads the last low nibble with the code of 0.0. Larger books store one code a byte.
+//! - The last block may be shorter. Codes are packed densely at [`Codebook::code_bits`] bits,
+//!   most significant bits first ([`crate::quant::pack`]): 4-bit codes go two a byte, the first
+//!   element in the high nibble (bitsandbytes' order), and an odd element count leaves the last
+//!   low nibble zero ([`crate::compat::bnb`] writes the code of 0.0 there, as bitsandbytes).
 //! - NaN or infinity in a block is [`Error::NonFinite`] naming the block.
 //!
 //! # Examples
@@ -154,6 +158,7 @@ pub const NF4_OFFSET: f32 = 0.967_708_3;
 /// assert!((normal_quantile(0.975) - 1.959963984540054).abs() < 1e-15);
 /// assert_eq!(normal_quantile(0.5), 0.0);
 /// ```
+#[allow(clippy::excessive_precision)] // AS 241's published coefficients, kept as printed
 pub fn normal_quantile(p: f64) -> f64 {
     const A: [f64; 8] = [
         3.387_132_872_796_366_608,
@@ -491,13 +496,12 @@ impl Codebook {
         let mut levels = Vec::with_capacity(16);
         let mut codes = Vec::with_capacity(16);
         let mut bounds = Vec::with_capacity(15);
-        for k in (0..8).rev() {
-            let c = 0b1000 | BNB_FP4_MAG_CODES[k];
+        for &mag in BNB_FP4_MAG_CODES.iter().rev() {
+            let c = 0b1000 | mag;
             levels.push(BNB_FP4_VALUES[usize::from(c)]);
             codes.push(c);
         }
-        for k in 0..8 {
-            let c = BNB_FP4_MAG_CODES[k];
+        for &c in &BNB_FP4_MAG_CODES {
             levels.push(BNB_FP4_VALUES[usize::from(c)]);
             codes.push(c);
         }
@@ -607,7 +611,7 @@ fn check_levels(levels: &[f32]) -> Result<(), Error> {
     if levels.len() < 2 || levels.len() > 256 {
         return Err(Error::Codebook("a codebook needs 2 to 256 levels"));
     }
-    if levels.iter().any(|l| !(l.abs() <= 1.0)) {
+    if !levels.iter().all(|l| l.abs() <= 1.0) {
         return Err(Error::Codebook("levels must be finite and within [-1, 1]"));
     }
     if levels
@@ -762,7 +766,7 @@ pub(crate) fn quantize_with(
         group,
         index: group * block + first_non_finite(&x[group * block..]),
     };
-    if let (Some(f), true) = (&cb.fast15, block % 2 == 0) {
+    if let (Some(f), true) = (&cb.fast15, block.is_multiple_of(2)) {
         let zero_code = if bnb { cb.nan_code } else { cb.encode(0.0) };
         return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax)
             .map_err(non_finite);
@@ -811,7 +815,7 @@ pub(crate) fn dequantize_with(
     check_len("absmax", out.len().div_ceil(block), absmax.len())?;
     let bits = cb.code_bits();
     match cb.pairs() {
-        Some(t) if bits == 4 && block % 2 == 0 => crate::arch::dequantize_blocks(t, codes, absmax, block, out),
+        Some(t) if bits == 4 && block.is_multiple_of(2) => crate::arch::dequantize_blocks(t, codes, absmax, block, out),
         _ => {
             let unpacked;
             let c: &[u8] = if bits == 8 {
@@ -879,6 +883,38 @@ mod tests {
     #[test]
     fn nf4_from_quantiles_is_bnb_table() {
         assert_eq!(normal_float_levels(4).unwrap(), NF4_LEVELS);
+    }
+
+    #[test]
+    fn nfk_match_qlora_recipe_with_scipy() {
+        // create_normal_map's recipe run with scipy.stats.norm.ppf (float64) and the same
+        // offsets, as f32 bits.
+        let nf2: [u32; 4] = [0xbf800000, 0x00000000, 0x3edf2391, 0x3f800000];
+        let nf3: [u32; 8] = [
+            0xbf800000, 0xbf08f740, 0xbe7cdb96, 0x00000000, 0x3e3bbcd5, 0x3ec394b6, 0x3f1f7bfd, 0x3f800000,
+        ];
+        let nf5: [u32; 32] = [
+            0xbf800000, 0xbf463fd5, 0xbf2727c3, 0xbf1083d8, 0xbefc4ca0, 0xbedcbfa4, 0xbec0a83c, 0xbea70436, 0xbe8f2d60,
+            0xbe716241, 0xbe46777e, 0xbe1d1a3c, 0xbde9c77b, 0xbd9afc46, 0xbd1a7978, 0x00000000, 0x3d10cd03, 0x3d91389c,
+            0x3ddae651, 0x3e12f490, 0x3e3964e4, 0x3e61142c, 0x3e8531de, 0x3e9ae736, 0x3eb1faed, 0x3ecadc3d, 0x3ee62cbb,
+            0x3f0273c9, 0x3f145c3d, 0x3f2a70bb, 0x3f48b184, 0x3f800000,
+        ];
+        let bits = |k| {
+            normal_float_levels(k)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bits(2), nf2);
+        assert_eq!(bits(3), nf3);
+        assert_eq!(bits(5), nf5);
+        for k in 2..=8 {
+            let l = normal_float_levels(k).unwrap();
+            assert_eq!(l.len(), 1 << k);
+            assert_eq!((l[0], l[l.len() - 1]), (-1.0, 1.0));
+            assert!(l.contains(&0.0));
+        }
     }
 
     #[test]
@@ -981,6 +1017,30 @@ mod tests {
             assert!(y[..4].iter().all(|v| *v == 0.0));
             assert_eq!(y[5], -2.0);
         }
+    }
+
+    #[test]
+    fn rows_tensor_and_mismatches() {
+        let x: Vec<f32> = (0..30).map(|i| (i as f32 - 11.0) / 3.0).collect();
+        let rows = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerRow { cols: 10 }).unwrap();
+        let blocks = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(10)).unwrap();
+        let r = rows.quantize(&x).unwrap();
+        let b = blocks.quantize(&x).unwrap();
+        assert_eq!(r.codes(), b.codes());
+        assert_eq!(r.scales(), b.scales());
+        assert!(rows.quantize(&x[..25]).is_err()); // not whole rows
+        let t = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerTensor).unwrap();
+        let q = t.quantize(&x).unwrap();
+        assert_eq!(q.scales(), [6.0]);
+        let mut out = vec![0f32; 29];
+        assert!(matches!(
+            t.dequantize_into(&q, &mut out),
+            Err(Error::LengthMismatch { .. })
+        ));
+        assert!(matches!(rows.dequantize(&b), Err(Error::Incompatible(_))));
+        let nf3 = CodebookQuantizer::new(Codebook::normal_float(3).unwrap(), Granularity::PerTensor).unwrap();
+        assert!(matches!(nf3.dequantize(&q), Err(Error::Incompatible(_))));
+        assert!(t.quantize(&[]).unwrap().is_empty());
     }
 
     #[test]

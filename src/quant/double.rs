@@ -26,6 +26,27 @@
 //! assert!(back.iter().zip(&absmax).all(|(a, b)| (a - b).abs() < 0.01));
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
+//!
+//! With lowbit's own codebook quantizer: double-quantize its scales, and rebuild a
+//! [`Quantized`](crate::quant::Quantized) with the restored scales to dequantize. An all-zero
+//! block keeps the code of level 0, so it stays exactly 0 whatever its restored scale.
+//!
+//! ```
+//! use lowbit::quant::double::DoubleQuant;
+//! use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantized, Quantizer};
+//!
+//! let mut x: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+//! x[64..128].fill(0.0);
+//! let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?;
+//! let r = q.quantize(&x)?;
+//! let dq = DoubleQuant::quantize(r.scales(), 256)?;
+//! let scales = dq.restore()?;
+//! let r2 = Quantized::from_parts(r.scheme(), r.bits(), r.len(), r.granularity(), r.scale_layout(),
+//!     r.codes().to_vec(), scales, Vec::new())?;
+//! let y = q.dequantize(&r2)?;
+//! assert!(y[64..128].iter().all(|v| *v == 0.0));
+//! # Ok::<(), lowbit::QuantError>(())
+//! ```
 
 use super::codebook::{dequantize_with, quantize_with, Codebook, ZeroBlock};
 use super::Error;

@@ -98,6 +98,7 @@ fn check_out(bits: u32, n: usize, bytes: usize) -> Result<(), Error> {
 }
 
 /// Pack with the lengths already checked; codes are masked to `bits` bits.
+#[inline(always)]
 pub(crate) fn pack_unchecked(bits: u32, codes: &[u8], out: &mut [u8]) {
     match bits {
         1 => pack_k::<1>(codes, out),
@@ -112,6 +113,7 @@ pub(crate) fn pack_unchecked(bits: u32, codes: &[u8], out: &mut [u8]) {
 }
 
 /// Unpack with the lengths already checked.
+#[inline(always)]
 pub(crate) fn unpack_unchecked(bits: u32, packed: &[u8], out: &mut [u8]) {
     match bits {
         1 => unpack_k::<1>(packed, out),
@@ -143,7 +145,9 @@ fn pack_k<const K: usize>(codes: &[u8], out: &mut [u8]) {
     let (ohead, otail) = out.split_at_mut(full * K);
     if K == 4 {
         for (o, c) in ohead.iter_mut().zip(head.chunks_exact(2)) {
-            *o = (c[0] << 4) | (c[1] & 0xf);
+            // The pair as a little-endian u16 word, which vectorizes well.
+            let w = u16::from_le_bytes([c[0], c[1]]);
+            *o = (((w & 0x0f) << 4) | ((w >> 8) & 0x0f)) as u8;
         }
     } else if K == 2 || K == 1 {
         let per = 8 / K;

@@ -28,6 +28,7 @@ impl Stats {
         nonfinite: false,
     };
 
+    #[inline(always)]
     fn merge(self, o: Stats) -> Stats {
         Stats {
             min: if o.min < self.min { o.min } else { self.min },
@@ -37,6 +38,7 @@ impl Stats {
     }
 
     /// `max(|min|, |max|)`.
+    #[inline(always)]
     pub fn absmax(self) -> f32 {
         let n = -self.min;
         if n > self.max {
@@ -48,7 +50,7 @@ impl Stats {
 }
 
 /// Statistics of a slice, eight lanes at a time.
-#[inline]
+#[inline(always)]
 pub(crate) fn stats(x: &[f32]) -> Stats {
     const L: usize = 8;
     let mut mn = [0f32; L];
@@ -149,7 +151,7 @@ pub(crate) fn encode<const AWAY: bool>(e: &Enc, x: &[f32], out: &mut [u8]) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn encode_dispatch(away: bool, e: &Enc, x: &[f32], out: &mut [u8]) {
     if away {
         encode::<true>(e, x, out);
@@ -180,6 +182,98 @@ fn group_stats<K: Kernel>(k: &K, group: usize, st: Stats, find: impl FnOnce() ->
     Ok(st)
 }
 
+/// Max of `|x|` as `f32` bits (a NaN or an infinity gives bits `>= 0x7f80_0000`).
+#[inline(always)]
+fn absmax_bits(x: &[f32]) -> u32 {
+    let mut m = [0u32; 8];
+    let chunks = x.chunks_exact(8);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for j in 0..8 {
+            let b = c[j].to_bits() & 0x7fff_ffff;
+            m[j] = if b > m[j] { b } else { m[j] };
+        }
+    }
+    for w in [4, 2, 1] {
+        for j in 0..w {
+            m[j] = if m[j + w] > m[j] { m[j + w] } else { m[j] };
+        }
+    }
+    rem.iter().fold(m[0], |a, v| a.max(v.to_bits() & 0x7fff_ffff))
+}
+
+/// Statistics for the kernel: just the absmax when that is all it needs.
+#[inline(always)]
+fn kernel_stats<K: Kernel>(k: &K, x: &[f32]) -> Stats {
+    if K::SCHEME == Scheme::Symmetric && k.non_finite() != NonFinite::Ignore {
+        let b = absmax_bits(x);
+        let a = f32::from_bits(b);
+        Stats {
+            min: -a,
+            max: a,
+            nonfinite: b >= 0x7f80_0000,
+        }
+    } else {
+        stats(x)
+    }
+}
+
+/// Blocks of a fixed size `B` (a multiple of 8, so each block's codes are whole bytes),
+/// the last one possibly shorter.
+#[inline(always)]
+fn fixed<K: Kernel, const B: usize>(
+    k: &K,
+    x: &[f32],
+    codes: &mut [u8],
+    scales: &mut [f32],
+    zps: &mut [u8],
+    away: bool,
+) -> Result<(), Error> {
+    let bits = k.bits();
+    let bpb = B / 8 * bits as usize;
+    let affine = K::SCHEME == Scheme::Affine;
+    let mut buf = [0u8; B];
+    for (g, (xs, (cs, sc))) in x
+        .chunks(B)
+        .zip(codes.chunks_mut(bpb).zip(scales.iter_mut()))
+        .enumerate()
+    {
+        let st = if let Ok(xa) = <&[f32; B]>::try_from(xs) {
+            kernel_stats(k, xa)
+        } else {
+            kernel_stats(k, xs)
+        };
+        let st = group_stats(k, g, st, || g * B + first_nonfinite(xs))?;
+        let (s, z) = k.params(g, st)?;
+        *sc = s;
+        if affine {
+            zps[g] = z;
+        }
+        let e = k.enc(s, z);
+        match (<&[f32; B]>::try_from(xs), bits) {
+            (Ok(xa), 8) => encode_dispatch(away, &e, xa, cs),
+            (Ok(xa), 4) => {
+                encode_dispatch(away, &e, xa, &mut buf);
+                // Pairs as little-endian u16 words: one shift-and-mask per byte.
+                for (o, p) in cs.iter_mut().zip(buf.chunks_exact(2)) {
+                    let w = u16::from_le_bytes([p[0], p[1]]);
+                    *o = (((w & 0x0f) << 4) | ((w >> 8) & 0x0f)) as u8;
+                }
+            }
+            (Ok(xa), _) => {
+                encode_dispatch(away, &e, xa, &mut buf);
+                pack_unchecked(bits, &buf, cs);
+            }
+            (Err(_), _) => {
+                let t = xs.len();
+                encode_dispatch(away, &e, xs, &mut buf[..t]);
+                pack_unchecked(bits, &buf[..t], cs);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Codes staged in `CH`-element chunks and packed into `codes` as each chunk fills.
 struct Stager<'a> {
     bits: u32,
@@ -190,6 +284,7 @@ struct Stager<'a> {
 }
 
 impl<'a> Stager<'a> {
+    #[inline(always)]
     fn new(bits: u32, codes: &'a mut [u8]) -> Self {
         Self {
             bits,
@@ -200,6 +295,7 @@ impl<'a> Stager<'a> {
         }
     }
 
+    #[inline(always)]
     fn push(&mut self, mut x: &[f32], e: &Enc, away: bool) {
         while !x.is_empty() {
             let take = (CH - self.fill).min(x.len());
@@ -219,6 +315,7 @@ impl<'a> Stager<'a> {
         }
     }
 
+    #[inline(always)]
     fn finish(self) {
         if self.fill > 0 {
             let w = CH / 8 * self.bits as usize;
@@ -229,8 +326,48 @@ impl<'a> Stager<'a> {
     }
 }
 
-/// Quantize `x` into `out` with kernel `k`.
+/// Quantize `x` into `out` with kernel `k`, with the widest instruction set available.
 pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
+    crate::arch::run(QuantizeJob { k, x, out })
+}
+
+/// Dequantize `q` into `out` with kernel `k`, with the widest instruction set available.
+pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+    crate::arch::run(DequantizeJob { k, q, out })
+}
+
+struct QuantizeJob<'a, K> {
+    k: &'a K,
+    x: &'a [f32],
+    out: &'a mut Quantized,
+}
+
+impl<K: Kernel> crate::arch::Job for QuantizeJob<'_, K> {
+    type Out = Result<(), Error>;
+    #[inline(always)]
+    fn run(self) -> Self::Out {
+        quantize_portable(self.k, self.x, self.out)
+    }
+}
+
+struct DequantizeJob<'a, K> {
+    k: &'a K,
+    q: &'a Quantized,
+    out: &'a mut [f32],
+}
+
+impl<K: Kernel> crate::arch::Job for DequantizeJob<'_, K> {
+    type Out = Result<(), Error>;
+    #[inline(always)]
+    fn run(self) -> Self::Out {
+        dequantize_portable(self.k, self.q, self.out)
+    }
+}
+
+/// Quantize `x` into `out` with kernel `k` (the portable loop; `tests` compare it with the
+/// dispatched one).
+#[inline(always)]
+pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
     let gran = k.granularity();
     let bits = k.bits();
     let n = x.len();
@@ -240,10 +377,14 @@ pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Resu
     let affine = K::SCHEME == Scheme::Affine;
     let (codes, scales, zps) = out.parts_mut();
     match gran.run(n) {
+        Some(32) => fixed::<K, 32>(k, x, codes, scales, zps, away)?,
+        Some(64) => fixed::<K, 64>(k, x, codes, scales, zps, away)?,
+        Some(128) => fixed::<K, 128>(k, x, codes, scales, zps, away)?,
+        Some(256) => fixed::<K, 256>(k, x, codes, scales, zps, away)?,
         Some(run) => {
             if bits == 8 {
                 for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
-                    let st = group_stats(k, g, stats(xs), || g * run + first_nonfinite(xs))?;
+                    let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     scales[g] = s;
                     if affine {
@@ -254,7 +395,7 @@ pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Resu
             } else {
                 let mut stage = Stager::new(bits, codes);
                 for (g, xs) in x.chunks(run).enumerate() {
-                    let st = group_stats(k, g, stats(xs), || g * run + first_nonfinite(xs))?;
+                    let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     scales[g] = s;
                     if affine {
@@ -295,8 +436,9 @@ pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Resu
     Ok(())
 }
 
-/// Dequantize `q` into `out` with kernel `k`.
-pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+/// Dequantize `q` into `out` with kernel `k` (the portable loop).
+#[inline(always)]
+pub(crate) fn dequantize_portable<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
     super::check_compatible(q, K::SCHEME, k.bits(), out.len())?;
     let bits = q.bits();
     let n = q.len();
@@ -349,4 +491,40 @@ pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{AbsmaxQuantizer, AffineQuantizer};
+
+    /// The dispatched (AVX2 where the CPU has it) build agrees bit for bit with the portable one.
+    #[test]
+    fn dispatched_equals_portable() {
+        let x: Vec<f32> = (0..5000).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.013).collect();
+        for g in [
+            Granularity::PerBlock(32),
+            Granularity::PerBlock(64),
+            Granularity::PerBlock(33),
+            Granularity::PerRow { cols: 100 },
+            Granularity::PerColumn { cols: 50 },
+            Granularity::PerTensor,
+        ] {
+            for bits in [2, 3, 4, 8] {
+                let k = AbsmaxQuantizer::new(bits, g).unwrap();
+                let (mut a, mut b) = (Quantized::empty(), Quantized::empty());
+                quantize(&k, &x, &mut a).unwrap();
+                quantize_portable(&k, &x, &mut b).unwrap();
+                assert_eq!(a, b);
+                let (mut ya, mut yb) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+                dequantize(&k, &a, &mut ya).unwrap();
+                dequantize_portable(&k, &a, &mut yb).unwrap();
+                assert_eq!(ya, yb);
+                let k = AffineQuantizer::new(bits, g).unwrap();
+                quantize(&k, &x, &mut a).unwrap();
+                quantize_portable(&k, &x, &mut b).unwrap();
+                assert_eq!(a, b);
+            }
+        }
+    }
 }

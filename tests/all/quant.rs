@@ -281,3 +281,74 @@ fn quantize_into_reuses_buffers() {
     q.quantize_into(&x, &mut z).unwrap();
     assert_eq!(z, first);
 }
+
+/// The textbook formulas, one element at a time, for comparison with the fast paths.
+fn naive_absmax(x: &[f32], b: usize, bits: u32, away: bool) -> (Vec<i32>, Vec<f32>) {
+    let qmax = ((1 << (bits - 1)) - 1) as f32;
+    let mut codes = Vec::new();
+    let mut scales = Vec::new();
+    for blk in x.chunks(b) {
+        let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let s = amax / qmax;
+        let inv = if s == 0.0 { 0.0 } else { 1.0 / s };
+        scales.push(s);
+        for &v in blk {
+            let t = (v * inv).clamp(-qmax, qmax);
+            codes.push(if away { t.round() } else { t.round_ties_even() } as i32);
+        }
+    }
+    (codes, scales)
+}
+
+fn naive_affine(x: &[f32], b: usize, bits: u32) -> (Vec<i32>, Vec<f32>, Vec<i32>) {
+    let qmax = ((1 << bits) - 1) as f32;
+    let (mut codes, mut scales, mut zps) = (Vec::new(), Vec::new(), Vec::new());
+    for blk in x.chunks(b) {
+        let lo = blk.iter().fold(0f32, |a, &v| a.min(v));
+        let hi = blk.iter().fold(0f32, |a, &v| a.max(v));
+        let s = ((hi - lo) / qmax).max(f32::EPSILON);
+        let z = (-(lo / s).round_ties_even()).clamp(0.0, qmax);
+        scales.push(s);
+        zps.push(z as i32);
+        for &v in blk {
+            codes.push(((v * (1.0 / s)).round_ties_even() + z).clamp(0.0, qmax) as i32);
+        }
+    }
+    (codes, scales, zps)
+}
+
+fn block_size() -> impl Strategy<Value = usize> {
+    prop_oneof![1usize..70, Just(128), Just(256)]
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    #[test]
+    fn fast_paths_match_the_formulas(x in values(600), b in block_size(), bits in 2u32..=8, away in any::<bool>()) {
+        let r = if away { Rounding::HalfAway } else { Rounding::HalfEven };
+        let q = AbsmaxQuantizer::new(bits, Granularity::PerBlock(b)).unwrap().with_rounding(r);
+        let z = q.quantize(&x).unwrap();
+        let (codes, scales) = naive_absmax(&x, b, bits, away);
+        let got: Vec<i32> = z.unpacked_codes().iter().map(|&c| ((c << (8 - bits)) as i8 >> (8 - bits)) as i32).collect();
+        prop_assert_eq!(got, codes);
+        prop_assert_eq!(z.scales(), &scales[..]);
+        let y = q.dequantize(&z).unwrap();
+        for (i, v) in y.iter().enumerate() {
+            let c = ((z.unpacked_codes()[i] << (8 - bits)) as i8 >> (8 - bits)) as f32;
+            prop_assert_eq!(v.to_bits(), (c * scales[i / b]).to_bits());
+        }
+    }
+
+    #[test]
+    fn affine_fast_paths_match_the_formulas(x in values(600), b in block_size(), bits in 1u32..=8) {
+        let q = AffineQuantizer::new(bits, Granularity::PerBlock(b)).unwrap();
+        let z = q.quantize(&x).unwrap();
+        let (codes, scales, zps) = naive_affine(&x, b, bits);
+        let got: Vec<i32> = z.unpacked_codes().iter().map(|&c| i32::from(c)).collect();
+        prop_assert_eq!(got, codes);
+        prop_assert_eq!(z.scales(), &scales[..]);
+        let zp: Vec<i32> = z.zero_points().iter().map(|&c| i32::from(c)).collect();
+        prop_assert_eq!(zp, zps);
+    }
+}
