@@ -298,7 +298,7 @@ impl PerChannelMinMaxCalibrator {
 impl Calibrator for PerChannelMinMaxCalibrator {
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error> {
         let ch = self.channels();
-        if batch.len() % ch != 0 {
+        if !batch.len().is_multiple_of(ch) {
             return Err(Error::ChannelMismatch {
                 len: batch.len(),
                 channels: ch,

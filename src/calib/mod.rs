@@ -24,8 +24,10 @@
 //! exponent and top mantissa bits). A count per key is all its state, so observing is counting
 //! and merging is adding: the state, and so the [`Range`], is the same bit for bit for any order
 //! of the batches, any split into batches and any tree of merges. [`Calibrator::range`] re-bins
-//! the fine counts into the linear bins over `[0, max|x|]` the methods work on; that agrees with
-//! a histogram built in one pass over all the data within one bin (`max|x| / bins`).
+//! the fine counts into the linear bins over `[0, max|x|]` the methods work on; each value lands
+//! at most one bin (`max|x| / bins`) from where a histogram built in one pass over all the data
+//! puts it (exactly there for data of f16 precision or less). Memory: 16 KiB per sign and binary
+//! exponent present (see [`HistogramCalibrator`]).
 //!
 //! # Examples
 //!
@@ -55,7 +57,7 @@ mod minmax;
 mod qparams;
 pub(crate) mod select;
 
-pub use histogram::{HistogramCalibrator, Method, NonFinite};
+pub use histogram::{amax_from_histogram, HistogramCalibrator, Method, NonFinite};
 pub use minmax::{MinMaxCalibrator, MovingAverageMinMaxCalibrator, PerChannelMinMaxCalibrator};
 pub use qparams::{AffineQParams, SymmetricQParams};
 

@@ -32,8 +32,7 @@ fn xlogx(x: f64) -> f64 {
 /// TensorRT's entropy calibration: the edge `i` in `levels..=n` that minimises the KL divergence
 /// between the reference distribution (the first `i` bins, the clipped tail added to the last)
 /// and its quantized version (the first `i` bins merged into `levels` groups, each group's count
-/// spread evenly over its non-empty bins). Ties go to the larger edge (as modelopt's
-/// `last_argmin`). Cost `O(n * levels)` with prefix sums, independent of the counts.
+/// spread evenly over its non-empty bins), by [`near_min`]. Cost `O(n * levels)` with prefix sums, independent of the counts.
 pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
     debug_assert!(levels >= 1 && levels <= n);
@@ -46,7 +45,7 @@ pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
         plogp[j + 1] = plogp[j] + xlogx(b as f64);
     }
     let total = cnt[n] as f64;
-    let mut best = (f64::INFINITY, n);
+    let mut obj = vec![f64::INFINITY; n + 1];
     for i in levels..=n {
         let s = cnt[i];
         let tail = cnt[n] - s;
@@ -69,31 +68,83 @@ pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
         }
         sum_plogq += tail as f64 * q_last.ln();
         let kl = (sum_plogp - sum_plogq) / total + (s as f64 / total).ln();
-        if kl <= best.0 {
-            best = (kl, i);
-        }
+        obj[i] = kl.max(0.0);
     }
-    best.1
+    near_min(&obj[levels..]) + levels
+}
+
+/// Relative tolerance of [`near_min`].
+pub(crate) const NEAR_MIN: f64 = 1e-3;
+
+/// The first (smallest) edge whose objective is within [`NEAR_MIN`] (relative) of the
+/// smallest: of ranges that are as good, the tightest. A strict argmin jumps between distant,
+/// nearly equal minima when a few counts change (a histogram re-binned or built in another
+/// order); this choice moves with the counts.
+fn near_min(obj: &[f64]) -> usize {
+    let best = obj.iter().copied().fold(f64::INFINITY, f64::min);
+    if !best.is_finite() {
+        return obj.len() - 1;
+    }
+    let lim = best + NEAR_MIN * best.abs();
+    obj.iter().position(|&o| o <= lim).unwrap_or(obj.len() - 1)
 }
 
 /// The edge `i` in `1..=n` that minimises the squared error of quantizing the bin centres
 /// symmetrically with `levels` positive steps of `i / levels` bins (`round` half up, clamp at
-/// `levels`), weighted by the counts. Ties go to the smaller edge. Cost `O(n * levels)`: the
+/// `levels`), weighted by the counts, by [`near_min`]. Cost `O(n * levels)`: the
 /// error of each quantization cell comes from prefix sums of `b`, `b*(2j+1)`, `b*(2j+1)^2`
 /// (exact integers).
 pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
+    let n = bins.len() as u128;
+    let total: u128 = bins.iter().map(|&b| u128::from(b)).sum();
+    // u64 prefix sums are exact while the largest, sum(b * (2j+1)^2), fits.
+    if total * (2 * n + 1) * (2 * n + 1) < u128::from(u64::MAX) {
+        mse_edge_with::<u64>(bins, levels)
+    } else {
+        mse_edge_with::<u128>(bins, levels)
+    }
+}
+
+/// Exact integer prefix sums, differenced exactly and then converted.
+trait Prefix:
+    Copy + Default + core::ops::Add<Output = Self> + core::ops::Sub<Output = Self> + core::ops::Mul<Output = Self>
+{
+    fn from_u64(v: u64) -> Self;
+    fn f64(self) -> f64;
+}
+impl Prefix for u64 {
+    fn from_u64(v: u64) -> Self {
+        v
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+impl Prefix for u128 {
+    fn from_u64(v: u64) -> Self {
+        u128::from(v)
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+#[allow(clippy::needless_range_loop)]
+fn mse_edge_with<P: Prefix>(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
-    let mut a0 = vec![0u64; n + 1];
-    let mut a1 = vec![0u128; n + 1];
-    let mut a2 = vec![0u128; n + 1];
+    let mut a0 = vec![P::default(); n + 1];
+    let mut a1 = vec![P::default(); n + 1];
+    let mut a2 = vec![P::default(); n + 1];
     for (j, &b) in bins.iter().enumerate() {
-        let v = (2 * j + 1) as u128;
+        let v = P::from_u64((2 * j + 1) as u64);
+        let b = P::from_u64(b);
         a0[j + 1] = a0[j] + b;
-        a1[j + 1] = a1[j] + u128::from(b) * v;
-        a2[j + 1] = a2[j] + u128::from(b) * v * v;
+        let bv = b * v;
+        a1[j + 1] = a1[j] + bv;
+        a2[j + 1] = a2[j] + bv * v;
     }
     let l = levels as i64;
-    let mut best = (f64::INFINITY, n);
+    let mut obj = vec![f64::INFINITY; n + 1];
     for i in 1..=n {
         let step2 = 2.0 * i as f64 / levels as f64; // one step, in half-bins
         let mut err = 0.0;
@@ -110,21 +161,19 @@ pub(crate) fn mse_edge(bins: &[u64], levels: usize) -> usize {
                 }
             };
             if end > start {
-                let c0 = a0[end] - a0[start];
-                if c0 != 0 {
-                    let c1 = (a1[end] - a1[start]) as f64;
-                    let c2 = (a2[end] - a2[start]) as f64;
+                let c0 = (a0[end] - a0[start]).f64();
+                if c0 != 0.0 {
+                    let c1 = (a1[end] - a1[start]).f64();
+                    let c2 = (a2[end] - a2[start]).f64();
                     let t = k as f64 * step2;
-                    err += c2 - 2.0 * t * c1 + t * t * c0 as f64;
+                    err += c2 - 2.0 * t * c1 + t * t * c0;
                 }
                 start = end;
             }
         }
-        if err < best.0 {
-            best = (err, i);
-        }
+        obj[i] = err.max(0.0);
     }
-    best.1
+    near_min(&obj[1..]) + 1
 }
 
 #[cfg(test)]
@@ -141,7 +190,8 @@ mod tests {
                     .enumerate()
                     .map(|(j, &b)| {
                         let u = j as f64 + 0.5;
-                        let k = ((u / s) + 0.5).floor().min(levels as f64);
+                        // round half up of u / s = (2j+1) L / (2i), in integers
+                        let k = (((2 * j + 1) * levels + i) / (2 * i)).min(levels) as f64;
                         b as f64 * (u - k * s).powi(2)
                     })
                     .sum::<f64>()
@@ -160,16 +210,14 @@ mod tests {
         bins[299] = 5;
         for levels in [3usize, 7, 127] {
             let naive = mse_naive(&bins, levels);
-            let best = naive
-                .iter()
-                .enumerate()
-                .fold((f64::INFINITY, 0), |a, (i, &e)| if e < a.0 { (e, i + 1) } else { a });
+            let best = naive.iter().copied().fold(f64::INFINITY, f64::min);
+            let lim = best * (1.0 + NEAR_MIN);
+            let want = naive.iter().position(|&e| e <= lim).unwrap() + 1;
             let got = mse_edge(&bins, levels);
-            // The same edge, or one whose naive error is equal to rounding.
+            // The same edge, up to rounding at the limit.
             assert!(
-                (naive[got - 1] - best.0).abs() <= 1e-9 * best.0,
-                "{levels}: {got} vs {}",
-                best.1
+                got == want || (naive[got - 1] - lim).abs() <= 1e-9 * lim,
+                "{levels}: {got} vs {want}"
             );
         }
     }

@@ -44,10 +44,7 @@ pub(crate) fn pairwise_sum<T: PwFloat>(a: &[T]) -> T {
 }
 
 /// `np.sum(x)` of a float array: the reduction starts from the identity 0.
-pub(crate) fn np_sum<T: PwFloat>(a: &[T]) -> T
-where
-    T: From<i8>,
-{
+pub(crate) fn np_sum<T: PwFloat + From<i8>>(a: &[T]) -> T {
     T::from(0) + pairwise_sum(a)
 }
 
@@ -141,6 +138,7 @@ pub(crate) fn cdf(hist: &[u64]) -> Vec<f64> {
 /// Remez approximation evaluated with fused multiply-adds, plus `k * ln 2`. It is not correctly
 /// rounded (up to 3.83 ulp), and the calibrators that reach it through SciPy depend on its
 /// exact bits. Positive finite `x` only; others as NumPy (NaN, -inf, inf).
+#[allow(clippy::excessive_precision)] // NumPy's constants, verbatim
 pub(crate) fn np_log_f32(x: f32) -> f32 {
     const P: [f32; 6] = [
         0.0,

@@ -248,6 +248,7 @@ impl HistogramCollector {
         }
     }
 
+    #[allow(clippy::needless_range_loop)]
     fn entropy(&self, s: &State) -> (f32, f32) {
         let hist = &s.hist;
         let n = hist.len();

@@ -2,6 +2,7 @@
 
 mod bnb;
 mod calib_compat;
+mod calib_props;
 mod codebook;
 mod common;
 mod exhaustive;
