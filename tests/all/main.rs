@@ -14,3 +14,4 @@ mod reference;
 mod scheme;
 mod simd_parity;
 mod torch;
+mod torch_casts;
