@@ -13,11 +13,7 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
     }
 }
 
-pub(crate) fn encode_slice<F: FloatFormat>(
-    src: &[f32],
-    dst: &mut [F::Code],
-    opts: Options,
-) -> Result<(), Error> {
+pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     match (opts.rounding, opts.overflow) {
         (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => crate::arch::encode_f32_rne::<F, false>(src, dst),
