@@ -573,8 +573,10 @@ pub struct LayerReport {
     pub bytes_after: usize,
     /// `8 · bytes_after / elements`.
     pub bits_per_element: f64,
-    /// Mean squared error.
+    /// Mean squared error, `Σ(x - x')² / n`.
     pub mse: f64,
+    /// Mean signal power, `Σx² / n` (so `sqnr_db = 10 log10(signal_power / mse)`).
+    pub signal_power: f64,
     /// Signal-to-quantization-noise ratio, `10 log10(Σx² / Σ(x - x')²)` dB (infinite when exact).
     pub sqnr_db: f64,
     /// Largest `|x - x'|`.
@@ -610,6 +612,13 @@ impl ErrStats {
             0.0
         } else {
             self.noise / self.n as f64
+        }
+    }
+    fn power(&self) -> f64 {
+        if self.n == 0 {
+            0.0
+        } else {
+            self.signal / self.n as f64
         }
     }
     fn sqnr(&self) -> f64 {
@@ -707,8 +716,8 @@ impl Recipe {
         let mut report = Report::default();
         let mut seen = vec![false; self.weights.len()];
         for (name, data, shape) in tensors {
-            if let Some(i) = self.weights.iter().position(|(p, _)| p.matches(name)) {
-                seen[i] = true;
+            for ((p, _), seen) in self.weights.iter().zip(seen.iter_mut()) {
+                *seen |= p.matches(name);
             }
             let (q, r) = self.quantize_weight(name, data, shape)?;
             out.push((name.to_string(), q));
@@ -816,6 +825,7 @@ pub fn quantize_weight_with(
             bytes_after,
             bits_per_element: bits_per(bytes_after, data.len()),
             mse: e.mse(),
+            signal_power: e.power(),
             sqnr_db: e.sqnr(),
             max_abs_error: e.max,
             range: None,
@@ -960,6 +970,7 @@ impl ActivationQuant {
             bytes_after,
             bits_per_element: bits_per(bytes_after, n),
             mse: self.stats.mse(),
+            signal_power: self.stats.power(),
             sqnr_db: self.stats.sqnr(),
             max_abs_error: self.stats.max,
             range: Some(self.range),
@@ -990,18 +1001,10 @@ impl Report {
     }
     /// SQNR over all weight elements together (total signal over total noise), dB.
     pub fn weight_sqnr_db(&self) -> f64 {
-        let (mut s, mut n) = (0f64, 0f64);
-        for l in self.weights() {
-            // signal = noise · 10^(sqnr/10); noise = mse · n.
-            let noise = l.mse * l.elements as f64;
-            n += noise;
-            s += if l.sqnr_db.is_infinite() {
-                0.0
-            } else {
-                noise * 10f64.powf(l.sqnr_db / 10.0)
-            };
-        }
-        sqnr_db(s, n)
+        let n = |l: &LayerReport| l.elements as f64;
+        let signal: f64 = self.weights().map(|l| l.signal_power * n(l)).sum();
+        let noise: f64 = self.weights().map(|l| l.mse * n(l)).sum();
+        sqnr_db(signal, noise)
     }
     fn weights(&self) -> impl Iterator<Item = &LayerReport> {
         self.layers.iter().filter(|l| l.kind == TensorKind::Weight)

@@ -332,3 +332,23 @@ fn nf4_double_quant_storage_and_bnb_equality() {
         Err(SchemeError::Quant(_))
     ));
 }
+
+#[test]
+fn whole_model_sqnr_and_shadowed_exact_rules() {
+    let recipe = Recipe::new()
+        .weights("*", WeightScheme::int(4, WeightGranularity::PerChannel).unwrap())
+        .weights("b", WeightScheme::Keep); // shadowed by "*", but names a tensor that exists
+    let (a, b) = (weight(4, 16), weight(2, 16));
+    let (out, report) = recipe
+        .quantize_weights([("a", &a[..], &[4usize, 16][..]), ("b", &b[..], &[2, 16][..])])
+        .unwrap();
+    let (mut signal, mut noise) = (0f64, 0f64);
+    for ((_, q), x) in out.iter().zip([&a, &b]) {
+        for (&u, &v) in x.iter().zip(&q.dequantize().unwrap()) {
+            signal += f64::from(u).powi(2);
+            noise += (f64::from(u) - f64::from(v)).powi(2);
+        }
+    }
+    assert!((report.weight_sqnr_db() - 10.0 * (signal / noise).log10()).abs() < 1e-9);
+    assert_eq!(report.weight_bytes_before(), 4 * 96);
+}
