@@ -182,10 +182,16 @@ pub fn forward(x: &[f32], p: &IntParams, y: &mut [f32]) -> Result<(), Error> {
     check_len("y", x.len(), y.len())?;
     check_finite(x, "x")?;
     let inv = 1.0 / p.scale;
-    let (lo, hi, z) = (f64::from(p.qmin), f64::from(p.qmax), f64::from(p.zero_point));
+    // Clamping `x · inv` to the integer bounds before rounding gives the same codes as rounding
+    // then clamping, and keeps |v| < 2^17, where adding and subtracting 1.5 · 2^23 rounds to
+    // nearest even exactly (no libm call, so the loop vectorises).
+    let z = p.zero_point as f32;
+    let (lo, hi) = (p.qmin as f32 - z, p.qmax as f32 - z);
+    const MAGIC: f32 = 12_582_912.0; // 1.5 * 2^23
     for (y, &x) in y.iter_mut().zip(x) {
-        let q = p.code(x, inv).clamp(lo, hi);
-        *y = (q - z) as f32 * p.scale;
+        let v = (x * inv).clamp(lo, hi);
+        let q = (v + MAGIC) - MAGIC;
+        *y = q * p.scale;
     }
     Ok(())
 }
@@ -348,6 +354,29 @@ mod tests {
         let mut dx = [0.0; 4];
         backward(&[0.25, 0.75, -5.0, -6.0], &[2.0; 4], &p, &mut dx).unwrap();
         assert_eq!(dx, [2.0, 2.0, 2.0, 0.0]);
+    }
+
+    /// The vectorised forward equals round-then-clamp through f64 (`IntParams::code`), ties and
+    /// huge values included.
+    #[test]
+    fn forward_matches_round_then_clamp() {
+        for p in [
+            IntParams::symmetric(8, 0.5).unwrap(),
+            IntParams::affine(8, 0.37, 131).unwrap(),
+            IntParams::symmetric(16, 1.0).unwrap(),
+            IntParams::affine(16, 0.25, 65535).unwrap(),
+        ] {
+            let mut x: Vec<f32> = (-300_000..300_000).map(|i| i as f32 * 0.25 * p.scale()).collect();
+            x.extend([1e30, -1e30, f32::MAX, -f32::MAX, 1e-40, -0.0, 0.0]);
+            let mut y = vec![0.0; x.len()];
+            forward(&x, &p, &mut y).unwrap();
+            let inv = 1.0 / p.scale();
+            let (lo, hi, z) = (f64::from(p.qmin()), f64::from(p.qmax()), f64::from(p.zero_point()));
+            for (&x, &y) in x.iter().zip(&y) {
+                let q = p.code(x, inv).clamp(lo, hi);
+                assert_eq!(y.to_bits(), ((q - z) as f32 * p.scale()).to_bits(), "{x}");
+            }
+        }
     }
 
     #[test]
