@@ -352,3 +352,75 @@ fn whole_model_sqnr_and_shadowed_exact_rules() {
     assert!((report.weight_sqnr_db() - 10.0 * (signal / noise).log10()).abs() < 1e-9);
     assert_eq!(report.weight_bytes_before(), 4 * 96);
 }
+
+mod props {
+    use super::*;
+    use lowbit::compat::bnb::QuantType;
+    use proptest::prelude::*;
+
+    fn schemes() -> Vec<WeightScheme> {
+        vec![
+            WeightScheme::Keep,
+            WeightScheme::int(8, WeightGranularity::PerChannel).unwrap(),
+            WeightScheme::int(3, WeightGranularity::PerTensor).unwrap(),
+            WeightScheme::int_with(5, false, WeightGranularity::PerBlock(7)).unwrap(),
+            WeightScheme::Float {
+                format: FloatCast::E4M3,
+                scaled: true,
+            },
+            WeightScheme::Float {
+                format: FloatCast::E5M2,
+                scaled: false,
+            },
+            WeightScheme::Bnb4 {
+                quant_type: QuantType::Nf4,
+                block: 32,
+                double_quant: true,
+            },
+            WeightScheme::Bnb4 {
+                quant_type: QuantType::Fp4,
+                block: 64,
+                double_quant: false,
+            },
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any scheme on any shape: a consistent report row, or a typed error, never a panic.
+        #[test]
+        fn report_rows_are_consistent(
+            rows in 0usize..9, cols in 0usize..70, which in 0usize..8, bad_shape in any::<bool>(),
+            seed in prop::collection::vec(-4f32..4.0, 9 * 70),
+        ) {
+            let scheme = schemes()[which].clone();
+            let w = &seed[..rows * cols];
+            let shape = if bad_shape { vec![rows + 1, cols] } else { vec![rows, cols] };
+            let res = Recipe::new().weights("*", scheme).quantize_weight("w", w, &shape);
+            if bad_shape && cols > 0 {
+                let is_shape = matches!(res, Err(SchemeError::Shape { .. }));
+                prop_assert!(is_shape, "{:?}", res.err());
+                return Ok(());
+            }
+            let (q, r) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    let typed = matches!(e, SchemeError::Quant(_) | SchemeError::Shape { .. });
+                    prop_assert!(typed, "{:?}", e);
+                    return Ok(());
+                }
+            };
+            prop_assert_eq!(r.elements, w.len());
+            prop_assert_eq!(r.bytes_before, 4 * w.len());
+            prop_assert_eq!(r.bytes_after, q.size_bytes());
+            let y = q.dequantize().unwrap();
+            prop_assert_eq!(y.len(), w.len());
+            let noise: f64 = w.iter().zip(&y).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum();
+            if !w.is_empty() {
+                prop_assert!((r.mse - noise / w.len() as f64).abs() <= 1e-9 * (1.0 + r.mse));
+                prop_assert_eq!(r.bits_per_element, 8.0 * r.bytes_after as f64 / w.len() as f64);
+            }
+        }
+    }
+}
