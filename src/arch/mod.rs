@@ -3,7 +3,10 @@
 //! Each entry point checks the CPU once per call (the standard library caches the CPUID
 //! answer) and runs the same portable loop compiled for a wider instruction set, so the
 //! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
-//! checks it anyway.
+//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
+//! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
+//! portable twin is `quant::kernels::quantize_pairs15`, and `quant::kernels::tests` checks the
+//! two bit for bit, exact ties included.
 #![allow(unsafe_code)]
 
 use crate::format::FloatFormat;

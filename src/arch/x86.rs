@@ -183,6 +183,8 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
+/// # Safety
+/// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
     job.run()

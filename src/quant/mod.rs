@@ -150,8 +150,9 @@ pub enum Error {
         /// Largest code.
         max: i32,
     },
-    /// The scale storage format is not supported (more than 32 bits).
-    #[error("scale format with {bits} bits is not supported (at most 32)")]
+    /// The scale storage format is not supported: more than 32 bits, or values outside the
+    /// `f32` range.
+    #[error("scale format with {bits} bits is not supported (at most 32 bits, values within f32)")]
     UnsupportedScaleFormat {
         /// Width of the format.
         bits: u32,
@@ -646,6 +647,9 @@ impl Quantized {
             specials,
             nan_rule,
         };
+        if !in_f32_range(&layout) {
+            return Err(Error::InvalidHeader("scale format outside the f32 range"));
+        }
         let w = scale_width(&layout);
         if usize::from(bytes[30]) != w {
             return Err(Error::InvalidHeader("scale width does not match the scale format"));
@@ -694,11 +698,19 @@ fn expect_len(expected: usize, actual: usize) -> Result<(), Error> {
 }
 
 pub(crate) fn check_scale_layout(l: &Layout) -> Result<(), Error> {
-    if l.bits() > 32 {
+    if l.bits() > 32 || !in_f32_range(l) {
         Err(Error::UnsupportedScaleFormat { bits: l.bits() })
     } else {
         Ok(())
     }
+}
+
+/// Whether every value of the layout is an `f32` (its top binade at most `2^128`, its
+/// smallest step at least `2^-149`).
+const fn in_f32_range(l: &Layout) -> bool {
+    let top = (1i32 << l.exp_bits) - 1 - l.bias;
+    let bottom = 1 - l.bias - l.man_bits as i32;
+    top <= 128 && bottom >= -149
 }
 
 fn scale_width(l: &Layout) -> usize {
@@ -866,6 +878,39 @@ mod tests {
             if !v.is_nan() {
                 assert_eq!(v, crate::Fp16::decode_f32(c));
                 assert_eq!(scale_code(&l, v), u64::from(c));
+            }
+        }
+    }
+
+    /// Every value of every header byte, for a few layouts: an error or a value, never a panic.
+    #[test]
+    fn corrupt_headers_never_panic() {
+        use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Quantizer};
+        let x: Vec<f32> = (0..40).map(|i| i as f32 - 17.5).collect();
+        let values = [
+            AbsmaxQuantizer::new(3, Granularity::PerBlock(7))
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+            AbsmaxQuantizer::<crate::E8M0>::with_scale_format(4, Granularity::PerRow { cols: 8 })
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+            AffineQuantizer::<crate::Bf16>::with_scale_format(5, Granularity::PerColumn { cols: 5 })
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+        ];
+        for q in values {
+            let bytes = q.to_bytes();
+            for i in 0..HEADER {
+                for v in 0..=255u8 {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    if let Ok(back) = Quantized::from_bytes(&b) {
+                        assert_eq!(back.byte_len(), b.len());
+                    }
+                }
             }
         }
     }
