@@ -598,7 +598,13 @@ impl Calibrator for HistogramCalibrator {
             return Err(Error::ConfigMismatch);
         }
         let slots = 1usize << self.fine;
-        self.flush();
+        // Add into the 32-bit counts while no count can pass 2^32, into `spill` otherwise.
+        let small = self.since_flush + other.count <= u64::from(u32::MAX);
+        if small {
+            self.since_flush += other.count;
+        } else {
+            self.flush();
+        }
         for page in 0..PAGES {
             let off = other.index[page];
             if off == NONE {
@@ -614,7 +620,11 @@ impl Calibrator for HistogramCalibrator {
                 if c == 0 {
                     continue;
                 }
-                self.spill[dst + k] += c;
+                if small {
+                    self.words[dst + k][0] += c as u32;
+                } else {
+                    self.spill[dst + k] += c;
+                }
                 let w = &mut self.words[dst + k];
                 let m = w[1];
                 w[1] = ((m >> 16).max(e >> 16) << 16) | (m & 0xffff).max(e & 0xffff);
@@ -788,6 +798,15 @@ mod tests {
         let mut fresh = HistogramCalibrator::new(Method::Percentile(100.0));
         fresh.observe(&[1.0, 2.0, 2.0, 2.0, 3.0]).unwrap();
         assert_eq!(fresh.to_bytes(), b);
+        // Merging near the limit goes through `spill` too.
+        let mut m = HistogramCalibrator::new(Method::Percentile(100.0));
+        m.observe(&[1.0, 2.0]).unwrap();
+        m.since_flush = u64::from(u32::MAX) - 1;
+        let mut other = HistogramCalibrator::new(Method::Percentile(100.0));
+        other.observe(&[2.0, 2.0, 3.0]).unwrap();
+        m.merge(&other).unwrap();
+        assert!(!m.spill.is_empty());
+        assert_eq!(m.to_bytes(), b);
     }
 
     #[test]
