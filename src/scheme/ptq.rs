@@ -781,11 +781,9 @@ pub fn quantize_weight_with(
         WeightScheme::Float { format, scaled } => {
             WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;
             let amax = data.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = if *scaled && amax > 0.0 {
-                (f64::from(amax) / format.max()) as f32
-            } else {
-                1.0
-            };
+            // A scale that underflows f32 (amax below ~1e-36 for FP8) falls back to 1.
+            let s = (f64::from(amax) / format.max()) as f32;
+            let scale = if *scaled && s > 0.0 && s.is_normal() { s } else { 1.0 };
             let codes = format.cast(data, scale, &mut y);
             QuantizedWeight::Float {
                 format: *format,

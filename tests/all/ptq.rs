@@ -424,3 +424,19 @@ mod props {
         }
     }
 }
+
+#[test]
+fn fp8_scale_never_underflows() {
+    let recipe = Recipe::new().weights(
+        "*",
+        WeightScheme::Float {
+            format: FloatCast::E4M3,
+            scaled: true,
+        },
+    );
+    for w in [[1e-44f32, 0.0, -1e-44], [0.0; 3], [f32::MAX, -f32::MAX, 1.0]] {
+        let (q, r) = recipe.quantize_weight("w", &w, &[3]).unwrap();
+        assert!(q.dequantize().unwrap().iter().all(|v| v.is_finite()), "{w:?}");
+        assert!(r.mse.is_finite());
+    }
+}
