@@ -14,6 +14,9 @@ pub enum Error {
     /// An error from quantization ([`crate::quant`], [`crate::compat`]).
     #[error(transparent)]
     Quant(#[from] crate::quant::Error),
+    /// An error from the quantization schemes ([`crate::scheme`]).
+    #[error(transparent)]
+    Scheme(#[from] crate::scheme::Error),
     /// An error from calibration ([`crate::calib`]).
     #[error(transparent)]
     Calib(#[from] crate::calib::Error),

@@ -63,6 +63,7 @@ pub mod compat;
 pub mod error;
 pub mod format;
 pub mod quant;
+pub mod scheme;
 
 pub use calib::Error as CalibError;
 pub use error::Error;
@@ -71,3 +72,4 @@ pub use format::{
     Bf16, E4M3Fnuz, E5M2Fnuz, FloatFormat, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0,
 };
 pub use quant::Error as QuantError;
+pub use scheme::Error as SchemeError;

@@ -1,0 +1,160 @@
+//! Quantization schemes built on the formats, quantizers and calibrators: SmoothQuant,
+//! quantization-aware training (fake quantization with straight-through and LSQ gradients),
+//! logarithmic / binary / ternary quantization, and AMP loss scaling with f32 master weights.
+//!
+//! | module | what | reference |
+//! |---|---|---|
+//! | [`smooth`] | SmoothQuant: move activation outliers into the weights | Xiao et al. 2022, `smoothquant/smooth.py` |
+//! | [`fake_quant`] | fake quantization, STE and LSQ backward, over plain slices | `torch.fake_quantize_per_tensor_affine`, `_fake_quantize_learnable_*` |
+//! | [`log2`] | power-of-two values `±2^e`, `k`-bit exponent code relative to the max | Miyashita et al. 2016 |
+//! | [`binary`] | `sign(x)·mean|x|` per channel, 1 bit per element | XNOR-Net |
+//! | [`ternary`] | `{-α, 0, α}` with threshold `0.7·mean|x|`, 2 bits per element | TWN |
+//! | [`amp`] | dynamic loss scaling, inf/NaN search in f16/bf16 codes, f32 master weights | `torch.amp.GradScaler` |
+//! | [`ptq`] | recipes (layer name or glob → scheme), weight quantization, activation calibration, report | — |
+//! | [`tflite`] | the TFLite converter's modes as recipes: dynamic range, float16, full integer, 16×8 | TFLite quantization spec |
+//!
+//! Everything here is a pure function of its inputs: no global state, no I/O, no randomness.
+//!
+//! # Examples
+//!
+//! SmoothQuant keeps `X·Wᵀ` and flattens the activation's outlier channel:
+//!
+//! ```
+//! use lowbit::scheme::smooth::SmoothQuant;
+//!
+//! // X: 2 tokens × 3 input channels (channel 1 is an outlier); W: 2 outputs × 3 inputs.
+//! let mut x = vec![0.5, 40.0, -0.2, -0.3, -35.0, 0.4];
+//! let mut w = vec![0.1, 0.02, -0.3, 0.2, -0.01, 0.05];
+//! let act_max = lowbit::scheme::smooth::column_absmax(&x, 3)?;
+//! let s = SmoothQuant::default().scales(&act_max, &w)?;
+//! lowbit::scheme::smooth::apply(&mut x, &mut w, &s)?;
+//! let spread = |m: &[f32]| m.iter().cloned().fold(0f32, f32::max) / m.iter().cloned().fold(f32::MAX, f32::min);
+//! assert!(spread(&lowbit::scheme::smooth::column_absmax(&x, 3)?) < spread(&act_max));
+//! # Ok::<(), lowbit::SchemeError>(())
+//! ```
+
+pub mod amp;
+pub mod binary;
+pub mod fake_quant;
+pub mod log2;
+pub(crate) mod pack;
+pub mod ptq;
+pub mod smooth;
+pub mod ternary;
+pub mod tflite;
+
+/// Errors of the scheme module.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two buffers or shapes that must agree do not.
+    #[error("shape mismatch in {what}: expected {expected}, got {got}")]
+    Shape {
+        /// Which argument or dimension.
+        what: &'static str,
+        /// The length the other arguments imply.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// A tensor of `len` elements cannot be split into `parts` equal rows or channels.
+    #[error("{len} elements cannot be split into {parts} equal channels")]
+    NotDivisible {
+        /// Elements in the tensor.
+        len: usize,
+        /// Channels asked for.
+        parts: usize,
+    },
+    /// A bit width outside what the scheme supports.
+    #[error("bit width {bits} is outside {min}..={max}")]
+    Bits {
+        /// The width asked for.
+        bits: u32,
+        /// Smallest supported width.
+        min: u32,
+        /// Largest supported width.
+        max: u32,
+    },
+    /// A parameter outside its domain (a negative scale, an alpha outside `[0, 1]`, ...).
+    #[error("parameter {name} = {value} is invalid: {why}")]
+    Parameter {
+        /// The parameter's name.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// What it must satisfy.
+        why: &'static str,
+    },
+    /// A NaN or infinity in an input that must be finite.
+    #[error("non-finite value in {what} at index {index}")]
+    NonFinite {
+        /// Which argument.
+        what: &'static str,
+        /// Index of the first non-finite element.
+        index: usize,
+    },
+    /// A packed buffer does not have the bytes its element count needs.
+    #[error("packed buffer has {got} bytes, {expected} needed")]
+    PackedLength {
+        /// Bytes needed.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A layer name no rule of a recipe (or no tensor of a model) matches.
+    #[error("unknown layer {name:?}")]
+    UnknownLayer {
+        /// The name looked up.
+        name: String,
+    },
+    /// An activation range was asked for before any calibration data arrived.
+    #[error("no calibration data for layer {layer:?}")]
+    EmptyCalibration {
+        /// The layer.
+        layer: String,
+    },
+    /// An error from the float formats.
+    #[error(transparent)]
+    Format(#[from] crate::format::Error),
+    /// An error from a quantizer.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::Error),
+    /// An error from a calibrator.
+    #[error(transparent)]
+    Calib(#[from] crate::calib::Error),
+}
+
+/// First index of a non-finite value, as an [`Error::NonFinite`] naming `what`.
+///
+/// The common all-finite case is a branch-free OR over the exponent bits (it vectorises); the
+/// index is searched for only when there is one.
+pub(crate) fn check_finite(x: &[f32], what: &'static str) -> Result<(), Error> {
+    let bad = x.chunks(1024).any(|c| {
+        c.iter()
+            .fold(0u32, |acc, v| acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000))
+            != 0
+    });
+    if !bad {
+        return Ok(());
+    }
+    match x.iter().position(|v| !v.is_finite()) {
+        Some(index) => Err(Error::NonFinite { what, index }),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), Error> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Error::Shape { what, expected, got })
+    }
+}
+
+/// Split `len` elements into `channels` rows, or fail.
+pub(crate) fn row_len(len: usize, channels: usize) -> Result<usize, Error> {
+    if channels == 0 || !len.is_multiple_of(channels) {
+        return Err(Error::NotDivisible { len, parts: channels });
+    }
+    Ok(len / channels)
+}
