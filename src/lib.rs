@@ -1,8 +1,11 @@
 //! # lowbit
 //!
 //! Low-precision number formats and model quantization for Rust: FP8, FP6, FP4, E8M0, BF16,
-//! FP16 and TF32 behind one [`FloatFormat`] trait, bit-exact with ml_dtypes and torch, and
-//! correct where they are not (encoding from `f64` rounds once).
+//! FP16 and TF32 behind one [`FloatFormat`] trait, quantizers behind one
+//! [`Quantizer`](quant::Quantizer) trait, calibrators behind one
+//! [`Calibrator`](calib::Calibrator) trait, and the schemes built on them. Bit-exact with
+//! ml_dtypes, torch, bitsandbytes, ggml, ONNX Runtime and modelopt, and correct where they are
+//! not (encoding from `f64` rounds once; calibration does not depend on batch order).
 //!
 //! ## Formats
 //!
@@ -36,16 +39,70 @@
 //! # Ok::<(), lowbit::Error>(())
 //! ```
 //!
+//! ## Quantization
+//!
+//! [`quant`] turns `f32` tensors into bit-packed integer codes with one scale per group
+//! (tensor, row, column or block): symmetric absmax and asymmetric zero-point k-bit quantizers
+//! with torch.ao's qparams, and codebook quantizers (NF4, FP4, NFk) with double quantization of
+//! the scales. [`compat`] writes the exact bytes other tools load: llama.cpp's `Q8_0`/`Q4_0`/
+//! `Q4_1` and bitsandbytes' 4-bit and 8-bit blockwise formats.
+//!
+//! ```
+//! use lowbit::quant::{AbsmaxQuantizer, Codebook, CodebookQuantizer, Granularity, Quantizer};
+//!
+//! let w: Vec<f32> = (0..256).map(|i| (i as f32 * 0.37).sin()).collect();
+//! let int4 = AbsmaxQuantizer::new(4, Granularity::PerBlock(32))?;
+//! let q = int4.quantize(&w)?;
+//! assert_eq!(q.bits_per_element(), 5.0); // 4-bit codes + an f32 scale per 32
+//! let back = int4.dequantize(&q)?;
+//!
+//! let nf4 = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?;
+//! assert_eq!(nf4.quantize(&w)?.bits_per_element(), 4.5);
+//! # Ok::<(), lowbit::Error>(())
+//! ```
+//!
+//! ## Calibration
+//!
+//! [`calib`] chooses activation ranges from calibration batches: MinMax, percentile, entropy
+//! (KL divergence) and MSE. The histogram's result depends only on the values seen, never on
+//! the order of the batches, and its state merges across threads, processes and machines.
+//!
+//! ```
+//! use lowbit::calib::{Calibrator, HistogramCalibrator, Method};
+//!
+//! let data: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+//! let (a, b) = data.split_at(1000);
+//! let mut shard = HistogramCalibrator::new(Method::Percentile(99.9));
+//! shard.observe(b)?;
+//! let mut total = HistogramCalibrator::new(Method::Percentile(99.9));
+//! total.observe(a)?;
+//! total.merge(&shard)?;
+//! let mut other_order = HistogramCalibrator::new(Method::Percentile(99.9));
+//! other_order.observe(b)?;
+//! other_order.observe(a)?;
+//! assert_eq!(total.range()?, other_order.range()?); // bit for bit
+//! # Ok::<(), lowbit::Error>(())
+//! ```
+//!
+//! ## Schemes
+//!
+//! [`scheme`] builds on the formats, quantizers and calibrators: post-training quantization
+//! recipes with a per-layer error report ([`scheme::ptq`], and the TensorFlow Lite converter's
+//! modes in [`scheme::tflite`]), SmoothQuant ([`scheme::smooth`]), fake quantization with STE
+//! and LSQ gradients for QAT ([`scheme::fake_quant`]), power-of-two, binary and ternary
+//! quantization, and AMP loss scaling with f32 master weights ([`scheme::amp`]).
+//!
 //! ## Errors
 //!
 //! Nothing panics on bad input: functions that can fail return a module error
-//! ([`FormatError`], ...), all of which convert into [`Error`].
+//! ([`FormatError`], [`QuantError`], [`CalibError`], [`SchemeError`]), all of which convert
+//! into [`Error`].
 //!
 //! ## Features
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `rayon` | parallel slice processing |
+//! | `rayon` | parallel slice encode and decode (`format::par`) |
 //!
 //! ## Speed
 //!
