@@ -818,6 +818,97 @@ mod tests {
         assert_eq!(h.range().unwrap(), Range { min: -1.0, max: 3.0 });
     }
 
+    /// Deterministic data: Laplace-like f32 with outliers, values of f16 precision, zeros and
+    /// subnormals.
+    pub(super) fn golden_data(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64 - 0.5;
+                let l = -u.signum() * (1.0 - 2.0 * u.abs()).ln();
+                match i % 7 {
+                    0 => (l * 30.0) as f32,
+                    1 => f32::from_bits((l as f32).to_bits() & !0xfff),
+                    2 if i % 5 == 0 => f32::from_bits((s >> 40) as u32 & 0x807f_ffff),
+                    3 if i % 11 == 0 => 0.0,
+                    _ => l as f32,
+                }
+            })
+            .collect()
+    }
+
+    fn fnv(h: &mut u64, bytes: &[u8]) {
+        for &b in bytes {
+            *h = (*h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    /// Digest of the serialised state and of every method's range, symmetric and not.
+    pub(super) fn digest(h: &HistogramCalibrator) -> u64 {
+        let mut d = 0xcbf2_9ce4_8422_2325u64;
+        fnv(&mut d, &h.to_bytes());
+        let methods = [
+            Method::Entropy { bits: 8 },
+            Method::Mse { bits: 8 },
+            Method::Mse { bits: 4 },
+            Method::Percentile(99.99),
+            Method::Percentile(99.9),
+            Method::Percentile(50.0),
+        ];
+        for m in methods {
+            for sym in [true, false] {
+                match h.range_with(m, sym) {
+                    Ok(r) => {
+                        fnv(&mut d, &r.min.to_bits().to_le_bytes());
+                        fnv(&mut d, &r.max.to_bits().to_le_bytes());
+                    }
+                    Err(e) => fnv(&mut d, format!("{e:?}").as_bytes()),
+                }
+            }
+        }
+        d
+    }
+
+    /// The state and every result, against digests taken from the per-value implementation
+    /// before the chunked one replaced it.
+    #[test]
+    fn golden_digests() {
+        let mut got = Vec::new();
+        for (n, seed, bins) in [(300_000, 7u64, 2048), (70_001, 99, 2048), (20_000, 5, 100), (9_000, 3, 40_000)] {
+            let data = golden_data(n, seed);
+            let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_bins(bins).unwrap();
+            for part in data.chunks(n / 3 + 1) {
+                h.observe(part).unwrap();
+            }
+            let mut skip = HistogramCalibrator::new(Method::Mse { bits: 8 })
+                .with_bins(bins)
+                .unwrap()
+                .with_nonfinite(NonFinite::Skip);
+            let mut bad = data.clone();
+            for i in (0..n).step_by(977) {
+                bad[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+            }
+            skip.observe(&bad).unwrap();
+            got.push(digest(&h));
+            got.push(digest(&skip));
+        }
+        assert_eq!(got, GOLDEN);
+    }
+
+    const GOLDEN: [u64; 8] = [
+        0x5b3e_04a9_6314_aad6,
+        0xd3dc_74de_b5f9_f0d7,
+        0xecce_bdd6_3de5_7b60,
+        0x7160_2e90_3144_0866,
+        0xa94f_335d_d28b_f42b,
+        0x9c51_493f_ff7d_5a19,
+        0xdec5_9b66_3958_25a1,
+        0x7ae1_26b2_ca2e_ef07,
+    ];
+
     #[test]
     fn bytes_round_trip() {
         let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_symmetric(false);
