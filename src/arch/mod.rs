@@ -80,6 +80,18 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
 }
 
+/// Widen histogram extremes (see `calib::histogram::widen_extremes`).
+#[inline]
+pub(crate) fn widen_extremes(ext: &mut [u32], slot: &[u32], word: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe { x86::widen_extremes_avx2(ext, slot, word) };
+        return;
+    }
+    crate::calib::histogram::widen_extremes(ext, slot, word);
+}
+
 /// A computation to run with the widest instruction set the CPU has. `run` must be
 /// `#[inline(always)]`, and so must everything hot it calls, so that it is compiled again
 /// inside the wider entry point.

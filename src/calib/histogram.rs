@@ -538,17 +538,30 @@ impl crate::arch::Job for Scatter<'_> {
             if missing {
                 return Err(ci * CHUNK);
             }
-            for (&i, &w) in slot[..chunk.len()].iter().zip(&word[..chunk.len()]) {
-                let i = i as usize;
-                self.counts[i] += 1;
-                let e = self.ext[i];
-                let n = (e & 0xffff_0000).max(w & 0xffff_0000) | (e & 0xffff).max(w & 0xffff);
-                if n != e {
-                    self.ext[i] = n;
-                }
+            let n = chunk.len();
+            for &i in &slot[..n] {
+                self.counts[i as usize] += 1;
             }
+            crate::arch::widen_extremes(self.ext, &slot[..n], &word[..n]);
         }
         Ok(())
+    }
+}
+
+/// Widens the extremes `ext[slot[j]]` by `word[j]` (both halves by `max`), writing only those
+/// that change. The portable twin of `arch::x86::widen_extremes_avx2`.
+///
+/// # Panics
+///
+/// If a slot is out of bounds (the callers pass slots of allocated pages).
+#[inline(always)]
+pub(crate) fn widen_extremes(ext: &mut [u32], slot: &[u32], word: &[u32]) {
+    for (&i, &w) in slot.iter().zip(word) {
+        let e = ext[i as usize];
+        let n = (e & 0xffff_0000).max(w & 0xffff_0000) | (e & 0xffff).max(w & 0xffff);
+        if n != e {
+            ext[i as usize] = n;
+        }
     }
 }
 

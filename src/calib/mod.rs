@@ -52,7 +52,7 @@
 //! ```
 
 mod bytes;
-mod histogram;
+pub(crate) mod histogram;
 mod minmax;
 mod qparams;
 pub(crate) mod select;
