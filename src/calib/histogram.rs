@@ -500,6 +500,29 @@ impl HistogramCalibrator {
     }
 }
 
+/// The largest positive magnitude, the largest negative magnitude and the largest of all
+/// (non-finite values included, as bits) of a block.
+struct Maxima<'a>(&'a [f32]);
+
+impl crate::arch::Job for Maxima<'_> {
+    type Out = (u32, u32, u32);
+
+    #[inline(always)]
+    fn run(self) -> (u32, u32, u32) {
+        // i32 arithmetic (the magnitudes fit) vectorises
+        let (mut p, mut q, mut t) = (0i32, 0i32, 0i32);
+        for &x in self.0 {
+            let b = x.to_bits() as i32;
+            let a = b & 0x7fff_ffff;
+            let neg = b >> 31;
+            t = t.max(a);
+            p = p.max(a & !neg);
+            q = q.max(a & neg);
+        }
+        (p as u32, q as u32, t as u32)
+    }
+}
+
 /// Values per chunk of [`Scatter`].
 const CHUNK: usize = 1024;
 
@@ -634,17 +657,7 @@ impl Calibrator for HistogramCalibrator {
         let (mut pm, mut nm) = (self.pos_max, self.neg_max);
         let (mut counted, mut skipped) = (0u64, 0u64);
         for (bi, block) in batch.chunks(BLOCK).enumerate() {
-            // i32 arithmetic (the magnitudes fit) vectorises with SSE2
-            let (mut p, mut q, mut t) = (0i32, 0i32, 0i32);
-            for &x in block {
-                let b = x.to_bits() as i32;
-                let a = b & 0x7fff_ffff;
-                let neg = b >> 31;
-                t = t.max(a);
-                p = p.max(a & !neg);
-                q = q.max(a & neg);
-            }
-            let (p, q, t) = (p as u32, q as u32, t as u32);
+            let (p, q, t) = crate::arch::run(Maxima(block));
             if t < 0x7f80_0000 {
                 pm = pm.max(p);
                 nm = nm.max(q);

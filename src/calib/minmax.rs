@@ -6,22 +6,34 @@ use super::{from_order_key, Calibrator, Error, Range};
 /// Smallest and largest order key of a batch, or the first non-finite value.
 #[inline]
 fn scan(batch: &[f32]) -> Result<(u32, u32), Error> {
-    let mut lo = u32::MAX;
-    let mut hi = 0u32;
-    let mut bad = false;
-    for chunk in batch.chunks(1024) {
-        for &x in chunk {
-            let b = x.to_bits();
-            bad |= (b & 0x7fff_ffff) >= 0x7f80_0000;
-            let k = b ^ ((((b as i32) >> 31) as u32) | 0x8000_0000);
-            lo = lo.min(k);
-            hi = hi.max(k);
+    crate::arch::run(Scan(batch)).ok_or_else(|| first_non_finite(batch))
+}
+
+/// [`scan`] compiled again for wider vectors: `None` if a value is not finite.
+struct Scan<'a>(&'a [f32]);
+
+impl crate::arch::Job for Scan<'_> {
+    type Out = Option<(u32, u32)>;
+
+    #[inline(always)]
+    fn run(self) -> Option<(u32, u32)> {
+        let mut lo = u32::MAX;
+        let mut hi = 0u32;
+        let mut bad = false;
+        for chunk in self.0.chunks(1024) {
+            for &x in chunk {
+                let b = x.to_bits();
+                bad |= (b & 0x7fff_ffff) >= 0x7f80_0000;
+                let k = b ^ ((((b as i32) >> 31) as u32) | 0x8000_0000);
+                lo = lo.min(k);
+                hi = hi.max(k);
+            }
+            if bad {
+                return None;
+            }
         }
-        if bad {
-            return Err(first_non_finite(batch));
-        }
+        Some((lo, hi))
     }
-    Ok((lo, hi))
 }
 
 pub(crate) fn first_non_finite(batch: &[f32]) -> Error {
