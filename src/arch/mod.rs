@@ -80,16 +80,17 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
 }
 
-/// Widen histogram extremes (see `calib::histogram::widen_extremes`).
+/// Count histogram values and widen their extremes (see
+/// `calib::histogram::count_and_widen`).
 #[inline]
-pub(crate) fn widen_extremes(ext: &mut [u32], slot: &[u32], word: &[u32]) {
+pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.
-        unsafe { x86::widen_extremes_avx2(ext, slot, word) };
+        unsafe { x86::count_and_widen_avx2(words, slot, word) };
         return;
     }
-    crate::calib::histogram::widen_extremes(ext, slot, word);
+    crate::calib::histogram::count_and_widen(words, slot, word);
 }
 
 /// A computation to run with the widest instruction set the CPU has. `run` must be

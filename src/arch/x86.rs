@@ -183,41 +183,54 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
-/// `calib::histogram::widen_extremes` eight slots a step: gather the eight extremes words,
-/// take the 16-bit-lane `max` with the new words and compare. A step where every word stays
-/// the same (the common case once a bin has seen a few values) writes nothing; any other step
-/// (or one with a slot out of bounds) is redone by the portable loop, which re-reads each word
-/// and so handles a slot repeated within the step. Same result as the portable loop.
+/// `calib::histogram::count_and_widen` eight values a step: gather the eight extremes words
+/// (which brings their bins into L1 for the counts), count the eight values, then take the
+/// 16-bit-lane `max` of the extremes with the new words and compare. A step where every word
+/// stays the same (the common case once a bin has seen a few values) writes no extremes; any
+/// other step is redone by the portable `widen_extremes`, which re-reads each word and so
+/// handles a bin repeated within the step. A step with a slot out of bounds goes to the
+/// portable loop (which panics). Same result as the portable loop.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn widen_extremes_avx2(ext: &mut [u32], slot: &[u32], word: &[u32]) {
+pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
+    use crate::calib::histogram::{count_and_widen, widen_extremes};
     use core::arch::x86_64::*;
-    use crate::calib::histogram::widen_extremes;
     let n = slot.len().min(word.len());
-    let lim = _mm256_set1_epi32(i32::try_from(ext.len()).unwrap_or(i32::MAX));
+    let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));
     let mut j = 0;
     while j + 8 <= n {
         let (s, w) = (&slot[j..j + 8], &word[j..j + 8]);
+        // The extremes: the second u32 of each 8-byte bin.
+        let base = words.as_ptr().cast::<u32>().wrapping_add(1).cast::<i32>();
         // SAFETY: `s` and `w` hold 8 u32 each (unaligned loads); the gather reads
-        // `ext[s[k]]` only after every `s[k]` was checked to be in `0..ext.len()`.
-        let same = unsafe {
+        // `words[s[k]][1]` (at `base + 8 * s[k]` bytes) only after every `s[k]` was checked to
+        // be in `0..words.len()`.
+        let (inside, e, v) = unsafe {
             let i = _mm256_loadu_si256(s.as_ptr().cast());
             let v = _mm256_loadu_si256(w.as_ptr().cast());
-            let inside = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), i), _mm256_cmpgt_epi32(lim, i));
-            _mm256_movemask_ps(_mm256_castsi256_ps(inside)) == 0xff && {
-                let e = _mm256_i32gather_epi32::<4>(ext.as_ptr().cast(), i);
-                let m = _mm256_max_epu16(e, v);
-                _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, e))) == 0xff
+            let ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), i), _mm256_cmpgt_epi32(lim, i));
+            if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff {
+                (true, _mm256_i32gather_epi32::<8>(base, i), v)
+            } else {
+                (false, _mm256_setzero_si256(), v)
             }
         };
-        if !same {
-            widen_extremes(ext, s, w);
+        if !inside {
+            count_and_widen(words, s, w);
+        } else {
+            for &i in s {
+                words[i as usize][0] += 1;
+            }
+            let m = _mm256_max_epu16(e, v);
+            if _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, e))) != 0xff {
+                widen_extremes(words, s, w);
+            }
         }
         j += 8;
     }
-    widen_extremes(ext, &slot[j..n], &word[j..n]);
+    count_and_widen(words, &slot[j..n], &word[j..n]);
 }
 
 /// # Safety

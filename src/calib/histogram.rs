@@ -174,13 +174,12 @@ pub struct HistogramCalibrator {
     nonfinite: NonFinite,
     fine: u32,
     index: Box<[u32; PAGES]>,
-    /// Per fine bin: the count since the last flush.
-    counts: Vec<u32>,
-    /// Per fine bin: the extremes, holding the largest value's low mantissa bits (below the
-    /// key) in the high half and the complement of the smallest value's in the low half (so
-    /// that both update by `max`).
-    ext: Vec<u32>,
-    /// Counts moved out of `counts` before they could overflow 32 bits (empty until needed).
+    /// Per fine bin: `[count since the last flush, extremes]`, the extremes holding the largest
+    /// value's low mantissa bits (below the key) in the high half and the complement of the
+    /// smallest value's in the low half (so that both update by `max`). Side by side, so that
+    /// counting a value and checking its extremes touch one cache line.
+    words: Vec<[u32; 2]>,
+    /// Counts moved out of `words` before they could overflow 32 bits (empty until needed).
     spill: Vec<u64>,
     since_flush: u64,
     count: u64,
@@ -218,8 +217,7 @@ impl HistogramCalibrator {
             nonfinite: NonFinite::Error,
             fine: fine_bits(bins),
             index: Box::new([NONE; PAGES]),
-            counts: Vec::new(),
-            ext: Vec::new(),
+            words: Vec::new(),
             spill: Vec::new(),
             since_flush: 0,
             count: 0,
@@ -281,7 +279,7 @@ impl HistogramCalibrator {
 
     /// Bytes held by the fine histogram.
     pub fn memory(&self) -> usize {
-        self.counts.capacity() * 4 + self.ext.capacity() * 4 + self.spill.capacity() * 8 + PAGES * 4
+        self.words.capacity() * 8 + self.spill.capacity() * 8 + PAGES * 4
     }
 
     /// The largest magnitude observed (`max|x|`).
@@ -310,11 +308,10 @@ impl HistogramCalibrator {
         if off != NONE {
             return off as usize;
         }
-        let off = self.counts.len();
-        self.counts.resize(off + (1usize << self.fine), 0);
-        self.ext.resize(off + (1usize << self.fine), 0);
+        let off = self.words.len();
+        self.words.resize(off + (1usize << self.fine), [0; 2]);
         if !self.spill.is_empty() {
-            self.spill.resize(self.counts.len(), 0);
+            self.spill.resize(self.words.len(), 0);
         }
         self.index[page] = off as u32;
         off
@@ -322,22 +319,22 @@ impl HistogramCalibrator {
 
     #[inline]
     fn slot_count(&self, i: usize) -> u64 {
-        u64::from(self.counts[i]) + self.spill.get(i).copied().unwrap_or(0)
+        u64::from(self.words[i][0]) + self.spill.get(i).copied().unwrap_or(0)
     }
 
     #[inline]
     fn slot_ext(&self, i: usize) -> u32 {
-        self.ext[i]
+        self.words[i][1]
     }
 
     /// Moves the 32-bit counts into `spill`.
     fn flush(&mut self) {
         if self.spill.is_empty() {
-            self.spill = vec![0; self.counts.len()];
+            self.spill = vec![0; self.words.len()];
         }
-        for (c, s) in self.counts.iter_mut().zip(self.spill.iter_mut()) {
-            *s += u64::from(*c);
-            *c = 0;
+        for (w, s) in self.words.iter_mut().zip(self.spill.iter_mut()) {
+            *s += u64::from(w[0]);
+            w[0] = 0;
         }
         self.since_flush = 0;
     }
@@ -352,8 +349,7 @@ impl HistogramCalibrator {
         while !rest.is_empty() {
             let job = Scatter {
                 index: &self.index,
-                counts: &mut self.counts,
-                ext: &mut self.ext,
+                words: &mut self.words,
                 data: rest,
                 fine: self.fine,
             };
@@ -384,9 +380,9 @@ impl HistogramCalibrator {
             let b = x.to_bits();
             let i = self.page((b >> 23) as usize) + ((b >> shift) & mask) as usize;
             let l = b & low;
-            self.counts[i] += 1;
-            let e = self.ext[i];
-            self.ext[i] = ((e >> 16).max(l) << 16) | (e & 0xffff).max(!l & 0xffff);
+            self.words[i][0] += 1;
+            let e = self.words[i][1];
+            self.words[i][1] = ((e >> 16).max(l) << 16) | (e & 0xffff).max(!l & 0xffff);
         }
     }
 
@@ -532,8 +528,7 @@ const CHUNK: usize = 1024;
 /// first chunk that needs a page not allocated yet, having counted the chunks before it.
 struct Scatter<'a> {
     index: &'a [u32; PAGES],
-    counts: &'a mut [u32],
-    ext: &'a mut [u32],
+    words: &'a mut [[u32; 2]],
     data: &'a [f32],
     fine: u32,
 }
@@ -562,28 +557,39 @@ impl crate::arch::Job for Scatter<'_> {
                 return Err(ci * CHUNK);
             }
             let n = chunk.len();
-            for &i in &slot[..n] {
-                self.counts[i as usize] += 1;
-            }
-            crate::arch::widen_extremes(self.ext, &slot[..n], &word[..n]);
+            crate::arch::count_and_widen(self.words, &slot[..n], &word[..n]);
         }
         Ok(())
     }
 }
 
-/// Widens the extremes `ext[slot[j]]` by `word[j]` (both halves by `max`), writing only those
+/// Counts each value (`words[slot[j]][0] += 1`) and widens its bin's extremes by `word[j]`.
+/// The portable twin of `arch::x86::count_and_widen_avx2`.
+///
+/// # Panics
+///
+/// If a slot is out of bounds (the callers pass slots of allocated pages).
+#[inline(always)]
+pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
+    for &i in slot {
+        words[i as usize][0] += 1;
+    }
+    widen_extremes(words, slot, word);
+}
+
+/// Widens the extremes `words[slot[j]][1]` by `word[j]` (both halves by `max`), writing only those
 /// that change. The portable twin of `arch::x86::widen_extremes_avx2`.
 ///
 /// # Panics
 ///
 /// If a slot is out of bounds (the callers pass slots of allocated pages).
 #[inline(always)]
-pub(crate) fn widen_extremes(ext: &mut [u32], slot: &[u32], word: &[u32]) {
+pub(crate) fn widen_extremes(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
     for (&i, &w) in slot.iter().zip(word) {
-        let e = ext[i as usize];
+        let e = words[i as usize][1];
         let n = (e & 0xffff_0000).max(w & 0xffff_0000) | (e & 0xffff).max(w & 0xffff);
         if n != e {
-            ext[i as usize] = n;
+            words[i as usize][1] = n;
         }
     }
 }
@@ -647,8 +653,7 @@ impl Calibrator for HistogramCalibrator {
         let strict = self.nonfinite == NonFinite::Error;
         let saved = (strict && batch.len() > BLOCK).then(|| {
             (
-                self.counts.clone(),
-                self.ext.clone(),
+                self.words.clone(),
                 self.spill.clone(),
                 self.index.clone(),
                 self.since_flush,
@@ -666,8 +671,8 @@ impl Calibrator for HistogramCalibrator {
                 continue;
             }
             if strict {
-                if let (true, Some((c, e, s, i, f))) = (bi > 0, saved) {
-                    (self.counts, self.ext, self.spill, self.index, self.since_flush) = (c, e, s, i, f);
+                if let (true, Some((w, s, i, f))) = (bi > 0, saved) {
+                    (self.words, self.spill, self.index, self.since_flush) = (w, s, i, f);
                 }
                 return Err(first_non_finite(batch));
             }
@@ -719,11 +724,11 @@ impl Calibrator for HistogramCalibrator {
                     continue;
                 }
                 if small {
-                    self.counts[dst + k] += c as u32;
+                    self.words[dst + k][0] += c as u32;
                 } else {
                     self.spill[dst + k] += c;
                 }
-                let w = &mut self.ext[dst + k];
+                let w = &mut self.words[dst + k][1];
                 let m = *w;
                 *w = ((m >> 16).max(e >> 16) << 16) | (m & 0xffff).max(e & 0xffff);
             }
@@ -820,18 +825,18 @@ impl Calibrator for HistogramCalibrator {
                 last_slot = Some(slot);
                 if c > u64::from(u32::MAX) {
                     if s.spill.is_empty() {
-                        s.spill = vec![0; s.counts.len()];
+                        s.spill = vec![0; s.words.len()];
                     }
                     s.spill[off + slot] = c;
                 } else {
-                    s.counts[off + slot] = c as u32;
+                    s.words[off + slot][0] = c as u32;
                 }
-                s.ext[off + slot] = ext;
+                s.words[off + slot][1] = ext;
                 total = total.checked_add(c).ok_or(Error::Decode("count overflow"))?;
             }
         }
         r.finish()?;
-        s.since_flush = s.count; // bounds every 32-bit count held in `counts`
+        s.since_flush = s.count; // bounds every 32-bit count held in `words`
         if total != s.count {
             return Err(Error::Decode("counts do not add up"));
         }
@@ -1052,8 +1057,7 @@ mod tests {
                 got.observe(b).unwrap();
             }
             proptest::prop_assert_eq!(&got.index, &want.index);
-            proptest::prop_assert_eq!(&got.counts, &want.counts);
-            proptest::prop_assert_eq!(&got.ext, &want.ext);
+            proptest::prop_assert_eq!(&got.words, &want.words);
             proptest::prop_assert_eq!(got.to_bytes(), want.to_bytes());
             // The ranges follow from the state; compared too where that is quick in debug builds.
             if got.count() > 0 && bins <= 2048 {
