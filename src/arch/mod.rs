@@ -80,6 +80,17 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
 }
 
+/// Fine-bin keys of histogram values (see `calib::histogram::fine_keys`).
+#[inline]
+pub(crate) fn fine_keys(index: &[u32; 512], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        return unsafe { x86::fine_keys_avx2(index, data, fine, slot, word) };
+    }
+    crate::calib::histogram::fine_keys(index, data, fine, slot, word)
+}
+
 /// Count histogram values and widen their extremes (see
 /// `calib::histogram::count_and_widen`).
 #[inline]

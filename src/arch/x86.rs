@@ -183,6 +183,49 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
     portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
+/// `calib::histogram::fine_keys` eight values a step, the page offsets gathered from `index`
+/// (every `bits >> 23` is below 512, so the gather stays inside it); the tail goes to the
+/// portable loop. Same result as the portable loop.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn fine_keys_avx2(
+    index: &[u32; 512],
+    data: &[f32],
+    fine: u32,
+    slot: &mut [u32],
+    word: &mut [u32],
+) -> bool {
+    use core::arch::x86_64::*;
+    let n = data.len().min(slot.len()).min(word.len());
+    let shift = _mm_cvtsi32_si128((23 - fine) as i32);
+    let mask = _mm256_set1_epi32(((1u32 << fine) - 1) as i32);
+    let low = _mm256_set1_epi32(((1u32 << (23 - fine)) - 1) as i32);
+    let ones16 = _mm256_set1_epi32(0xffff);
+    let none = _mm256_set1_epi32(-1);
+    let mut missing = _mm256_setzero_si256();
+    let mut j = 0;
+    while j + 8 <= n {
+        let (d, s, w) = (&data[j..j + 8], &mut slot[j..j + 8], &mut word[j..j + 8]);
+        // SAFETY: `d`, `s` and `w` hold 8 elements each (unaligned loads and stores); the
+        // gather reads `index[b >> 23]`, and `b >> 23 < 512` for every u32 `b`.
+        unsafe {
+            let b = _mm256_loadu_si256(d.as_ptr().cast());
+            let off = _mm256_i32gather_epi32::<4>(index.as_ptr().cast(), _mm256_srli_epi32::<23>(b));
+            missing = _mm256_or_si256(missing, _mm256_cmpeq_epi32(off, none));
+            let i = _mm256_add_epi32(off, _mm256_and_si256(_mm256_srl_epi32(b, shift), mask));
+            let l = _mm256_and_si256(b, low);
+            let v = _mm256_or_si256(_mm256_slli_epi32::<16>(l), _mm256_andnot_si256(l, ones16));
+            _mm256_storeu_si256(s.as_mut_ptr().cast(), i);
+            _mm256_storeu_si256(w.as_mut_ptr().cast(), v);
+        }
+        j += 8;
+    }
+    let tail = crate::calib::histogram::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
+    tail || _mm256_movemask_ps(_mm256_castsi256_ps(missing)) != 0
+}
+
 /// `calib::histogram::count_and_widen` eight values a step: gather the eight extremes words
 /// (which brings their bins into L1 for the counts), count the eight values, then take the
 /// 16-bit-lane `max` of the extremes with the new words and compare. A step where every word

@@ -538,22 +538,10 @@ impl crate::arch::Job for Scatter<'_> {
 
     #[inline(always)]
     fn run(self) -> Result<(), usize> {
-        let shift = 23 - self.fine;
-        let mask = (1u32 << self.fine) - 1;
-        let low = (1u32 << shift) - 1;
         let mut slot = [0u32; CHUNK];
         let mut word = [0u32; CHUNK];
         for (ci, chunk) in self.data.chunks(CHUNK).enumerate() {
-            let mut missing = false;
-            for ((s, w), &x) in slot.iter_mut().zip(word.iter_mut()).zip(chunk) {
-                let b = x.to_bits();
-                let off = self.index[(b >> 23) as usize];
-                missing |= off == NONE;
-                *s = off.wrapping_add((b >> shift) & mask);
-                let l = b & low;
-                *w = (l << 16) | (!l & 0xffff);
-            }
-            if missing {
+            if crate::arch::fine_keys(self.index, chunk, self.fine, &mut slot, &mut word) {
                 return Err(ci * CHUNK);
             }
             let n = chunk.len();
@@ -561,6 +549,27 @@ impl crate::arch::Job for Scatter<'_> {
         }
         Ok(())
     }
+}
+
+/// For each value `data[j]`: its fine bin `slot[j]` (the page's offset from `index` plus the
+/// slot in the page) and its extremes word `word[j]` (low mantissa bits in the high half, their
+/// complement in the low half). Returns whether a page is not allocated (then the slots are
+/// meaningless). The portable twin of `arch::x86::fine_keys_avx2`.
+#[inline(always)]
+pub(crate) fn fine_keys(index: &[u32; PAGES], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> bool {
+    let shift = 23 - fine;
+    let mask = (1u32 << fine) - 1;
+    let low = (1u32 << shift) - 1;
+    let mut missing = false;
+    for ((s, w), &x) in slot.iter_mut().zip(word.iter_mut()).zip(data) {
+        let b = x.to_bits();
+        let off = index[(b >> 23) as usize];
+        missing |= off == NONE;
+        *s = off.wrapping_add((b >> shift) & mask);
+        let l = b & low;
+        *w = (l << 16) | (!l & 0xffff);
+    }
+    missing
 }
 
 /// Counts each value (`words[slot[j]][0] += 1`) and widens its bin's extremes by `word[j]`.
