@@ -1075,6 +1075,35 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The runtime-selected kernels (AVX2 where the CPU has it) against their portable
+        /// twins: bins repeated within a step of eight, pages missing, ragged tails.
+        #[test]
+        fn kernels_match_portable(
+            bits in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..300),
+            pages in proptest::collection::vec(0u32..4, PAGES),
+            slots in proptest::collection::vec(0u32..64, 0..300),
+            fine in 11u32..17,
+        ) {
+            let index: [u32; PAGES] = std::array::from_fn(|p| if pages[p] == 0 { NONE } else { pages[p] * 4096 });
+            let data: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+            let n = data.len();
+            let (mut s1, mut w1, mut s2, mut w2) = (vec![0; n], vec![0; n], vec![0; n], vec![0; n]);
+            let m1 = crate::arch::fine_keys(&index, &data, fine, &mut s1, &mut w1);
+            let m2 = fine_keys(&index, &data, fine, &mut s2, &mut w2);
+            proptest::prop_assert_eq!((m1, &s1, &w1), (m2, &s2, &w2));
+            // Few bins, so that steps repeat them; words as `fine_keys` makes them.
+            let words: Vec<u32> = slots.iter().map(|&i| { let l = i.wrapping_mul(0x9e37_79b9) >> 20; (l << 16) | (!l & 0xffff) }).collect();
+            let start: Vec<[u32; 2]> = (0..64u32).map(|k| if k % 3 == 0 { [0, 0] } else { [k, (k * 40) << 16 | (0xffff - k * 30)] }).collect();
+            let (mut a, mut b) = (start.clone(), start);
+            crate::arch::count_and_widen(&mut a, &slots, &words);
+            count_and_widen(&mut b, &slots, &words);
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
+
     #[test]
     fn bytes_round_trip() {
         let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_symmetric(false);
