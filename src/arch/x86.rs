@@ -253,7 +253,10 @@ pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], 
         let (inside, e, v) = unsafe {
             let i = _mm256_loadu_si256(s.as_ptr().cast());
             let v = _mm256_loadu_si256(w.as_ptr().cast());
-            let ok = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), i), _mm256_cmpgt_epi32(lim, i));
+            let ok = _mm256_andnot_si256(
+                _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
+                _mm256_cmpgt_epi32(lim, i),
+            );
             if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff {
                 (true, _mm256_i32gather_epi32::<8>(base, i), v)
             } else {

@@ -989,9 +989,16 @@ mod tests {
     #[test]
     fn golden_digests() {
         let mut got = Vec::new();
-        for (n, seed, bins) in [(300_000, 7u64, 2048), (70_001, 99, 2048), (20_000, 5, 100), (9_000, 3, 40_000)] {
+        for (n, seed, bins) in [
+            (300_000, 7u64, 2048),
+            (70_001, 99, 2048),
+            (20_000, 5, 100),
+            (9_000, 3, 40_000),
+        ] {
             let data = golden_data(n, seed);
-            let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_bins(bins).unwrap();
+            let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 })
+                .with_bins(bins)
+                .unwrap();
             for part in data.chunks(n / 3 + 1) {
                 h.observe(part).unwrap();
             }
@@ -1023,7 +1030,9 @@ mod tests {
 
     /// A calibrator fed through [`HistogramCalibrator::scatter_reference`], the per-value loop.
     fn reference(bins: usize, batches: &[Vec<f32>]) -> HistogramCalibrator {
-        let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_bins(bins).unwrap();
+        let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 })
+            .with_bins(bins)
+            .unwrap();
         for b in batches {
             h.scatter_reference(b);
             for &x in b {
