@@ -226,9 +226,9 @@ pub(super) unsafe fn fine_keys_avx2(
     tail || _mm256_movemask_ps(_mm256_castsi256_ps(missing)) != 0
 }
 
-/// `calib::histogram::count_and_widen` eight values a step: gather the eight extremes words
-/// (which brings their bins into L1 for the counts), count the eight values, then take the
-/// 16-bit-lane `max` of the extremes with the new words and compare. A step where every word
+/// `calib::histogram::count_and_widen` eight values a step: count the eight values, gather
+/// their eight extremes words (same cache lines), take the 16-bit-lane `max` with the new
+/// words and compare. A step where every word
 /// stays the same (the common case once a bin has seen a few values) writes no extremes; any
 /// other step is redone by the portable `widen_extremes`, which re-reads each word and so
 /// handles a bin repeated within the step. A step with a slot out of bounds goes to the
@@ -243,38 +243,38 @@ pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], 
     let n = slot.len().min(word.len());
     let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));
     let mut j = 0;
+    // The extremes: the second u32 of each 8-byte bin.
+    let base = words.as_ptr().cast::<u32>().wrapping_add(1).cast::<i32>();
     while j + 8 <= n {
         let (s, w) = (&slot[j..j + 8], &word[j..j + 8]);
-        // The extremes: the second u32 of each 8-byte bin.
-        let base = words.as_ptr().cast::<u32>().wrapping_add(1).cast::<i32>();
+        j += 8;
+        if s.iter().any(|&i| i as usize >= words.len()) {
+            count_and_widen(words, s, w); // panics, as the portable loop does
+            continue;
+        }
+        // Counting first lets the eight loads start before the gather needs the lines.
+        for &i in s {
+            words[i as usize][0] += 1;
+        }
         // SAFETY: `s` and `w` hold 8 u32 each (unaligned loads); the gather reads
         // `words[s[k]][1]` (at `base + 8 * s[k]` bytes) only after every `s[k]` was checked to
-        // be in `0..words.len()`.
-        let (inside, e, v) = unsafe {
+        // be in `0..words.len()` (as i32, so also below 2^31).
+        let same = unsafe {
             let i = _mm256_loadu_si256(s.as_ptr().cast());
             let v = _mm256_loadu_si256(w.as_ptr().cast());
             let ok = _mm256_andnot_si256(
                 _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
                 _mm256_cmpgt_epi32(lim, i),
             );
-            if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff {
-                (true, _mm256_i32gather_epi32::<8>(base, i), v)
-            } else {
-                (false, _mm256_setzero_si256(), v)
+            _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff && {
+                let e = _mm256_i32gather_epi32::<8>(base, i);
+                let m = _mm256_max_epu16(e, v);
+                _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, e))) == 0xff
             }
         };
-        if !inside {
-            count_and_widen(words, s, w);
-        } else {
-            for &i in s {
-                words[i as usize][0] += 1;
-            }
-            let m = _mm256_max_epu16(e, v);
-            if _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, e))) != 0xff {
-                widen_extremes(words, s, w);
-            }
+        if !same {
+            widen_extremes(words, s, w);
         }
-        j += 8;
     }
     count_and_widen(words, &slot[j..n], &word[j..n]);
 }
