@@ -228,11 +228,11 @@ pub(super) unsafe fn fine_keys_avx2(
 
 /// `calib::histogram::count_and_widen` eight values a step: count the eight values, gather
 /// their eight extremes words (same cache lines), take the 16-bit-lane `max` with the new
-/// words and compare. A step where every word
-/// stays the same (the common case once a bin has seen a few values) writes no extremes; any
-/// other step is redone by the portable `widen_extremes`, which re-reads each word and so
-/// handles a bin repeated within the step. A step with a slot out of bounds goes to the
-/// portable loop (which panics). Same result as the portable loop.
+/// words and compare. A step where every word stays the same (the common case once a bin has
+/// seen a few values) writes no extremes; any other step is redone by the portable
+/// `widen_extremes`, which re-reads each word and so handles a bin repeated within the step.
+/// A step with a slot out of bounds goes to the portable loop (which panics). Same result as
+/// the portable loop.
 ///
 /// # Safety
 /// The CPU must support AVX2.
