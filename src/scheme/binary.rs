@@ -4,8 +4,8 @@
 //! `α` is the mean of `|x|` over the channel (computed in f64, stored as f32), which is the
 //! scale minimising `‖x - α·sign(x)‖²`. `sign(0) = +1`. The tensor is split into `channels`
 //! equal contiguous rows (the output channels of a row-major `[out, in]` weight; 1 for a
-//! per-tensor scale). Bits are packed least significant bit first; a set bit is a negative
-//! sign.
+//! per-tensor scale). Bits are packed most significant bit first, as everywhere in the crate
+//! ([`crate::quant::pack`]); a set bit is a negative sign.
 //!
 //! # Examples
 //!
@@ -14,14 +14,14 @@
 //!
 //! let b = Binary::quantize(&[0.5, -1.5, 1.0, 0.0, 2.0, -2.0], 2)?;
 //! assert_eq!(b.alphas(), &[1.0, 4.0 / 3.0]);
-//! assert_eq!(b.packed(), &[0b10_0010]);
+//! assert_eq!(b.packed(), &[0b0100_0100]);
 //! let mut y = [0.0; 6];
 //! b.dequantize(&mut y)?;
 //! assert_eq!(y, [1.0, -1.0, 1.0, 4.0 / 3.0, 4.0 / 3.0, -4.0 / 3.0]);
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, pack, row_len, Error};
+use super::{check_finite, check_len, pack_codes, row_len, Error};
 
 /// A binarized tensor: one sign bit per element and one scale per channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +49,7 @@ impl Binary {
         };
         let bits: Vec<u8> = x.iter().map(|&v| u8::from(v < 0.0)).collect();
         Ok(Binary {
-            packed: pack::pack(&bits, 1),
+            packed: pack_codes(&bits, 1),
             alphas,
             len: x.len(),
         })
@@ -96,7 +96,7 @@ impl Binary {
         for (i, (o, a)) in out.chunks_exact_mut(row).zip(&self.alphas).enumerate() {
             for (j, o) in o.iter_mut().enumerate() {
                 let k = i * row + j;
-                let neg = (self.packed[k / 8] >> (k % 8)) & 1 == 1;
+                let neg = (self.packed[k / 8] >> (7 - k % 8)) & 1 == 1;
                 *o = if neg { -a } else { *a };
             }
         }

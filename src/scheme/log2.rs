@@ -11,7 +11,7 @@
 //! magnitudes below the smallest power of two round to it or to 0, whichever is nearer (ties
 //! to the power of two). Multiplication by a dequantized value is a shift.
 //!
-//! The codes are packed densely, least significant bit first (see
+//! The codes are packed densely, most significant bit first, as everywhere in the crate (see
 //! [`Log2Quantized::packed`]).
 //!
 //! # Examples
@@ -28,7 +28,7 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, pack, Error};
+use super::{check_finite, check_len, pack_codes, Error};
 
 /// Power-of-two quantizer with `k`-bit exponent codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ impl Log2Quantizer {
             })
             .collect();
         Ok(Log2Quantized {
-            packed: pack::pack(&codes, k + 1),
+            packed: pack_codes(&codes, k + 1),
             len: x.len(),
             exp_bits: k,
             e_max,
@@ -135,7 +135,8 @@ impl Log2Quantized {
         self.exp_bits
     }
     /// The packed `1 + k`-bit codes: element `i` is bits `i(k+1) .. (i+1)(k+1)` of the byte
-    /// stream, least significant bit first; within an element the sign is the top bit.
+    /// stream, most significant bit first ([`crate::quant::pack`]); within an element the sign
+    /// is the top bit.
     pub fn packed(&self) -> &[u8] {
         &self.packed
     }
@@ -154,8 +155,8 @@ impl Log2Quantized {
     /// The codes, one per byte (sign in bit `k`).
     pub fn codes(&self) -> Vec<u8> {
         let mut c = vec![0u8; self.len];
-        // The buffer was built by `pack` for exactly `len` codes.
-        pack::unpack(&self.packed, self.exp_bits + 1, &mut c).expect("consistent packed length");
+        // The buffer was packed for exactly `len` codes.
+        crate::quant::pack::unpack_unchecked(self.exp_bits + 1, &self.packed, &mut c);
         c
     }
 

@@ -37,7 +37,6 @@ pub mod amp;
 pub mod binary;
 pub mod fake_quant;
 pub mod log2;
-pub(crate) mod pack;
 pub mod ptq;
 pub mod smooth;
 pub mod ternary;
@@ -92,14 +91,6 @@ pub enum Error {
         what: &'static str,
         /// Index of the first non-finite element.
         index: usize,
-    },
-    /// A packed buffer does not have the bytes its element count needs.
-    #[error("packed buffer has {got} bytes, {expected} needed")]
-    PackedLength {
-        /// Bytes needed.
-        expected: usize,
-        /// Bytes given.
-        got: usize,
     },
     /// A layer name no rule of a recipe (or no tensor of a model) matches.
     #[error("unknown layer {name:?}")]
@@ -157,4 +148,12 @@ pub(crate) fn row_len(len: usize, channels: usize) -> Result<usize, Error> {
         return Err(Error::NotDivisible { len, parts: channels });
     }
     Ok(len / channels)
+}
+
+/// `codes` packed with the crate's one bit order ([`crate::quant::pack`]: dense, most
+/// significant bit first).
+pub(crate) fn pack_codes(codes: &[u8], bits: u32) -> Vec<u8> {
+    let mut out = vec![0u8; crate::quant::pack::packed_len(bits, codes.len())];
+    crate::quant::pack::pack_unchecked(bits, codes, &mut out);
+    out
 }

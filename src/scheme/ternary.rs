@@ -3,8 +3,8 @@
 //!
 //! Per channel: the threshold `Δ = 0.7 · mean|x|` (TWN's approximation of the optimal
 //! threshold for Gaussian weights; the factor is configurable), the set `I = {i : |x_i| > Δ}`,
-//! and `α = mean_{i∈I} |x_i|` (0 when `I` is empty). Element codes, packed two bits each least
-//! significant first: `0` is 0, `1` is `+α`, `2` is `-α`.
+//! and `α = mean_{i∈I} |x_i|` (0 when `I` is empty). Element codes, packed two bits each most
+//! significant first (as everywhere in the crate, [`crate::quant::pack`]): `0` is 0, `1` is `+α`, `2` is `-α`.
 //!
 //! # Examples
 //!
@@ -17,11 +17,11 @@
 //! let mut y = [0.0; 4];
 //! t.dequantize(&mut y)?;
 //! assert_eq!(y, [1.0, -1.0, 0.0, 0.0]);
-//! assert_eq!(t.packed(), &[0b00_00_10_01]);
+//! assert_eq!(t.packed(), &[0b01_10_00_00]);
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, pack, row_len, Error};
+use super::{check_finite, check_len, pack_codes, row_len, Error};
 
 /// TWN's threshold factor: `Δ = 0.7 · mean|x|`.
 pub const TWN_THRESHOLD: f32 = 0.7;
@@ -85,7 +85,7 @@ impl Ternary {
             }
         }
         Ok(Ternary {
-            packed: pack::pack(&codes, 2),
+            packed: pack_codes(&codes, 2),
             alphas,
             deltas,
             len: x.len(),
@@ -137,7 +137,7 @@ impl Ternary {
         for (i, (o, &a)) in out.chunks_exact_mut(row).zip(&self.alphas).enumerate() {
             for (j, o) in o.iter_mut().enumerate() {
                 let k = i * row + j;
-                *o = match (self.packed[k / 4] >> (2 * (k % 4))) & 3 {
+                *o = match (self.packed[k / 4] >> (6 - 2 * (k % 4))) & 3 {
                     1 => a,
                     2 => -a,
                     _ => 0.0,
