@@ -82,7 +82,13 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
 
 /// Fine-bin keys of histogram values (see `calib::histogram::fine_keys`).
 #[inline]
-pub(crate) fn fine_keys(index: &[u32; 512], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> bool {
+pub(crate) fn fine_keys(
+    index: &[u32; 512],
+    data: &[f32],
+    fine: u32,
+    slot: &mut [u32],
+    word: &mut [u32],
+) -> crate::calib::histogram::KeyScan {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.

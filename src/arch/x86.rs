@@ -190,8 +190,9 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
 }
 
 /// `calib::histogram::fine_keys` eight values a step, the page offsets gathered from `index`
-/// (every `bits >> 23` is below 512, so the gather stays inside it); the tail goes to the
-/// portable loop. Same result as the portable loop.
+/// (every `bits >> 23` is below 512, so the gather stays inside it) and the maxima kept per lane
+/// (unsigned `max`) and reduced at the end; the tail goes to the portable loop. Same result as
+/// the portable loop.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -202,7 +203,7 @@ pub(super) unsafe fn fine_keys_avx2(
     fine: u32,
     slot: &mut [u32],
     word: &mut [u32],
-) -> bool {
+) -> crate::calib::histogram::KeyScan {
     use core::arch::x86_64::*;
     let n = data.len().min(slot.len()).min(word.len());
     let shift = _mm_cvtsi32_si128((23 - fine) as i32);
@@ -210,7 +211,10 @@ pub(super) unsafe fn fine_keys_avx2(
     let low = _mm256_set1_epi32(((1u32 << (23 - fine)) - 1) as i32);
     let ones16 = _mm256_set1_epi32(0xffff);
     let none = _mm256_set1_epi32(-1);
+    let magnitude = _mm256_set1_epi32(0x7fff_ffff);
     let mut missing = _mm256_setzero_si256();
+    let mut pos = _mm256_setzero_si256();
+    let mut neg = _mm256_setzero_si256();
     let mut j = 0;
     while j + 8 <= n {
         let (d, s, w) = (&data[j..j + 8], &mut slot[j..j + 8], &mut word[j..j + 8]);
@@ -225,11 +229,24 @@ pub(super) unsafe fn fine_keys_avx2(
             let v = _mm256_or_si256(_mm256_slli_epi32::<16>(l), _mm256_andnot_si256(l, ones16));
             _mm256_storeu_si256(s.as_mut_ptr().cast(), i);
             _mm256_storeu_si256(w.as_mut_ptr().cast(), v);
+            let sign = _mm256_srai_epi32::<31>(b);
+            let a = _mm256_and_si256(b, magnitude);
+            pos = _mm256_max_epu32(pos, _mm256_andnot_si256(sign, a));
+            neg = _mm256_max_epu32(neg, _mm256_and_si256(sign, a));
         }
         j += 8;
     }
-    let tail = crate::calib::histogram::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
-    tail || _mm256_movemask_ps(_mm256_castsi256_ps(missing)) != 0
+    let mut keys = crate::calib::histogram::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
+    let (mut p, mut q) = ([0u32; 8], [0u32; 8]);
+    // SAFETY: `p` and `q` hold 8 u32 each (unaligned stores).
+    unsafe {
+        _mm256_storeu_si256(p.as_mut_ptr().cast(), pos);
+        _mm256_storeu_si256(q.as_mut_ptr().cast(), neg);
+    }
+    keys.missing |= _mm256_movemask_ps(_mm256_castsi256_ps(missing)) != 0;
+    keys.pos = p.iter().fold(keys.pos, |m, &x| m.max(x));
+    keys.neg = q.iter().fold(keys.neg, |m, &x| m.max(x));
+    keys
 }
 
 /// `calib::histogram::count_and_widen` eight values a step: count the eight values, gather

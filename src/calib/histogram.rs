@@ -352,6 +352,7 @@ impl HistogramCalibrator {
                 words: &mut self.words,
                 data: rest,
                 fine: self.fine,
+                maxima: &mut [0; 2],
             };
             match crate::arch::run(job) {
                 Ok(()) => break,
@@ -364,6 +365,39 @@ impl HistogramCalibrator {
                 }
             }
         }
+    }
+
+    /// Counts `values` up to the first chunk of [`CHUNK`] that holds a non-finite value, widening
+    /// `maxima` (positive, negative magnitude) by the values counted; returns how many were
+    /// counted. The caller checked that no flush is due (`since_flush + values.len()` fits in a
+    /// u32). A non-finite value's page (exponent 0xff) is never allocated, so [`Scatter`] stops
+    /// at its chunk as at any missing page; only a chunk of finite values allocates pages.
+    fn scatter_checked(&mut self, values: &[f32], maxima: &mut [u32; 2]) -> usize {
+        let mut rest = values;
+        let done = loop {
+            let job = Scatter {
+                index: &self.index,
+                words: &mut self.words,
+                data: rest,
+                fine: self.fine,
+                maxima,
+            };
+            match crate::arch::run(job) {
+                Ok(()) => break values.len(),
+                Err(at) => {
+                    rest = &rest[at..];
+                    let chunk = &rest[..CHUNK.min(rest.len())];
+                    if chunk.iter().any(|x| !x.is_finite()) {
+                        break values.len() - rest.len();
+                    }
+                    for &x in chunk {
+                        self.page((x.to_bits() >> 23) as usize);
+                    }
+                }
+            }
+        };
+        self.since_flush += done as u64;
+        done
     }
 
     /// The per-value loop the chunked [`Scatter`] replaced, kept as its reference.
@@ -531,6 +565,8 @@ struct Scatter<'a> {
     words: &'a mut [[u32; 2]],
     data: &'a [f32],
     fine: u32,
+    /// Widened by the largest positive and negative magnitudes of the chunks counted.
+    maxima: &'a mut [u32; 2],
 }
 
 impl crate::arch::Job for Scatter<'_> {
@@ -541,9 +577,12 @@ impl crate::arch::Job for Scatter<'_> {
         let mut slot = [0u32; CHUNK];
         let mut word = [0u32; CHUNK];
         for (ci, chunk) in self.data.chunks(CHUNK).enumerate() {
-            if crate::arch::fine_keys(self.index, chunk, self.fine, &mut slot, &mut word) {
+            let keys = crate::arch::fine_keys(self.index, chunk, self.fine, &mut slot, &mut word);
+            if keys.missing {
                 return Err(ci * CHUNK);
             }
+            self.maxima[0] = self.maxima[0].max(keys.pos);
+            self.maxima[1] = self.maxima[1].max(keys.neg);
             let n = chunk.len();
             crate::arch::count_and_widen(self.words, &slot[..n], &word[..n]);
         }
@@ -551,16 +590,30 @@ impl crate::arch::Job for Scatter<'_> {
     }
 }
 
+/// What [`fine_keys`] found besides the keys: whether a page is missing, and the largest
+/// positive and negative magnitudes (as bits) of the values (non-finite ones included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyScan {
+    /// A value's page is not allocated (then the slots are meaningless). Always so for a
+    /// non-finite value, whose page (exponent 0xff) is never allocated.
+    pub missing: bool,
+    /// The largest `bits` of a value with the sign bit clear (0 if none).
+    pub pos: u32,
+    /// The largest `bits & 0x7fff_ffff` of a value with the sign bit set (0 if none).
+    pub neg: u32,
+}
+
 /// For each value `data[j]`: its fine bin `slot[j]` (the page's offset from `index` plus the
 /// slot in the page) and its extremes word `word[j]` (low mantissa bits in the high half, their
-/// complement in the low half). Returns whether a page is not allocated (then the slots are
-/// meaningless). The portable twin of `arch::x86::fine_keys_avx2`.
+/// complement in the low half); also the maxima of the values (see [`KeyScan`]). The portable
+/// twin of `arch::x86::fine_keys_avx2`.
 #[inline(always)]
-pub(crate) fn fine_keys(index: &[u32; PAGES], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> bool {
+pub(crate) fn fine_keys(index: &[u32; PAGES], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> KeyScan {
     let shift = 23 - fine;
     let mask = (1u32 << fine) - 1;
     let low = (1u32 << shift) - 1;
     let mut missing = false;
+    let (mut pos, mut neg) = (0u32, 0u32);
     for ((s, w), &x) in slot.iter_mut().zip(word.iter_mut()).zip(data) {
         let b = x.to_bits();
         let off = index[(b >> 23) as usize];
@@ -568,8 +621,13 @@ pub(crate) fn fine_keys(index: &[u32; PAGES], data: &[f32], fine: u32, slot: &mu
         *s = off.wrapping_add((b >> shift) & mask);
         let l = b & low;
         *w = (l << 16) | (!l & 0xffff);
+        // Branch-free: `sign` is all ones for a negative value.
+        let sign = ((b as i32) >> 31) as u32;
+        let a = b & 0x7fff_ffff;
+        pos = pos.max(a & !sign);
+        neg = neg.max(a & sign);
     }
-    missing
+    KeyScan { missing, pos, neg }
 }
 
 /// Counts each value (`words[slot[j]][0] += 1`) and widens its bin's extremes by `word[j]`.
@@ -656,11 +714,14 @@ pub fn amax_from_histogram(method: Method, counts: &[u64], amax: f32) -> Result<
 
 impl Calibrator for HistogramCalibrator {
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error> {
-        // Blocks that stay in cache between the check and the count. If a later block holds a
-        // non-finite value, the earlier ones are undone: counts by subtraction, extremes from a
-        // copy taken before the first block (only for batches of more than one block).
+        // A strict batch of one block is checked before it is counted (nothing to undo). Longer
+        // batches, and any batch under `NonFinite::Skip`, are checked while counting
+        // (`scatter_checked` stops at the first chunk holding a non-finite value): then a strict
+        // batch is restored from a copy taken before its first block, and a skipping one counts
+        // the rest of that block through the filtering path below.
         let strict = self.nonfinite == NonFinite::Error;
-        let saved = (strict && batch.len() > BLOCK).then(|| {
+        let check_first = strict && batch.len() <= BLOCK;
+        let saved = (strict && !check_first).then(|| {
             (
                 self.words.clone(),
                 self.spill.clone(),
@@ -670,7 +731,20 @@ impl Calibrator for HistogramCalibrator {
         });
         let (mut pm, mut nm) = (self.pos_max, self.neg_max);
         let (mut counted, mut skipped) = (0u64, 0u64);
-        for (bi, block) in batch.chunks(BLOCK).enumerate() {
+        for block in batch.chunks(BLOCK) {
+            let mut block = block;
+            // Not when a flush is due: that goes by the number of finite values, as before.
+            if !check_first && self.since_flush + block.len() as u64 <= u64::from(u32::MAX) {
+                let mut m = [0u32; 2];
+                let done = self.scatter_checked(block, &mut m);
+                pm = pm.max(m[0]);
+                nm = nm.max(m[1]);
+                counted += done as u64;
+                if done == block.len() {
+                    continue;
+                }
+                block = &block[done..];
+            }
             let (p, q, t) = crate::arch::run(Maxima(block));
             if t < 0x7f80_0000 {
                 pm = pm.max(p);
@@ -680,7 +754,7 @@ impl Calibrator for HistogramCalibrator {
                 continue;
             }
             if strict {
-                if let (true, Some((w, s, i, f))) = (bi > 0, saved) {
+                if let Some((w, s, i, f)) = saved {
                     (self.words, self.spill, self.index, self.since_flush) = (w, s, i, f);
                 }
                 return Err(first_non_finite(batch));
@@ -897,6 +971,110 @@ mod tests {
         assert_eq!(skip.range().unwrap(), Range { min: -2.0, max: 2.0 });
     }
 
+    /// The state as a whole, for "unchanged" checks: the bytes plus what they do not show (all
+    /// but the spare capacity of the vectors).
+    fn snapshot(h: &HistogramCalibrator) -> (Vec<u8>, Vec<[u32; 2]>, Vec<u64>, Vec<u32>, u64) {
+        (
+            h.to_bytes(),
+            h.words.clone(),
+            h.spill.clone(),
+            h.index.to_vec(),
+            h.since_flush,
+        )
+    }
+
+    /// A non-finite value found while counting (batches of several blocks, and any batch under
+    /// `NonFinite::Skip`) is undone exactly: the state after the error is the state before,
+    /// pages allocated by the batch included; skipping counts as the per-value filter does.
+    #[test]
+    fn non_finite_while_counting_is_undone() {
+        let n = 3 * BLOCK + 777;
+        // New exponents in every block, so that the batch allocates pages before the error.
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i as f32) * 0.618).sin() * (1.0 + i as f32 / 64.0))
+            .collect();
+        let mut base = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+        base.observe(&data[..1000]).unwrap();
+        let before = snapshot(&base);
+        let bads = [
+            f32::NAN,
+            -f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::from_bits(0x7f80_0001),
+        ];
+        let places = [
+            0,
+            5,
+            CHUNK - 1,
+            CHUNK,
+            BLOCK - 1,
+            BLOCK,
+            BLOCK + 3000,
+            2 * BLOCK + 17,
+            n - 1,
+            n - 1,
+        ];
+        for (k, at) in places.into_iter().enumerate() {
+            {
+                let bad = bads[k % bads.len()];
+                let mut h = base.clone();
+                let mut v = data.clone();
+                v[at] = bad;
+                assert!(
+                    matches!(h.observe(&v), Err(Error::NonFinite { index, .. }) if index == at),
+                    "at {at}"
+                );
+                assert!(
+                    snapshot(&h) == before,
+                    "state changed by a failed batch (at {at}, {bad})"
+                );
+                assert_eq!(h.index[255], NONE);
+                assert_eq!(h.index[511], NONE);
+                // Skipping: the same state as observing the finite values.
+                let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+                s.observe(&v).unwrap();
+                v.remove(at);
+                let mut want = base.clone().with_nonfinite(NonFinite::Skip);
+                want.scatter_reference(&v);
+                for &x in &v {
+                    let m = x.to_bits() & 0x7fff_ffff;
+                    if x.is_sign_negative() {
+                        want.neg_max = want.neg_max.max(m);
+                    } else {
+                        want.pos_max = want.pos_max.max(m);
+                    }
+                }
+                want.count += v.len() as u64;
+                want.skipped += 1;
+                assert!(snapshot(&s) == snapshot(&want), "skip at {at}, {bad}");
+                assert_eq!((s.index[255], s.index[511]), (NONE, NONE));
+            }
+        }
+        // One block under Skip (checked while counting), and strict (checked first).
+        let mut v = data[..5000].to_vec();
+        v[3000] = f32::NAN;
+        let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+        s.observe(&v).unwrap();
+        let mut h = base.clone();
+        assert!(matches!(h.observe(&v), Err(Error::NonFinite { index: 3000, .. })));
+        assert!(snapshot(&h) == before);
+        v.remove(3000);
+        let mut want = base.clone().with_nonfinite(NonFinite::Skip);
+        want.observe(&v).unwrap();
+        want.skipped += 1;
+        assert!(snapshot(&s) == snapshot(&want));
+        // Several non-finite values, one per block, and a batch of them only.
+        let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+        let mut v = data.clone();
+        for k in 0..4 {
+            v[k * BLOCK + 100] = f32::NAN;
+        }
+        s.observe(&v).unwrap();
+        s.observe(&[f32::INFINITY; 3000]).unwrap();
+        assert_eq!((s.count(), s.skipped()), (1000 + n as u64 - 4, 4 + 3000));
+    }
+
     #[test]
     fn counts_survive_the_32_bit_flush() {
         let mut h = HistogramCalibrator::new(Method::Percentile(100.0));
@@ -1103,6 +1281,13 @@ mod tests {
             let m1 = crate::arch::fine_keys(&index, &data, fine, &mut s1, &mut w1);
             let m2 = fine_keys(&index, &data, fine, &mut s2, &mut w2);
             proptest::prop_assert_eq!((m1, &s1, &w1), (m2, &s2, &w2));
+            // The maxima are those of all the values, non-finite ones included.
+            let mut want = KeyScan { missing: false, pos: 0, neg: 0 };
+            for &b in &bits {
+                want.missing |= index[(b >> 23) as usize] == NONE;
+                if b >> 31 == 0 { want.pos = want.pos.max(b) } else { want.neg = want.neg.max(b & 0x7fff_ffff) }
+            }
+            proptest::prop_assert_eq!(m2, want);
             // Few bins, so that steps repeat them; words as `fine_keys` makes them.
             let words: Vec<u32> = slots.iter().map(|&i| { let l = i.wrapping_mul(0x9e37_79b9) >> 20; (l << 16) | (!l & 0xffff) }).collect();
             let start: Vec<[u32; 2]> = (0..64u32).map(|k| if k % 3 == 0 { [0, 0] } else { [k, (k * 40) << 16 | (0xffff - k * 30)] }).collect();
