@@ -215,12 +215,17 @@ pub(super) unsafe fn fine_keys_avx2(
     let mut missing = _mm256_setzero_si256();
     let mut pos = _mm256_setzero_si256();
     let mut neg = _mm256_setzero_si256();
+    const AHEAD: usize = 2048;
     let mut j = 0;
     while j + 8 <= n {
         let (d, s, w) = (&data[j..j + 8], &mut slot[j..j + 8], &mut word[j..j + 8]);
         // SAFETY: `d`, `s` and `w` hold 8 elements each (unaligned loads and stores); the
         // gather reads `index[b >> 23]`, and `b >> 23 < 512` for every u32 `b`.
         unsafe {
+            // Input two 4 KiB pages (two chunks of the caller) ahead, as non-temporal so that it
+            // does not evict the bins: the hardware prefetcher stops at page ends. A prefetch
+            // never faults, so an address past the data is harmless (hence `wrapping_add`).
+            _mm_prefetch::<_MM_HINT_NTA>(d.as_ptr().wrapping_add(AHEAD).cast());
             let b = _mm256_loadu_si256(d.as_ptr().cast());
             let off = _mm256_i32gather_epi32::<4>(index.as_ptr().cast(), _mm256_srli_epi32::<23>(b));
             missing = _mm256_or_si256(missing, _mm256_cmpeq_epi32(off, none));
@@ -249,13 +254,14 @@ pub(super) unsafe fn fine_keys_avx2(
     keys
 }
 
-/// `calib::histogram::count_and_widen` eight values a step: count the eight values, gather
-/// their eight extremes words (same cache lines), take the 16-bit-lane `max` with the new
-/// words and compare. A step where every word stays the same (the common case once a bin has
-/// seen a few values) writes no extremes; any other step is redone by the portable
-/// `widen_extremes`, which re-reads each word and so handles a bin repeated within the step.
-/// A step with a slot out of bounds goes to the portable loop (which panics). Same result as
-/// the portable loop.
+/// `calib::histogram::count_and_widen` eight values a step: one vector test that the eight
+/// slots are in bounds, then for each value its count incremented and its extremes word (same
+/// 8-byte bin, so the same cache line) compared with the new word, 16-bit half by half, in
+/// scalar code without bounds checks (a scalar load of the line already being written beats a
+/// gather). A step where every word stays the same (the common case once a bin has seen a few
+/// values) writes no extremes; any other step is redone by the portable `widen_extremes`,
+/// which re-reads each word and so handles a bin repeated within the step. A step with a slot
+/// out of bounds goes to the portable loop (which panics). Same result as the portable loop.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -266,36 +272,35 @@ pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], 
     let n = slot.len().min(word.len());
     let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));
     let mut j = 0;
-    // The extremes: the second u32 of each 8-byte bin.
-    let base = words.as_ptr().cast::<u32>().wrapping_add(1).cast::<i32>();
     while j + 8 <= n {
         let (s, w) = (&slot[j..j + 8], &word[j..j + 8]);
         j += 8;
-        if s.iter().any(|&i| i as usize >= words.len()) {
+        // SAFETY: `s` holds 8 u32 (unaligned load).
+        let i = unsafe { _mm256_loadu_si256(s.as_ptr().cast()) };
+        // Every slot in `0..words.len()` (as i32, so also below 2^31), in one vector test.
+        let ok = _mm256_andnot_si256(
+            _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
+            _mm256_cmpgt_epi32(lim, i),
+        );
+        if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) != 0xff {
             count_and_widen(words, s, w); // panics, as the portable loop does
             continue;
         }
-        // Counting first lets the eight loads start before the gather needs the lines.
-        for &i in s {
-            words[i as usize][0] += 1;
+        // The count is the first u32 of each 8-byte bin, the extremes the second.
+        let counts = words.as_mut_ptr().cast::<u32>();
+        let mut grow = false;
+        for (&k, &x) in s.iter().zip(w) {
+            // SAFETY: `k < words.len()` (checked above), so `counts + 2k` is `words[k][0]` and
+            // `counts + 2k + 1` is `words[k][1]`; `counts` is the only access to `words` until
+            // `widen_extremes` borrows it again.
+            let e = unsafe {
+                let c = counts.add(2 * k as usize);
+                *c += 1;
+                *c.add(1)
+            };
+            grow |= (x >> 16 > e >> 16) | (x & 0xffff > e & 0xffff);
         }
-        // SAFETY: `s` and `w` hold 8 u32 each (unaligned loads); the gather reads
-        // `words[s[k]][1]` (at `base + 8 * s[k]` bytes) only after every `s[k]` was checked to
-        // be in `0..words.len()` (as i32, so also below 2^31).
-        let same = unsafe {
-            let i = _mm256_loadu_si256(s.as_ptr().cast());
-            let v = _mm256_loadu_si256(w.as_ptr().cast());
-            let ok = _mm256_andnot_si256(
-                _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
-                _mm256_cmpgt_epi32(lim, i),
-            );
-            _mm256_movemask_ps(_mm256_castsi256_ps(ok)) == 0xff && {
-                let e = _mm256_i32gather_epi32::<8>(base, i);
-                let m = _mm256_max_epu16(e, v);
-                _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(m, e))) == 0xff
-            }
-        };
-        if !same {
+        if grow {
             widen_extremes(words, s, w);
         }
     }

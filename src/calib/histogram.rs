@@ -973,6 +973,7 @@ mod tests {
 
     /// The state as a whole, for "unchanged" checks: the bytes plus what they do not show (all
     /// but the spare capacity of the vectors).
+    #[allow(clippy::type_complexity)]
     fn snapshot(h: &HistogramCalibrator) -> (Vec<u8>, Vec<[u32; 2]>, Vec<u64>, Vec<u32>, u64) {
         (
             h.to_bytes(),
