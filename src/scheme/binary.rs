@@ -67,7 +67,7 @@ impl Binary {
     pub fn alphas(&self) -> &[f32] {
         &self.alphas
     }
-    /// The sign bits, 8 per byte, least significant first; 1 means negative.
+    /// The sign bits, 8 per byte, most significant first; 1 means negative.
     pub fn packed(&self) -> &[u8] {
         &self.packed
     }

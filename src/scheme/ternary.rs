@@ -108,7 +108,7 @@ impl Ternary {
     pub fn deltas(&self) -> &[f32] {
         &self.deltas
     }
-    /// The 2-bit codes, four per byte, least significant first.
+    /// The 2-bit codes, four per byte, most significant first.
     pub fn packed(&self) -> &[u8] {
         &self.packed
     }
