@@ -152,20 +152,7 @@ macro_rules! exhaustive_tests {
     )*};
 }
 
-exhaustive_tests! {
-    tf32: Tf32;
-    bf16: Bf16;
-    fp16: Fp16;
-    e4m3: E4M3;
-    e5m2: E5M2;
-    e4m3fnuz: E4M3Fnuz;
-    e5m2fnuz: E5M2Fnuz;
-    e3m4: E3M4;
-    e8m0: E8M0;
-    e3m2: E3M2;
-    e2m3: E2M3;
-    e2m1: E2M1;
-}
+crate::common::with_small_formats!(exhaustive_tests);
 
 #[test]
 fn documented_choices() {

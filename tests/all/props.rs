@@ -107,20 +107,7 @@ macro_rules! prop_formats {
     };
 }
 
-prop_formats! {
-    tf32: Tf32;
-    bf16: Bf16;
-    fp16: Fp16;
-    e4m3: E4M3;
-    e5m2: E5M2;
-    e4m3fnuz: E4M3Fnuz;
-    e5m2fnuz: E5M2Fnuz;
-    e3m4: E3M4;
-    e8m0: E8M0;
-    e3m2: E3M2;
-    e2m3: E2M3;
-    e2m1: E2M1;
-}
+crate::common::with_small_formats!(prop_formats);
 
 proptest! {
     /// Stochastic rounding is unbiased: over many draws the mean lands on x.
