@@ -146,12 +146,12 @@ pub(crate) fn encode_f64(l: &Layout, x: f64, opts: Options) -> u64 {
     }
 }
 
-/// E8M0: the nearest power of two, ties away from zero, as ml_dtypes rounds it.
+/// E8M0: the nearest power of two, ties away from zero, as ml_dtypes (0.7) rounds it.
 ///
-/// Below `2^-126` ml_dtypes takes its denormal path, which rounds there linearly, so
-/// `(2^-127, 2^-126)` goes up to `2^-126` and anything up to `2^-127` to `2^-127`. We keep
-/// that for bit-exactness. Zero, negative numbers and infinities are NaN; so is overflow,
-/// unless the policy saturates.
+/// With no mantissa bit, "nearest" compares linear distances: `[2^e, 1.5·2^e)` goes down to
+/// `2^e` and `[1.5·2^e, 2^(e+1))` up, in every binade including the lowest one,
+/// `(2^-127, 2^-126)`. Anything below `2^-127`, the smallest value, becomes `2^-127`. Zero,
+/// negative numbers and infinities are NaN; so is overflow, unless the policy saturates.
 fn encode_power_of_two(l: &Layout, x: f64, opts: Options) -> u64 {
     let nan = l.magnitude_mask();
     let saturate = opts.overflow == Overflow::Saturate;
@@ -170,20 +170,12 @@ fn encode_power_of_two(l: &Layout, x: f64, opts: Options) -> u64 {
     } else {
         (sig, e)
     };
-    let code = if e < min + 1 {
-        // The region below the smallest normal f32-like binade, linear as in ml_dtypes.
-        let up = match opts.rounding {
-            Rounding::TowardZero => false,
-            Rounding::Stochastic(r) => {
-                // P(up) = (x - 2^min) / 2^min for x in [2^min, 2^(min+1)).
-                e == min && ((sig - (1u64 << 52)) >> 20) > u64::from(r)
-            }
-            _ => e > min || (e == min && sig > 1u64 << 52),
-        };
-        up as u64
+    let code = if e < min {
+        // Below the smallest value, which is the nearest one (and the only one toward zero).
+        0
     } else {
         let n = round_shift(sig, 52, opts.rounding_for_power_of_two());
-        ((e - min) as u64 - 1) + n
+        (e - min) as u64 + n - 1
     };
     if code > l.max_magnitude_code() {
         if saturate || opts.rounding == Rounding::TowardZero {

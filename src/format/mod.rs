@@ -24,7 +24,7 @@
 //!
 //! # Semantics
 //!
-//! The defaults are ml_dtypes 0.6's (torch 2.11 agrees): round to nearest, ties to even;
+//! The defaults are ml_dtypes 0.7's (torch 2.11 agrees): round to nearest, ties to even;
 //! overflow to infinity where the format has one, to NaN for the `FN`, `FNUZ` and E8M0 formats,
 //! and to the largest value for the finite-only formats. Encoding from `f64` rounds once, from
 //! the exact input (ml_dtypes goes through `f32` and so rounds some inputs twice).
@@ -34,8 +34,9 @@
 //!   (ml_dtypes gives a zero of the *opposite* sign).
 //! - E8M0 has no zero and no sign: zero, negative numbers, infinities and NaN become its NaN
 //!   (`0xFF`), as in ml_dtypes (torch takes `|x|` instead). It rounds to the nearest power of
-//!   two with ties away from zero, and below `2^-126` it keeps ml_dtypes' linear rounding:
-//!   `(2^-127, 2^-126)` becomes `2^-126`, anything up to `2^-127` becomes `2^-127`.
+//!   two with ties away from zero (`[2^e, 1.5·2^e)` down, `[1.5·2^e, 2^(e+1))` up) in every
+//!   binade, as ml_dtypes 0.7 does; anything below `2^-127` becomes `2^-127`. (ml_dtypes 0.6
+//!   sent all of `(2^-127, 2^-126)` up to `2^-126`; lowbit 0.1 followed it.)
 //! - A NaN keeps its payload's top bits in [`Fp16`] (NumPy's rule) and [`Tf32`] (quieted);
 //!   the other formats give their canonical quiet NaN with the input's sign.
 //!
