@@ -55,7 +55,7 @@
 //! assert_eq!(Bf16::encode_f64(x), 0x3f81);
 //! ```
 
-mod codec;
+pub(crate) mod codec;
 mod fields;
 mod interop;
 mod layout;

@@ -3,7 +3,7 @@
 use core::marker::PhantomData;
 
 use super::walk::{self, Dec, Enc, Kernel, Stats};
-use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scheme};
+use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
 
@@ -109,30 +109,20 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
     }
 }
 
-/// Round a positive scale through the format `S`. Also used by [`super::AffineQuantizer`].
-#[inline(always)]
-pub(crate) fn store<S: FloatFormat>(raw: f32) -> f32 {
-    if super::is_f32(&S::LAYOUT) {
-        raw
-    } else {
-        S::decode_f32(S::encode_f32(raw))
-    }
-}
-
 /// The stored scale of an all-zero group: 0, or the smallest positive value without a zero.
-pub(crate) fn zero_scale<S: FloatFormat>() -> f32 {
-    let z = store::<S>(0.0);
-    if z == 0.0 {
-        0.0
+pub(crate) fn zero_scale<S: FloatFormat>() -> Scale {
+    let z = Scale::store::<S>(0.0);
+    if z.value == 0.0 {
+        z
     } else {
-        S::MIN_POSITIVE as f32
+        Scale::store::<S>(S::MIN_POSITIVE as f32)
     }
 }
 
 /// The NaN scale of the [`NonFinite::Propagate`] policy, if `S` has a NaN.
-pub(crate) fn nan_scale<S: FloatFormat>(group: usize) -> Result<f32, Error> {
+pub(crate) fn nan_scale<S: FloatFormat>(group: usize) -> Result<Scale, Error> {
     if S::LAYOUT.has_nan() {
-        Ok(f32::NAN)
+        Ok(Scale::store::<S>(f32::NAN))
     } else {
         Err(Error::ScaleOutOfRange { group, scale: f32::NAN })
     }
@@ -156,7 +146,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
         S::LAYOUT
     }
     #[inline(always)]
-    fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error> {
+    fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error> {
         if st.nonfinite && self.non_finite == NonFinite::Propagate {
             return Ok((nan_scale::<S>(group)?, 0));
         }
@@ -165,8 +155,8 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
             return Ok((zero_scale::<S>(), 0));
         }
         let raw = amax / self.qmax() as f32;
-        let s = store::<S>(raw);
-        if !(s.is_finite() && s > 0.0) {
+        let s = Scale::store::<S>(raw);
+        if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });
         }
         Ok((s, 0))

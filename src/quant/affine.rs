@@ -2,9 +2,9 @@
 
 use core::marker::PhantomData;
 
-use super::absmax::{nan_scale, store};
+use super::absmax::nan_scale;
 use super::walk::{self, Dec, Enc, Kernel, Stats};
-use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scheme};
+use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
 
@@ -281,7 +281,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
         S::LAYOUT
     }
     #[inline(always)]
-    fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error> {
+    fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error> {
         if st.nonfinite && self.non_finite == NonFinite::Propagate {
             return Ok((nan_scale::<S>(group)?, 0));
         }
@@ -290,11 +290,11 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
             max: self.qmax(),
         };
         let raw = QParams::torch_affine(st.min, st.max, range, self.eps).scale;
-        let s = store::<S>(raw);
-        if !(s.is_finite() && s > 0.0) {
+        let s = Scale::store::<S>(raw);
+        if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });
         }
-        Ok((s, affine_zero_point(st.min, s, range) as u8))
+        Ok((s, affine_zero_point(st.min, s.value, range) as u8))
     }
     #[inline(always)]
     fn enc(&self, scale: f32, zp: u8) -> Enc {

@@ -58,7 +58,7 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use super::{check_compatible, check_len, pack, Error, Granularity, Quantized, Quantizer, Scheme, F32_LAYOUT};
+use super::{check_compatible, check_len, pack, Error, Granularity, Quantized, Quantizer, Scheme};
 use crate::format::FloatFormat;
 
 /// bitsandbytes' NF4 levels (`get_4bit_type("nf4")`, also `create_normal_map()`'s 16 values).
@@ -720,11 +720,13 @@ impl Quantizer for CodebookQuantizer {
             self.bits(),
             x.len(),
             self.granularity,
-            F32_LAYOUT,
+            crate::Fp32::LAYOUT,
             groups,
         );
-        let (codes, scales, _) = out.parts_mut();
-        quantize_with(&self.codebook, x, run, codes, scales, ZeroBlock::Nearest)
+        let (codes, scales) = out.f32_parts_mut();
+        quantize_with(&self.codebook, x, run, codes, scales, ZeroBlock::Nearest)?;
+        out.f32_scales_written();
+        Ok(())
     }
 
     fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {

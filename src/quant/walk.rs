@@ -2,7 +2,8 @@
 //! branch-free code loops over fixed-size staging chunks.
 
 use super::pack::{pack_unchecked, packed_len, unpack_unchecked};
-use super::{Error, Granularity, NonFinite, Quantized, Rounding, Scheme};
+use super::Granularity;
+use super::{Error, GroupParams, NonFinite, Quantized, Rounding, Scale, Scheme};
 use crate::format::Layout;
 
 /// Codes are staged in chunks of this many elements; `CH * k / 8` bytes is whole for any `k`.
@@ -114,7 +115,7 @@ pub(crate) trait Kernel {
     fn non_finite(&self) -> NonFinite;
     fn layout(&self) -> Layout;
     /// The stored scale and zero point of a group from its statistics.
-    fn params(&self, group: usize, st: Stats) -> Result<(f32, u8), Error>;
+    fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error>;
     /// The code map for a stored scale and zero point.
     fn enc(&self, scale: f32, zp: u8) -> Enc;
     /// The value map for a stored scale and zero point.
@@ -225,19 +226,13 @@ fn fixed<K: Kernel, const B: usize>(
     k: &K,
     x: &[f32],
     codes: &mut [u8],
-    scales: &mut [f32],
-    zps: &mut [u8],
+    params: &mut GroupParams<'_>,
     away: bool,
 ) -> Result<(), Error> {
     let bits = k.bits();
     let bpb = B / 8 * bits as usize;
-    let affine = K::SCHEME == Scheme::Affine;
     let mut buf = [0u8; B];
-    for (g, (xs, (cs, sc))) in x
-        .chunks(B)
-        .zip(codes.chunks_mut(bpb).zip(scales.iter_mut()))
-        .enumerate()
-    {
+    for (g, (xs, cs)) in x.chunks(B).zip(codes.chunks_mut(bpb)).enumerate() {
         let st = if let Ok(xa) = <&[f32; B]>::try_from(xs) {
             kernel_stats(k, xa)
         } else {
@@ -245,11 +240,8 @@ fn fixed<K: Kernel, const B: usize>(
         };
         let st = group_stats(k, g, st, || g * B + first_nonfinite(xs))?;
         let (s, z) = k.params(g, st)?;
-        *sc = s;
-        if affine {
-            zps[g] = z;
-        }
-        let e = k.enc(s, z);
+        params.set(g, s, z);
+        let e = k.enc(s.value, z);
         match (<&[f32; B]>::try_from(xs), bits) {
             (Ok(xa), 8) => encode_dispatch(away, &e, xa, cs),
             (Ok(xa), 4) => {
@@ -374,34 +366,28 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
     let groups = gran.groups(n)?;
     out.reset(K::SCHEME, bits, n, gran, k.layout(), groups);
     let away = k.rounding() == Rounding::HalfAway;
-    let affine = K::SCHEME == Scheme::Affine;
-    let (codes, scales, zps) = out.parts_mut();
+    let (codes, mut params) = out.parts_mut();
+    let params = &mut params;
     match gran.run(n) {
-        Some(32) => fixed::<K, 32>(k, x, codes, scales, zps, away)?,
-        Some(64) => fixed::<K, 64>(k, x, codes, scales, zps, away)?,
-        Some(128) => fixed::<K, 128>(k, x, codes, scales, zps, away)?,
-        Some(256) => fixed::<K, 256>(k, x, codes, scales, zps, away)?,
+        Some(32) => fixed::<K, 32>(k, x, codes, params, away)?,
+        Some(64) => fixed::<K, 64>(k, x, codes, params, away)?,
+        Some(128) => fixed::<K, 128>(k, x, codes, params, away)?,
+        Some(256) => fixed::<K, 256>(k, x, codes, params, away)?,
         Some(run) => {
             if bits == 8 {
                 for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
-                    scales[g] = s;
-                    if affine {
-                        zps[g] = z;
-                    }
-                    encode_dispatch(away, &k.enc(s, z), xs, cs);
+                    params.set(g, s, z);
+                    encode_dispatch(away, &k.enc(s.value, z), xs, cs);
                 }
             } else {
                 let mut stage = Stager::new(bits, codes);
                 for (g, xs) in x.chunks(run).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
-                    scales[g] = s;
-                    if affine {
-                        zps[g] = z;
-                    }
-                    stage.push(xs, &k.enc(s, z), away);
+                    params.set(g, s, z);
+                    stage.push(xs, &k.enc(s.value, z), away);
                 }
                 stage.finish();
             }
@@ -418,16 +404,13 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
                     c + cols * col.clone().position(|v| !v.is_finite()).unwrap_or(0)
                 })?;
                 let (s, z) = k.params(c, st)?;
-                scales[c] = s;
-                if affine {
-                    zps[c] = z;
-                }
+                params.set(c, s, z);
             }
             let mut stage = Stager::new(bits, codes);
             for row in x.chunks_exact(cols.max(1)) {
                 for (c, v) in row.iter().enumerate() {
-                    let z = if affine { zps[c] } else { 0 };
-                    stage.push(core::slice::from_ref(v), &k.enc(scales[c], z), away);
+                    let (s, z) = params.get(c);
+                    stage.push(core::slice::from_ref(v), &k.enc(s, z), away);
                 }
             }
             stage.finish();

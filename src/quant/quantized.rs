@@ -1,0 +1,667 @@
+//! The quantized tensor and its documented byte layout.
+
+use super::{pack, Error, Granularity, Scheme};
+use crate::format::codec;
+use crate::format::{Code, FloatFormat, Layout, NanRule, Options, Specials};
+use crate::Fp32;
+
+/// A quantized tensor: packed codes, per-group scales and zero points, and what they mean.
+///
+/// # Byte layout
+///
+/// [`to_bytes`](Self::to_bytes) writes, all little-endian, a 32-byte header then three parts:
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | magic `b"LBQT"` |
+/// | 4 | 1 | version, `1` |
+/// | 5 | 1 | bits per code, `1..=8` |
+/// | 6 | 1 | scheme: 0 symmetric, 1 affine, `2 + t` for [`Scheme::Other`]`(t)` |
+/// | 7 | 1 | granularity: 0 tensor, 1 row, 2 column, 3 block |
+/// | 8 | 8 | element count (`u64`) |
+/// | 16 | 8 | `cols` or block size (`u64`, 0 per tensor) |
+/// | 24 | 1 | scale format exponent bits |
+/// | 25 | 1 | scale format mantissa bits |
+/// | 26 | 2 | scale format bias (`i16`) |
+/// | 28 | 1 | scale format specials: 0 IEEE, 1 FN, 2 FNUZ, 3 finite, 4 power of two |
+/// | 29 | 1 | scale format NaN rule: 0 canonical, 1 payload, 2 payload quieted |
+/// | 30 | 1 | bytes per scale code `w`: 1, 2 or 4 |
+/// | 31 | 1 | zero, reserved |
+/// | 32 | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits) |
+/// | … | `g` or 0 | zero points (`u8`), one per group, affine only |
+/// | … | `ceil(n k / 8)` | codes, packed MSB first (see [`pack`]) |
+///
+/// `g` is the number of groups ([`Granularity::groups`]). Codes are in element order
+/// whatever the granularity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quantized {
+    scheme: Scheme,
+    bits: u32,
+    len: usize,
+    granularity: Granularity,
+    scale_layout: Layout,
+    codes: Vec<u8>,
+    /// The scale codes, as the codec produced them; what `to_bytes` writes.
+    scale_codes: Vec<u32>,
+    /// `scale_codes` decoded, kept so that dequantizing reads a value per group.
+    scales: Vec<f32>,
+    zero_points: Vec<u8>,
+}
+
+/// A group's scale: its code in the scale format and that code's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Scale {
+    pub code: u32,
+    pub value: f32,
+}
+
+impl Scale {
+    /// The scale of format `S` nearest to `raw` (the codec rounds, nearest-even).
+    #[inline(always)]
+    pub fn store<S: FloatFormat>(raw: f32) -> Self {
+        let code = S::encode_f32(raw);
+        Scale {
+            code: code.to_u64() as u32,
+            value: S::decode_f32(code),
+        }
+    }
+}
+
+impl Default for Quantized {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+const MAGIC: &[u8; 4] = b"LBQT";
+const HEADER: usize = 32;
+
+impl Quantized {
+    /// An empty value (no elements), to pass to [`Quantizer::quantize_into`].
+    pub const fn empty() -> Self {
+        Self {
+            scheme: Scheme::Symmetric,
+            bits: 8,
+            len: 0,
+            granularity: Granularity::PerTensor,
+            scale_layout: Fp32::LAYOUT,
+            codes: Vec::new(),
+            scale_codes: Vec::new(),
+            scales: Vec::new(),
+            zero_points: Vec::new(),
+        }
+    }
+
+    /// Assemble a value from its parts, checking that they agree.
+    ///
+    /// `scales` must already be values of `scale_layout` (they are stored as its codes).
+    ///
+    /// # Errors
+    /// [`Error::InvalidBits`], [`Error::ZeroGroupSize`], [`Error::NotAMultiple`],
+    /// [`Error::UnsupportedScaleFormat`], [`Error::UnsupportedScheme`] for
+    /// [`Scheme::Other`] tags above 253, [`Error::LengthMismatch`] when a part has the wrong
+    /// length (zero points must be empty unless the scheme is affine),
+    /// [`Error::CodeOutOfRange`] when a zero point does not fit in `bits`, and
+    /// [`Error::ScaleNotInFormat`] for a scale that is not a value of `scale_layout`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        scheme: Scheme,
+        bits: u32,
+        len: usize,
+        granularity: Granularity,
+        scale_layout: Layout,
+        codes: Vec<u8>,
+        scales: Vec<f32>,
+        zero_points: Vec<u8>,
+    ) -> Result<Self, Error> {
+        let scale_codes = scales
+            .iter()
+            .enumerate()
+            .map(|(group, &v)| {
+                let code = codec::encode_f64(&scale_layout, f64::from(v), Options::default());
+                let back = codec::decode_f32(&scale_layout, code);
+                if back.to_bits() == v.to_bits() || (back.is_nan() && v.is_nan()) {
+                    Ok(code as u32)
+                } else {
+                    Err(Error::ScaleNotInFormat { group, scale: v })
+                }
+            })
+            .collect::<Result<Vec<u32>, Error>>();
+        Self::checked(
+            scheme,
+            bits,
+            len,
+            granularity,
+            scale_layout,
+            codes,
+            scale_codes?,
+            scales,
+            zero_points,
+        )
+    }
+
+    /// Assemble a value whose scale codes and values agree, checking everything else.
+    #[allow(clippy::too_many_arguments)]
+    fn checked(
+        scheme: Scheme,
+        bits: u32,
+        len: usize,
+        granularity: Granularity,
+        scale_layout: Layout,
+        codes: Vec<u8>,
+        scale_codes: Vec<u32>,
+        scales: Vec<f32>,
+        zero_points: Vec<u8>,
+    ) -> Result<Self, Error> {
+        pack::check_bits(bits)?;
+        check_scale_layout(&scale_layout)?;
+        scheme.check_tag()?;
+        let g = granularity.groups(len)?;
+        expect_len(pack::packed_len(bits, len), codes.len())?;
+        expect_len(g, scales.len())?;
+        let zp = if scheme == Scheme::Affine { g } else { 0 };
+        expect_len(zp, zero_points.len())?;
+        if let Some(index) = zero_points.iter().position(|&z| bits < 8 && z >> bits != 0) {
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: zero_points[index],
+                bits,
+            });
+        }
+        Ok(Self {
+            scheme,
+            bits,
+            len,
+            granularity,
+            scale_layout,
+            codes,
+            scale_codes,
+            scales,
+            zero_points,
+        })
+    }
+
+    /// Take the parts apart: `(codes, scales, zero_points)`.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<f32>, Vec<u8>) {
+        (self.codes, self.scales, self.zero_points)
+    }
+
+    /// Reset to describe `len` elements, resizing the parts (allocating only when a part
+    /// grows past its capacity). Contents are unspecified until the caller fills them.
+    pub(crate) fn reset(
+        &mut self,
+        scheme: Scheme,
+        bits: u32,
+        len: usize,
+        granularity: Granularity,
+        layout: Layout,
+        groups: usize,
+    ) {
+        self.scheme = scheme;
+        self.bits = bits;
+        self.len = len;
+        self.granularity = granularity;
+        self.scale_layout = layout;
+        self.codes.resize(pack::packed_len(bits, len), 0);
+        self.scale_codes.resize(groups, 0);
+        self.scales.resize(groups, 0.0);
+        self.zero_points
+            .resize(if scheme == Scheme::Affine { groups } else { 0 }, 0);
+    }
+
+    /// Mutable parts for the quantizers: the packed codes, and where each group's scale and
+    /// zero point go.
+    pub(crate) fn parts_mut(&mut self) -> (&mut [u8], GroupParams<'_>) {
+        (
+            &mut self.codes,
+            GroupParams {
+                scale_codes: &mut self.scale_codes,
+                scales: &mut self.scales,
+                zero_points: &mut self.zero_points,
+            },
+        )
+    }
+
+    /// For kernels that write `f32` scales directly: the packed codes and the scale values.
+    /// Call [`f32_scales_written`](Self::f32_scales_written) afterwards.
+    pub(crate) fn f32_parts_mut(&mut self) -> (&mut [u8], &mut [f32]) {
+        debug_assert_eq!(self.scale_layout, Fp32::LAYOUT);
+        (&mut self.codes, &mut self.scales)
+    }
+
+    /// Set the scale codes of `f32` scales written through [`f32_parts_mut`](Self::f32_parts_mut):
+    /// an `f32`'s code is its bit pattern.
+    pub(crate) fn f32_scales_written(&mut self) {
+        for (c, s) in self.scale_codes.iter_mut().zip(&self.scales) {
+            *c = s.to_bits();
+        }
+    }
+
+    /// The scheme that produced the codes.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+    /// Bits per code.
+    pub fn bits(&self) -> u32 {
+        self.bits
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// How elements are grouped.
+    pub fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    /// The storage format of the scales.
+    pub fn scale_layout(&self) -> Layout {
+        self.scale_layout
+    }
+    /// Packed codes, MSB first (see [`pack`]).
+    pub fn codes(&self) -> &[u8] {
+        &self.codes
+    }
+    /// One scale per group, already rounded to the scale format (exactly the stored values).
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+    /// One scale code per group in the scale format ([`scale_layout`](Self::scale_layout)),
+    /// right-aligned; these are the bytes [`to_bytes`](Self::to_bytes) writes.
+    pub fn scale_codes(&self) -> &[u32] {
+        &self.scale_codes
+    }
+    /// One zero point per group (affine only; empty otherwise).
+    pub fn zero_points(&self) -> &[u8] {
+        &self.zero_points
+    }
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.scales.len()
+    }
+
+    /// The codes unpacked, one per `u8` (two's complement for [`Scheme::Symmetric`]).
+    pub fn unpacked_codes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; self.len];
+        pack::unpack_unchecked(self.bits, &self.codes, &mut out);
+        out
+    }
+
+    /// Storage size in bits per element, counting the packed codes, each scale at its
+    /// format's width and each zero point as a byte (the header is not counted).
+    ///
+    /// ```
+    /// use lowbit::quant::{AbsmaxQuantizer, Granularity, Quantizer};
+    /// use lowbit::Fp16;
+    /// let q = AbsmaxQuantizer::<Fp16>::with_scale_format(4, Granularity::PerBlock(64))?;
+    /// let z = q.quantize(&[0.5; 128])?;
+    /// assert_eq!(z.bits_per_element(), 4.25); // 4 + 16 / 64
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    pub fn bits_per_element(&self) -> f64 {
+        if self.len == 0 {
+            return 0.0;
+        }
+        let bits =
+            self.codes.len() * 8 + self.scales.len() * self.scale_layout.bits() as usize + self.zero_points.len() * 8;
+        bits as f64 / self.len as f64
+    }
+
+    /// Size of [`to_bytes`](Self::to_bytes)' output.
+    pub fn byte_len(&self) -> usize {
+        HEADER + self.scales.len() * scale_width(&self.scale_layout) + self.zero_points.len() + self.codes.len()
+    }
+
+    /// Serialize in the documented layout (see the type's docs).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.byte_len());
+        out.extend_from_slice(MAGIC);
+        out.push(1);
+        out.push(self.bits as u8);
+        out.push(self.scheme.tag());
+        let (gt, gp) = self.granularity.tag();
+        out.push(gt);
+        out.extend_from_slice(&(self.len as u64).to_le_bytes());
+        out.extend_from_slice(&gp.to_le_bytes());
+        let l = &self.scale_layout;
+        out.push(l.exp_bits as u8);
+        out.push(l.man_bits as u8);
+        out.extend_from_slice(&(l.bias as i16).to_le_bytes());
+        out.push(match l.specials {
+            Specials::Ieee => 0,
+            Specials::FiniteNan => 1,
+            Specials::FiniteNanUnsignedZero => 2,
+            Specials::Finite => 3,
+            Specials::PowerOfTwo => 4,
+        });
+        out.push(match l.nan_rule {
+            NanRule::Canonical => 0,
+            NanRule::Payload { quiet: false } => 1,
+            NanRule::Payload { quiet: true } => 2,
+        });
+        let w = scale_width(l);
+        out.push(w as u8);
+        out.push(0);
+        for &c in &self.scale_codes {
+            out.extend_from_slice(&c.to_le_bytes()[..w]);
+        }
+        out.extend_from_slice(&self.zero_points);
+        out.extend_from_slice(&self.codes);
+        out
+    }
+
+    /// Read the layout written by [`to_bytes`](Self::to_bytes).
+    ///
+    /// # Errors
+    /// [`Error::BufferTooShort`] when the buffer is shorter than its header (or than the
+    /// header says), [`Error::InvalidHeader`] for a bad magic, version or field,
+    /// [`Error::LengthMismatch`] for trailing bytes, and the errors of
+    /// [`from_parts`](Self::from_parts).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.len() < HEADER {
+            return Err(Error::BufferTooShort {
+                needed: HEADER,
+                got: bytes.len(),
+            });
+        }
+        if &bytes[..4] != MAGIC {
+            return Err(Error::InvalidHeader("bad magic"));
+        }
+        if bytes[4] != 1 {
+            return Err(Error::InvalidHeader("unknown version"));
+        }
+        let bits = u32::from(bytes[5]);
+        pack::check_bits(bits)?;
+        let scheme = Scheme::from_tag(bytes[6]);
+        let u64_at = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[o..o + 8]);
+            u64::from_le_bytes(w)
+        };
+        let len = usize::try_from(u64_at(8)).map_err(|_| Error::InvalidHeader("length too large"))?;
+        let gp = usize::try_from(u64_at(16)).map_err(|_| Error::InvalidHeader("group size too large"))?;
+        let granularity = match bytes[7] {
+            0 => Granularity::PerTensor,
+            1 => Granularity::PerRow { cols: gp },
+            2 => Granularity::PerColumn { cols: gp },
+            3 => Granularity::PerBlock(gp),
+            _ => return Err(Error::InvalidHeader("unknown granularity")),
+        };
+        let groups = granularity.groups(len)?;
+        let specials = match bytes[28] {
+            0 => Specials::Ieee,
+            1 => Specials::FiniteNan,
+            2 => Specials::FiniteNanUnsignedZero,
+            3 => Specials::Finite,
+            4 => Specials::PowerOfTwo,
+            _ => return Err(Error::InvalidHeader("unknown scale specials")),
+        };
+        let nan_rule = match bytes[29] {
+            0 => NanRule::Canonical,
+            1 => NanRule::Payload { quiet: false },
+            2 => NanRule::Payload { quiet: true },
+            _ => return Err(Error::InvalidHeader("unknown scale NaN rule")),
+        };
+        let (exp_bits, man_bits) = (u32::from(bytes[24]), u32::from(bytes[25]));
+        if !(1..=8).contains(&exp_bits)
+            || man_bits > 23
+            || (man_bits == 0 && matches!(specials, Specials::Ieee | Specials::FiniteNan))
+        {
+            return Err(Error::InvalidHeader("unsupported scale format"));
+        }
+        let layout = Layout {
+            exp_bits,
+            man_bits,
+            bias: i32::from(i16::from_le_bytes([bytes[26], bytes[27]])),
+            specials,
+            nan_rule,
+        };
+        if !in_f32_range(&layout) {
+            return Err(Error::InvalidHeader("scale format outside the f32 range"));
+        }
+        let w = scale_width(&layout);
+        if usize::from(bytes[30]) != w {
+            return Err(Error::InvalidHeader("scale width does not match the scale format"));
+        }
+        let zp = if scheme == Scheme::Affine { groups } else { 0 };
+        let needed = groups
+            .checked_mul(w)
+            .and_then(|s| s.checked_add(HEADER + zp))
+            .and_then(|s| s.checked_add(pack::packed_len(bits, len)))
+            .ok_or(Error::InvalidHeader("sizes overflow"))?;
+        if bytes.len() < needed {
+            return Err(Error::BufferTooShort {
+                needed,
+                got: bytes.len(),
+            });
+        }
+        expect_len(needed, bytes.len())?;
+        let mut at = HEADER;
+        let scale_codes: Vec<u32> = bytes[at..at + groups * w]
+            .chunks_exact(w)
+            .map(|c| {
+                let mut b = [0u8; 4];
+                b[..w].copy_from_slice(c);
+                u32::from_le_bytes(b)
+            })
+            .collect();
+        if scale_codes.iter().any(|&c| u64::from(c) >> layout.bits() != 0) {
+            return Err(Error::InvalidHeader("scale code wider than its format"));
+        }
+        let scales = scale_codes
+            .iter()
+            .map(|&c| codec::decode_f32(&layout, u64::from(c)))
+            .collect();
+        at += groups * w;
+        let zero_points = bytes[at..at + zp].to_vec();
+        at += zp;
+        let codes = bytes[at..].to_vec();
+        Self::checked(
+            scheme,
+            bits,
+            len,
+            granularity,
+            layout,
+            codes,
+            scale_codes,
+            scales,
+            zero_points,
+        )
+    }
+}
+
+/// Checks that a buffer has the expected length.
+pub(crate) fn check_len(_what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+    expect_len(expected, actual)
+}
+
+pub(crate) fn expect_len(expected: usize, actual: usize) -> Result<(), Error> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch { expected, actual })
+    }
+}
+
+pub(crate) fn check_scale_layout(l: &Layout) -> Result<(), Error> {
+    if l.bits() > 32 || !in_f32_range(l) {
+        Err(Error::UnsupportedScaleFormat { bits: l.bits() })
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether every value of the layout is an `f32` (its top binade at most `2^128`, its
+/// smallest step at least `2^-149`).
+const fn in_f32_range(l: &Layout) -> bool {
+    let top = (1i32 << l.exp_bits) - 1 - l.bias;
+    let bottom = 1 - l.bias - l.man_bits as i32;
+    top <= 128 && bottom >= -149
+}
+
+fn scale_width(l: &Layout) -> usize {
+    match l.bits() {
+        0..=8 => 1,
+        9..=16 => 2,
+        _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::FloatFormat;
+
+    #[test]
+    fn scale_codes_are_the_codecs() {
+        fn check<S: FloatFormat>(values: &[f32]) {
+            let n = values.len();
+            let q = Quantized::from_parts(
+                Scheme::Symmetric,
+                8,
+                n,
+                Granularity::PerBlock(1),
+                S::LAYOUT,
+                vec![0; n],
+                values.to_vec(),
+                Vec::new(),
+            )
+            .unwrap();
+            for (&v, &c) in values.iter().zip(q.scale_codes()) {
+                assert_eq!(u64::from(c), S::encode_f32(v).to_u64(), "{} {v}", S::NAME);
+            }
+            let back = Quantized::from_bytes(&q.to_bytes()).unwrap();
+            assert_eq!(back.scale_codes(), q.scale_codes());
+            assert_eq!(
+                back.scales().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+        }
+        check::<crate::E4M3>(&[0.0, 1.0, 0.375, 448.0, 2f32.powi(-9), -3.0]);
+        check::<crate::E8M0>(&(0..255).map(|c| crate::E8M0::decode_f32(c)).collect::<Vec<_>>());
+        check::<crate::Fp16>(
+            &(0..=0xffffu16)
+                .step_by(7)
+                .map(crate::Fp16::decode_f32)
+                .filter(|v| !v.is_nan())
+                .collect::<Vec<_>>(),
+        );
+        check::<Fp32>(&[0.1, -0.0, f32::MAX, 1e-45]);
+        // A value that is not one of the format's is refused, not rounded silently.
+        let r = Quantized::from_parts(
+            Scheme::Symmetric,
+            8,
+            1,
+            Granularity::PerTensor,
+            crate::E4M3::LAYOUT,
+            vec![0],
+            vec![0.3],
+            Vec::new(),
+        );
+        assert_eq!(r, Err(Error::ScaleNotInFormat { group: 0, scale: 0.3 }));
+    }
+
+    #[test]
+    fn other_scheme_tags_round_trip() {
+        for t in [0u8, 1, 200, 253] {
+            let q = Quantized::from_parts(
+                Scheme::Other(t),
+                8,
+                0,
+                Granularity::PerTensor,
+                Fp32::LAYOUT,
+                vec![],
+                vec![],
+                vec![],
+            )
+            .unwrap();
+            assert_eq!(Quantized::from_bytes(&q.to_bytes()).unwrap().scheme(), Scheme::Other(t));
+        }
+        for t in [254u8, 255] {
+            let r = Quantized::from_parts(
+                Scheme::Other(t),
+                8,
+                0,
+                Granularity::PerTensor,
+                Fp32::LAYOUT,
+                vec![],
+                vec![],
+                vec![],
+            );
+            assert_eq!(r, Err(Error::UnsupportedScheme(t)));
+        }
+    }
+
+    /// Every value of every header byte, for a few layouts: an error or a value, never a panic.
+    #[test]
+    fn corrupt_headers_never_panic() {
+        use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Quantizer};
+        let x: Vec<f32> = (0..40).map(|i| i as f32 - 17.5).collect();
+        let values = [
+            AbsmaxQuantizer::new(3, Granularity::PerBlock(7))
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+            AbsmaxQuantizer::<crate::E8M0>::with_scale_format(4, Granularity::PerRow { cols: 8 })
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+            AffineQuantizer::<crate::Bf16>::with_scale_format(5, Granularity::PerColumn { cols: 5 })
+                .unwrap()
+                .quantize(&x)
+                .unwrap(),
+        ];
+        for q in values {
+            let bytes = q.to_bytes();
+            for i in 0..HEADER {
+                for v in 0..=255u8 {
+                    let mut b = bytes.clone();
+                    b[i] = v;
+                    if let Ok(back) = Quantized::from_bytes(&b) {
+                        assert_eq!(back.byte_len(), b.len());
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(
+            Quantized::from_bytes(&[0; 10]),
+            Err(Error::BufferTooShort { needed: 32, got: 10 })
+        );
+        let mut b = Quantized::empty().to_bytes();
+        assert_eq!(Quantized::from_bytes(&b), Ok(Quantized::empty()));
+        b[0] = b'X';
+        assert_eq!(Quantized::from_bytes(&b), Err(Error::InvalidHeader("bad magic")));
+    }
+}
+
+/// Where a quantizer writes each group's scale and zero point.
+pub(crate) struct GroupParams<'a> {
+    scale_codes: &'a mut [u32],
+    scales: &'a mut [f32],
+    zero_points: &'a mut [u8],
+}
+
+impl GroupParams<'_> {
+    /// Set group `g`'s scale, and its zero point if the scheme has them.
+    #[inline(always)]
+    pub fn set(&mut self, g: usize, scale: Scale, zero_point: u8) {
+        self.scale_codes[g] = scale.code;
+        self.scales[g] = scale.value;
+        if let Some(z) = self.zero_points.get_mut(g) {
+            *z = zero_point;
+        }
+    }
+
+    /// Group `g`'s scale value and zero point (0 without zero points).
+    #[inline(always)]
+    pub fn get(&self, g: usize) -> (f32, u8) {
+        (self.scales[g], self.zero_points.get(g).copied().unwrap_or(0))
+    }
+}
