@@ -79,12 +79,12 @@ pub use slice::{decode_slice_portable, encode_slice_portable};
 #[non_exhaustive]
 pub enum Error {
     /// A destination buffer does not have the source's length.
-    #[error("length mismatch: source has {src} elements, destination {dst}")]
+    #[error("length mismatch: expected {expected}, got {actual}")]
     LengthMismatch {
-        /// Elements in the source.
-        src: usize,
-        /// Elements in the destination.
-        dst: usize,
+        /// The length needed: the source's.
+        expected: usize,
+        /// The destination's length.
+        actual: usize,
     },
     /// A code has bits set above the format's width.
     #[error("code {code:#x} does not fit in {bits} bits")]

@@ -9,7 +9,10 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
     if src == dst {
         Ok(())
     } else {
-        Err(Error::LengthMismatch { src, dst })
+        Err(Error::LengthMismatch {
+            expected: src,
+            actual: dst,
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use crate::Fp32;
 /// - `s = store(absmax / qmax)`: the scale, rounded to the scale format `S` (nearest-even);
 /// - `q = clamp(round(x × (1/s)), -qmax, qmax)`: codes from the *stored* scale, multiplying by
 ///   its `f32` inverse as torch and ggml do; ties to even by default
-///   ([`Rounding::HalfAway`] for C's `roundf`);
+///   ([`Rounding::NearestAway`] for C's `roundf`);
 /// - `x' = q × s`.
 ///
 /// This is the seed's `c = qmax / absmax`, `q = round(x c)`, `x' = q / c` with `c` kept as
@@ -87,15 +87,20 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
         Ok(Self {
             bits,
             granularity,
-            rounding: Rounding::HalfEven,
+            rounding: Rounding::NearestEven,
             non_finite: NonFinite::Error,
             _scale: PhantomData,
         })
     }
 
-    /// The same quantizer with another rounding of `x / s`.
-    pub fn with_rounding(self, rounding: Rounding) -> Self {
-        Self { rounding, ..self }
+    /// The same quantizer with another rounding of `x / s`: [`Rounding::NearestEven`] (the
+    /// default), [`Rounding::NearestAway`] (C's `roundf`, as ggml) or [`Rounding::TowardZero`].
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedRounding`] for [`Rounding::Stochastic`].
+    pub fn with_rounding(self, rounding: Rounding) -> Result<Self, Error> {
+        walk::Mode::of(rounding)?;
+        Ok(Self { rounding, ..self })
     }
 
     /// The same quantizer with another policy for NaN and infinity.
@@ -200,6 +205,7 @@ impl<S: FloatFormat> Quantizer for AbsmaxQuantizer<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::AffineQuantizer;
 
     #[test]
     fn all_zero_block_is_exact_zero() {
@@ -228,7 +234,24 @@ mod tests {
         // scale 1: 127 / 127
         let x = [127.0, 0.5, 1.5, 2.5, -0.5, -2.5];
         assert_eq!(q.quantize(&x).unwrap().unpacked_codes(), [127, 0, 2, 2, 0, 254]);
-        let a = q.with_rounding(Rounding::HalfAway);
+        let a = q.with_rounding(Rounding::NearestAway).unwrap();
         assert_eq!(a.quantize(&x).unwrap().unpacked_codes(), [127, 1, 2, 3, 255, 253]);
+    }
+
+    #[test]
+    fn toward_zero_and_stochastic() {
+        let q = AbsmaxQuantizer::new(8, Granularity::PerTensor).unwrap();
+        let x = [127.0, 0.9, 1.5, 2.99, -0.9, -2.5];
+        let t = q.with_rounding(Rounding::TowardZero).unwrap();
+        assert_eq!(t.quantize(&x).unwrap().unpacked_codes(), [127, 0, 1, 2, 0, 254]);
+        assert_eq!(
+            q.with_rounding(Rounding::Stochastic(7)).unwrap_err(),
+            Error::UnsupportedRounding
+        );
+        let a = AffineQuantizer::new(8, Granularity::PerTensor).unwrap();
+        assert_eq!(
+            a.with_rounding(Rounding::Stochastic(0)).unwrap_err(),
+            Error::UnsupportedRounding
+        );
     }
 }

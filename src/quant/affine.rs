@@ -230,16 +230,21 @@ impl<S: FloatFormat> AffineQuantizer<S> {
         Ok(Self {
             bits,
             granularity,
-            rounding: Rounding::HalfEven,
+            rounding: Rounding::NearestEven,
             non_finite: NonFinite::Error,
             eps: TORCH_EPS,
             _scale: PhantomData,
         })
     }
 
-    /// The same quantizer with another rounding of `x / s`.
-    pub fn with_rounding(self, rounding: Rounding) -> Self {
-        Self { rounding, ..self }
+    /// The same quantizer with another rounding of `x / s`: [`Rounding::NearestEven`] (the
+    /// default), [`Rounding::NearestAway`] (C's `roundf`, as ggml) or [`Rounding::TowardZero`].
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedRounding`] for [`Rounding::Stochastic`].
+    pub fn with_rounding(self, rounding: Rounding) -> Result<Self, Error> {
+        walk::Mode::of(rounding)?;
+        Ok(Self { rounding, ..self })
     }
 
     /// The same quantizer with another policy for NaN and infinity.

@@ -120,6 +120,9 @@ pub enum Error {
     /// `2 + tag` in one byte.
     #[error("scheme tag {0} is out of range (0..=253)")]
     UnsupportedScheme(u8),
+    /// A rounding mode integer codes do not support: [`Rounding::Stochastic`](super::Rounding::Stochastic).
+    #[error("stochastic rounding is not supported by this quantizer")]
+    UnsupportedRounding,
     /// A codebook table is not usable (unsorted, outside `[-1, 1]`, too long, ...).
     #[error("invalid codebook: {0}")]
     Codebook(&'static str),

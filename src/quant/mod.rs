@@ -56,6 +56,7 @@ pub mod pack;
 mod quantized;
 mod walk;
 
+pub use crate::format::Rounding;
 pub use absmax::AbsmaxQuantizer;
 pub use affine::{AffineQuantizer, QParams, QRange, TORCH_EPS};
 pub use codebook::{Codebook, CodebookQuantizer};
@@ -63,16 +64,6 @@ pub use error::Error;
 pub use granularity::Granularity;
 pub use quantized::Quantized;
 pub(crate) use quantized::{check_len, check_scale_layout, expect_len, GroupParams, Scale};
-
-/// Rounding of `x / scale` to an integer code.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Rounding {
-    /// Round half to even (torch's `quantize_per_tensor`, NumPy's `rint`). The default.
-    #[default]
-    HalfEven,
-    /// Round half away from zero (C's `roundf`, as ggml uses).
-    HalfAway,
-}
 
 /// What to do with NaN and infinity in the input.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -132,32 +132,59 @@ pub(crate) fn inverse(scale: f32) -> f32 {
     }
 }
 
-/// Codes of `x` under `e`, one per byte (masked later by the packer).
+/// How `encode` rounds `x × inv` to an integer: the [`Rounding`]s integer codes support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Even,
+    Away,
+    TowardZero,
+}
+
+impl Mode {
+    /// The integer rounding for `r`, or [`Error::UnsupportedRounding`] (stochastic rounding
+    /// needs random bits per element, which a quantizer does not take).
+    pub fn of(r: Rounding) -> Result<Mode, Error> {
+        match r {
+            Rounding::NearestEven => Ok(Mode::Even),
+            Rounding::NearestAway => Ok(Mode::Away),
+            Rounding::TowardZero => Ok(Mode::TowardZero),
+            Rounding::Stochastic(_) => Err(Error::UnsupportedRounding),
+        }
+    }
+}
+
+/// Codes of `x` under `e`, one per byte (masked later by the packer). `M` is a [`Mode`] as
+/// `u8`, so each mode compiles to its own branch-free loop.
 #[inline(always)]
-pub(crate) fn encode<const AWAY: bool>(e: &Enc, x: &[f32], out: &mut [u8]) {
+pub(crate) fn encode<const M: u8>(e: &Enc, x: &[f32], out: &mut [u8]) {
     let (inv, lo, hi, off) = (e.inv, e.lo, e.hi, e.offset);
     for (o, &v) in out.iter_mut().zip(x) {
         let t = v * inv;
         let t = if t.is_nan() { 0.0 } else { t };
         let y = if t < lo { lo } else { t };
         let y = if y > hi { hi } else { y };
-        let b = (y + MAGIC).to_bits() as i32;
-        let mut q = b.wrapping_sub(MAGIC_BITS);
-        if AWAY {
-            let r = f32::from_bits(b as u32) - MAGIC;
-            let d = y - r;
-            q += i32::from(d == 0.5 && y > 0.0) - i32::from(d == -0.5 && y < 0.0);
-        }
+        let q = if M == Mode::TowardZero as u8 {
+            y as i32
+        } else {
+            let b = (y + MAGIC).to_bits() as i32;
+            let mut q = b.wrapping_sub(MAGIC_BITS);
+            if M == Mode::Away as u8 {
+                let r = f32::from_bits(b as u32) - MAGIC;
+                let d = y - r;
+                q += i32::from(d == 0.5 && y > 0.0) - i32::from(d == -0.5 && y < 0.0);
+            }
+            q
+        };
         *o = q.wrapping_add(off) as u8;
     }
 }
 
 #[inline(always)]
-fn encode_dispatch(away: bool, e: &Enc, x: &[f32], out: &mut [u8]) {
-    if away {
-        encode::<true>(e, x, out);
-    } else {
-        encode::<false>(e, x, out);
+fn encode_dispatch(mode: Mode, e: &Enc, x: &[f32], out: &mut [u8]) {
+    match mode {
+        Mode::Even => encode::<{ Mode::Even as u8 }>(e, x, out),
+        Mode::Away => encode::<{ Mode::Away as u8 }>(e, x, out),
+        Mode::TowardZero => encode::<{ Mode::TowardZero as u8 }>(e, x, out),
     }
 }
 
@@ -227,7 +254,7 @@ fn fixed<K: Kernel, const B: usize>(
     x: &[f32],
     codes: &mut [u8],
     params: &mut GroupParams<'_>,
-    away: bool,
+    mode: Mode,
 ) -> Result<(), Error> {
     let bits = k.bits();
     let bpb = B / 8 * bits as usize;
@@ -243,9 +270,9 @@ fn fixed<K: Kernel, const B: usize>(
         params.set(g, s, z);
         let e = k.enc(s.value, z);
         match (<&[f32; B]>::try_from(xs), bits) {
-            (Ok(xa), 8) => encode_dispatch(away, &e, xa, cs),
+            (Ok(xa), 8) => encode_dispatch(mode, &e, xa, cs),
             (Ok(xa), 4) => {
-                encode_dispatch(away, &e, xa, &mut buf);
+                encode_dispatch(mode, &e, xa, &mut buf);
                 // Pairs as little-endian u16 words: one shift-and-mask per byte.
                 for (o, p) in cs.iter_mut().zip(buf.chunks_exact(2)) {
                     let w = u16::from_le_bytes([p[0], p[1]]);
@@ -253,12 +280,12 @@ fn fixed<K: Kernel, const B: usize>(
                 }
             }
             (Ok(xa), _) => {
-                encode_dispatch(away, &e, xa, &mut buf);
+                encode_dispatch(mode, &e, xa, &mut buf);
                 pack_unchecked(bits, &buf, cs);
             }
             (Err(_), _) => {
                 let t = xs.len();
-                encode_dispatch(away, &e, xs, &mut buf[..t]);
+                encode_dispatch(mode, &e, xs, &mut buf[..t]);
                 pack_unchecked(bits, &buf[..t], cs);
             }
         }
@@ -288,10 +315,10 @@ impl<'a> Stager<'a> {
     }
 
     #[inline(always)]
-    fn push(&mut self, mut x: &[f32], e: &Enc, away: bool) {
+    fn push(&mut self, mut x: &[f32], e: &Enc, mode: Mode) {
         while !x.is_empty() {
             let take = (CH - self.fill).min(x.len());
-            encode_dispatch(away, e, &x[..take], &mut self.buf[self.fill..self.fill + take]);
+            encode_dispatch(mode, e, &x[..take], &mut self.buf[self.fill..self.fill + take]);
             self.fill += take;
             x = &x[take..];
             if self.fill == CH {
@@ -365,21 +392,21 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
     let n = x.len();
     let groups = gran.groups(n)?;
     out.reset(K::SCHEME, bits, n, gran, k.layout(), groups);
-    let away = k.rounding() == Rounding::HalfAway;
+    let mode = Mode::of(k.rounding())?;
     let (codes, mut params) = out.parts_mut();
     let params = &mut params;
     match gran.run(n) {
-        Some(32) => fixed::<K, 32>(k, x, codes, params, away)?,
-        Some(64) => fixed::<K, 64>(k, x, codes, params, away)?,
-        Some(128) => fixed::<K, 128>(k, x, codes, params, away)?,
-        Some(256) => fixed::<K, 256>(k, x, codes, params, away)?,
+        Some(32) => fixed::<K, 32>(k, x, codes, params, mode)?,
+        Some(64) => fixed::<K, 64>(k, x, codes, params, mode)?,
+        Some(128) => fixed::<K, 128>(k, x, codes, params, mode)?,
+        Some(256) => fixed::<K, 256>(k, x, codes, params, mode)?,
         Some(run) => {
             if bits == 8 {
                 for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     params.set(g, s, z);
-                    encode_dispatch(away, &k.enc(s.value, z), xs, cs);
+                    encode_dispatch(mode, &k.enc(s.value, z), xs, cs);
                 }
             } else {
                 let mut stage = Stager::new(bits, codes);
@@ -387,7 +414,7 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     params.set(g, s, z);
-                    stage.push(xs, &k.enc(s.value, z), away);
+                    stage.push(xs, &k.enc(s.value, z), mode);
                 }
                 stage.finish();
             }
@@ -410,7 +437,7 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
             for row in x.chunks_exact(cols.max(1)) {
                 for (c, v) in row.iter().enumerate() {
                     let (s, z) = params.get(c);
-                    stage.push(core::slice::from_ref(v), &k.enc(s, z), away);
+                    stage.push(core::slice::from_ref(v), &k.enc(s, z), mode);
                 }
             }
             stage.finish();

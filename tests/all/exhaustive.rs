@@ -251,7 +251,7 @@ fn casts_round_once() {
     assert_eq!(cast_one::<Bf16, Fp16>(c, Options::default()), 0x3c08);
     assert_eq!(
         cast::<Bf16, Fp16>(&[c], &mut [0u16; 2], Options::default()),
-        Err(Error::LengthMismatch { src: 1, dst: 2 })
+        Err(Error::LengthMismatch { expected: 1, actual: 2 })
     );
 }
 
@@ -260,11 +260,11 @@ fn wrong_lengths_are_errors() {
     let mut d = [0u8; 3];
     assert_eq!(
         E4M3::encode_slice(&[1.0; 4], &mut d),
-        Err(Error::LengthMismatch { src: 4, dst: 3 })
+        Err(Error::LengthMismatch { expected: 4, actual: 3 })
     );
     assert_eq!(
         E4M3::decode_slice(&[0; 4], &mut [0.0; 5]),
-        Err(Error::LengthMismatch { src: 4, dst: 5 })
+        Err(Error::LengthMismatch { expected: 4, actual: 5 })
     );
     assert!(E4M3::encode_slice_stochastic(&[1.0; 3], &[0; 2], &mut d, Overflow::Native).is_err());
     assert_eq!(E2M1::try_code(0x10), Err(Error::CodeOutOfRange { code: 0x10, bits: 4 }));

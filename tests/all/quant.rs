@@ -60,8 +60,8 @@ proptest! {
 
     #[test]
     fn absmax_error_at_most_half_a_step((x, g) in case(), bits in 2u32..=8, away in any::<bool>()) {
-        let r = if away { Rounding::HalfAway } else { Rounding::HalfEven };
-        let q = AbsmaxQuantizer::new(bits, g).unwrap().with_rounding(r);
+        let r = if away { Rounding::NearestAway } else { Rounding::NearestEven };
+        let q = AbsmaxQuantizer::new(bits, g).unwrap().with_rounding(r).unwrap();
         let z = q.quantize(&x).unwrap();
         let y = q.dequantize(&z).unwrap();
         let qmax = q.qmax();
@@ -326,8 +326,8 @@ proptest! {
 
     #[test]
     fn fast_paths_match_the_formulas(x in values(600), b in block_size(), bits in 2u32..=8, away in any::<bool>()) {
-        let r = if away { Rounding::HalfAway } else { Rounding::HalfEven };
-        let q = AbsmaxQuantizer::new(bits, Granularity::PerBlock(b)).unwrap().with_rounding(r);
+        let r = if away { Rounding::NearestAway } else { Rounding::NearestEven };
+        let q = AbsmaxQuantizer::new(bits, Granularity::PerBlock(b)).unwrap().with_rounding(r).unwrap();
         let z = q.quantize(&x).unwrap();
         let (codes, scales) = naive_absmax(&x, b, bits, away);
         let got: Vec<i32> = z.unpacked_codes().iter().map(|&c| ((c << (8 - bits)) as i8 >> (8 - bits)) as i32).collect();
