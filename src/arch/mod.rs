@@ -5,14 +5,20 @@
 //! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
 //! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
 //! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
-//! portable twin is `quant::kernels::quantize_pairs15`, and `quant::kernels::tests` checks the
-//! two bit for bit, exact ties included.
+//! portable twin is [`portable::quantize_pairs15`], and `quant::codebook::tests::simd_parity`
+//! checks the two bit for bit, exact ties included.
+//!
+//! The kernels take plain slices and tables ([`Levels16`]): this module is the lowest layer
+//! and knows nothing of the modules that call it.
 #![allow(unsafe_code)]
 
 use crate::format::FloatFormat;
 
+pub(crate) mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub(crate) use portable::Levels16;
 
 /// Encode with round-to-nearest-even through the branch-free codec.
 #[inline]
@@ -47,14 +53,10 @@ pub(crate) fn decode_f32<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
     crate::format::slice::portable::decode_f32::<F>(src, dst);
 }
 
-/// Quantize blocks of a 16-level codebook (see `quant::kernels::quantize_blocks15`).
-#[allow(clippy::too_many_arguments)]
+/// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).
 #[inline]
 pub(crate) fn quantize_blocks15(
-    bounds: &[f32; 15],
-    map: Option<&[u8; 16]>,
-    zero_code: u8,
-    bnb_zero: bool,
+    t: &Levels16,
     x: &[f32],
     block: usize,
     packed: &mut [u8],
@@ -63,12 +65,12 @@ pub(crate) fn quantize_blocks15(
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.
-        return unsafe { x86::quantize_blocks15_avx2(bounds, map, zero_code, bnb_zero, x, block, packed, absmax) };
+        return unsafe { x86::quantize_blocks15_avx2(t, x, block, packed, absmax) };
     }
-    crate::quant::kernels::quantize_blocks15(bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+    portable::quantize_blocks15(t, x, block, packed, absmax)
 }
 
-/// Dequantize packed 4-bit blocks (see `quant::kernels::dequantize_blocks`).
+/// Dequantize packed 4-bit blocks (see [`portable::dequantize_blocks`]).
 #[inline]
 pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: &[f32], block: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -77,7 +79,7 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
         unsafe { x86::dequantize_blocks_avx2(table, packed, absmax, block, out) };
         return;
     }
-    crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
+    portable::dequantize_blocks(table, packed, absmax, block, out);
 }
 
 /// Fine-bin keys of histogram values (see `calib::histogram::fine_keys`).

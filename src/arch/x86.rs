@@ -1,43 +1,35 @@
 //! x86-64 versions of the portable loops, compiled with AVX2 enabled so LLVM vectorises them
 //! eight lanes wide.
 
-use crate::format::slice::portable;
+use super::portable::{self, Levels16};
+use crate::format::slice::portable as format_portable;
 use crate::format::FloatFormat;
 
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn encode_f32_rne_avx2<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
-    portable::encode_f32_rne::<F, SATURATE>(src, dst);
+    format_portable::encode_f32_rne::<F, SATURATE>(src, dst);
 }
 
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn decode_f32_avx2<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
-    portable::decode_f32::<F>(src, dst);
+    format_portable::decode_f32::<F>(src, dst);
 }
 
 /// # Safety
 /// The CPU must support AVX2.
-#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn quantize_blocks15_avx2(
-    bounds: &[f32; 15],
-    map: Option<&[u8; 16]>,
-    zero_code: u8,
-    bnb_zero: bool,
+    t: &Levels16,
     x: &[f32],
     block: usize,
     packed: &mut [u8],
     absmax: &mut [f32],
 ) -> Result<(), usize> {
-    let k = Pairs15::new(bounds, map);
-    let pairs = |b: &[f32; 15], m: Option<&[u8; 16]>, xs: &[f32], c: f32, o: &mut [u8]| {
-        // SAFETY: this function runs only on CPUs with AVX2 (its own contract).
-        unsafe { k.run(b, m, xs, c, o) }
-    };
-    crate::quant::kernels::quantize_blocks15_with(pairs, bounds, map, zero_code, bnb_zero, x, block, packed, absmax)
+    portable::quantize_blocks15_with(&Pairs15::new(t), t, x, block, packed, absmax)
 }
 
 struct Pairs15 {
@@ -47,12 +39,22 @@ struct Pairs15 {
     pick: core::arch::x86_64::__m256i,
 }
 
+impl portable::PairKernel for Pairs15 {
+    #[inline(always)]
+    fn pairs(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
+        // SAFETY: a `Pairs15` is only built inside `quantize_blocks15_avx2`, which runs on
+        // CPUs with AVX2 (its own contract).
+        unsafe { self.run(t, x, c, out) }
+    }
+}
+
 impl Pairs15 {
     /// The constants, built once per tensor.
     #[target_feature(enable = "avx2")]
-    fn new(b: &[f32; 15], map: Option<&[u8; 16]>) -> Self {
+    fn new(t: &Levels16) -> Self {
         use core::arch::x86_64::*;
-        let table = map.map(|m| {
+        let b = &t.bounds;
+        let table = t.map.map(|m| {
             let mut t = [0i8; 32];
             for (i, &v) in m.iter().enumerate() {
                 t[i] = v as i8;
@@ -95,20 +97,20 @@ impl Pairs15 {
         _mm256_add_epi32(idx, bit(m4, 1))
     }
 
-    /// The comparison count of `quant::kernels::quantize_pairs15`, 16 elements a step. For
+    /// The comparison count of [`portable::quantize_pairs15`], 16 elements a step. For
     /// each lane, `#{i : y > bound[i]}` over the 15 sorted bounds is found by a branch-free
     /// binary search in four compares (`y > b`, false for NaN as in the portable loop), which
     /// equals the portable loop's count for sorted bounds: the bounds of steps 2 and 3 are
     /// picked with blends by the earlier masks, that of step 4 with one register permute. Then
     /// each 64-bit pair of counts becomes `even << 4 | odd` in place, and a blend, a byte
     /// shuffle and an unpack put the eight bytes in order. Bit-identical to the portable loop
-    /// (checked by `quant::kernels::tests`).
+    /// (checked by `quant::codebook::tests::simd_parity`).
     ///
     /// # Safety
-    /// The CPU must support AVX2. `x.len() == 2 * out.len()`; `bounds` and `map` are the ones
-    /// `self` was built from.
+    /// The CPU must support AVX2. `x.len() == 2 * out.len()`; `t` is the table `self` was
+    /// built from.
     #[target_feature(enable = "avx2")]
-    unsafe fn run(&self, bounds: &[f32; 15], map: Option<&[u8; 16]>, x: &[f32], c: f32, out: &mut [u8]) {
+    unsafe fn run(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
         use core::arch::x86_64::*;
         debug_assert_eq!(x.len(), 2 * out.len());
         let n = (x.len() / 16).min(out.len() / 8);
@@ -136,7 +138,7 @@ impl Pairs15 {
                 _mm_storel_epi64(o.as_mut_ptr().cast(), r);
             }
         }
-        crate::quant::kernels::quantize_pairs15(bounds, map, &x[16 * n..], c, &mut out[8 * n..]);
+        portable::quantize_pairs15(t, &x[16 * n..], c, &mut out[8 * n..]);
     }
 }
 
@@ -150,7 +152,7 @@ pub(super) unsafe fn dequantize_blocks_avx2(
     block: usize,
     out: &mut [f32],
 ) {
-    crate::quant::kernels::dequantize_blocks(table, packed, absmax, block, out);
+    portable::dequantize_blocks(table, packed, absmax, block, out);
 }
 
 /// f32 → IEEE binary16 with the F16C instruction, eight lanes at a time.
@@ -182,11 +184,11 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
                 unordered = _mm256_or_ps(unordered, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
             }
             if _mm256_movemask_ps(unordered) != 0 {
-                portable::encode_f32_rne::<crate::Fp16, false>(s, d);
+                format_portable::encode_f32_rne::<crate::Fp16, false>(s, d);
             }
         }
     }
-    portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
+    format_portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
 /// `calib::histogram::fine_keys` eight values a step, the page offsets gathered from `index`

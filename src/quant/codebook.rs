@@ -59,6 +59,7 @@
 //! ```
 
 use super::{check_compatible, check_len, pack, Error, Granularity, Quantized, Quantizer, Scheme};
+use crate::arch::Levels16;
 use crate::format::FloatFormat;
 
 /// bitsandbytes' NF4 levels (`get_4bit_type("nf4")`, also `create_normal_map()`'s 16 values).
@@ -362,16 +363,10 @@ pub struct Codebook {
     values: Vec<f32>,
     /// The code bitsandbytes' kernels give a NaN input (its all-zero blocks).
     nan_code: u8,
-    /// Fast path data for 16-level books.
-    fast15: Option<Fast15>,
+    /// The block kernels' table, for 16-level books (its zero-block fields are set per call).
+    fast15: Option<Levels16>,
     /// Byte -> (high-nibble value, low-nibble value), for nibble books.
     pairs: Option<Box<[[f32; 2]; 256]>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Fast15 {
-    bounds: [f32; 15],
-    map: Option<[u8; 16]>,
 }
 
 impl Codebook {
@@ -452,7 +447,12 @@ impl Codebook {
                 m.copy_from_slice(&codes);
                 m
             });
-            Fast15 { bounds: b, map }
+            Levels16 {
+                bounds: b,
+                map,
+                zero_code: 0,
+                pad_with_code: false,
+            }
         });
         let pairs = nibble.then(|| {
             let mut t = Box::new([[0f32; 2]; 256]);
@@ -769,9 +769,12 @@ pub(crate) fn quantize_with(
         index: group * block + first_non_finite(&x[group * block..]),
     };
     if let (Some(f), true) = (&cb.fast15, block.is_multiple_of(2)) {
-        let zero_code = if bnb { cb.nan_code } else { cb.encode(0.0) };
-        return crate::arch::quantize_blocks15(&f.bounds, f.map.as_ref(), zero_code, bnb, x, block, codes, absmax)
-            .map_err(non_finite);
+        let t = Levels16 {
+            zero_code: if bnb { cb.nan_code } else { cb.encode(0.0) },
+            pad_with_code: bnb,
+            ..*f
+        };
+        return crate::arch::quantize_blocks15(&t, x, block, codes, absmax).map_err(non_finite);
     }
     let mut unpacked = vec![0u8; x.len()];
     for (bi, ((xb, ub), am)) in x
@@ -780,7 +783,7 @@ pub(crate) fn quantize_with(
         .zip(absmax.iter_mut())
         .enumerate()
     {
-        let (m, ok) = super::kernels::absmax_finite(xb);
+        let (m, ok) = crate::arch::portable::absmax_finite(xb);
         if !ok {
             return Err(non_finite(bi));
         }
@@ -1061,5 +1064,55 @@ mod tests {
             q.quantize(&[0.0, 1.0, 2.0, f32::NEG_INFINITY]),
             Err(Error::NonFinite { group: 1, index: 3 })
         );
+    }
+
+    /// The dispatched path (AVX2 where the CPU has it) against the portable loop, bit for bit.
+    #[test]
+    fn simd_parity() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut x: Vec<f32> = (0..4099)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
+            })
+            .collect();
+        // A block holding 1.0 (absmax 1) and every bound and its neighbours: exact ties.
+        let nf4 = Codebook::nf4();
+        let fp4 = Codebook::bnb_fp4();
+        let mut ties = vec![1.0f32];
+        for b in nf4.bounds().iter().chain(fp4.bounds()) {
+            ties.extend([*b, b.next_up(), b.next_down()]);
+        }
+        ties.resize(128, 0.0);
+        x.splice(256..256, ties);
+        x.splice(512..512, [0.0f32; 64]); // a zero block
+        for cb in [&nf4, &fp4] {
+            for block in [32usize, 64, 128, 4096] {
+                for bnb in [false, true] {
+                    let t = Levels16 {
+                        zero_code: 7,
+                        pad_with_code: bnb,
+                        ..cb.fast15.unwrap()
+                    };
+                    let nb = x.len().div_ceil(block);
+                    let (mut p1, mut a1) = (vec![0u8; x.len().div_ceil(2)], vec![0f32; nb]);
+                    let (mut p2, mut a2) = (p1.clone(), a1.clone());
+                    crate::arch::portable::quantize_blocks15(&t, &x, block, &mut p1, &mut a1).unwrap();
+                    crate::arch::quantize_blocks15(&t, &x, block, &mut p2, &mut a2).unwrap();
+                    assert_eq!(p1, p2, "block {block}");
+                    assert_eq!(a1, a2);
+                    let table = cb.pairs().unwrap();
+                    let (mut y1, mut y2) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+                    crate::arch::portable::dequantize_blocks(table, &p1, &a1, block, &mut y1);
+                    crate::arch::dequantize_blocks(table, &p1, &a1, block, &mut y2);
+                    assert_eq!(
+                        y1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        y2.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                    );
+                }
+            }
+        }
     }
 }

@@ -51,7 +51,6 @@ pub mod codebook;
 pub mod double;
 mod error;
 mod granularity;
-pub(crate) mod kernels;
 pub mod pack;
 mod quantized;
 mod walk;

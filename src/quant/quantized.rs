@@ -510,6 +510,31 @@ fn scale_width(l: &Layout) -> usize {
     }
 }
 
+/// Where a quantizer writes each group's scale and zero point.
+pub(crate) struct GroupParams<'a> {
+    scale_codes: &'a mut [u32],
+    scales: &'a mut [f32],
+    zero_points: &'a mut [u8],
+}
+
+impl GroupParams<'_> {
+    /// Set group `g`'s scale, and its zero point if the scheme has them.
+    #[inline(always)]
+    pub fn set(&mut self, g: usize, scale: Scale, zero_point: u8) {
+        self.scale_codes[g] = scale.code;
+        self.scales[g] = scale.value;
+        if let Some(z) = self.zero_points.get_mut(g) {
+            *z = zero_point;
+        }
+    }
+
+    /// Group `g`'s scale value and zero point (0 without zero points).
+    #[inline(always)]
+    pub fn get(&self, g: usize) -> (f32, u8) {
+        (self.scales[g], self.zero_points.get(g).copied().unwrap_or(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -541,7 +566,7 @@ mod tests {
             );
         }
         check::<crate::E4M3>(&[0.0, 1.0, 0.375, 448.0, 2f32.powi(-9), -3.0]);
-        check::<crate::E8M0>(&(0..255).map(|c| crate::E8M0::decode_f32(c)).collect::<Vec<_>>());
+        check::<crate::E8M0>(&(0..255).map(crate::E8M0::decode_f32).collect::<Vec<_>>());
         check::<crate::Fp16>(
             &(0..=0xffffu16)
                 .step_by(7)
@@ -638,30 +663,5 @@ mod tests {
         assert_eq!(Quantized::from_bytes(&b), Ok(Quantized::empty()));
         b[0] = b'X';
         assert_eq!(Quantized::from_bytes(&b), Err(Error::InvalidHeader("bad magic")));
-    }
-}
-
-/// Where a quantizer writes each group's scale and zero point.
-pub(crate) struct GroupParams<'a> {
-    scale_codes: &'a mut [u32],
-    scales: &'a mut [f32],
-    zero_points: &'a mut [u8],
-}
-
-impl GroupParams<'_> {
-    /// Set group `g`'s scale, and its zero point if the scheme has them.
-    #[inline(always)]
-    pub fn set(&mut self, g: usize, scale: Scale, zero_point: u8) {
-        self.scale_codes[g] = scale.code;
-        self.scales[g] = scale.value;
-        if let Some(z) = self.zero_points.get_mut(g) {
-            *z = zero_point;
-        }
-    }
-
-    /// Group `g`'s scale value and zero point (0 without zero points).
-    #[inline(always)]
-    pub fn get(&self, g: usize) -> (f32, u8) {
-        (self.scales[g], self.zero_points.get(g).copied().unwrap_or(0))
     }
 }
