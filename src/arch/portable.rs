@@ -116,7 +116,13 @@ impl PairKernel for PortablePairs {
 /// Quantize a whole tensor of 16-level codes, block by block (portable loop; the caller has
 /// checked the lengths). Returns the index of the first block holding a NaN or infinity.
 #[inline(always)]
-pub(crate) fn quantize_blocks15(t: &Levels16, x: &[f32], block: usize, packed: &mut [u8], absmax: &mut [f32]) -> Result<(), usize> {
+pub(crate) fn quantize_blocks15(
+    t: &Levels16,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
     quantize_blocks15_with(&PortablePairs, t, x, block, packed, absmax)
 }
 
@@ -209,4 +215,3 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
         }
     }
 }
-

@@ -2,22 +2,6 @@
 //! eight lanes wide.
 
 use super::portable::{self, Levels16};
-use crate::format::slice::portable as format_portable;
-use crate::format::FloatFormat;
-
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn encode_f32_rne_avx2<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
-    format_portable::encode_f32_rne::<F, SATURATE>(src, dst);
-}
-
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn decode_f32_avx2<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) {
-    format_portable::decode_f32::<F>(src, dst);
-}
 
 /// # Safety
 /// The CPU must support AVX2.
@@ -159,12 +143,12 @@ pub(super) unsafe fn dequantize_blocks_avx2(
 ///
 /// `vcvtps2ph` rounds to nearest even and handles subnormals and overflow exactly as the
 /// portable codec does; only NaNs differ (it quiets them, NumPy's rule keeps the payload as it
-/// is), so a chunk holding a NaN is redone by the portable codec.
+/// is), so a chunk holding a NaN is redone by `exact`, the portable codec.
 ///
 /// # Safety
 /// The CPU must support F16C (which implies AVX).
 #[target_feature(enable = "avx,f16c")]
-pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
+pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16], exact: impl Fn(&[f32], &mut [u16])) {
     use core::arch::x86_64::*;
     let n = src.len().min(dst.len());
     let (src, dst) = (&src[..n], &mut dst[..n]);
@@ -184,11 +168,11 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16]) {
                 unordered = _mm256_or_ps(unordered, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v));
             }
             if _mm256_movemask_ps(unordered) != 0 {
-                format_portable::encode_f32_rne::<crate::Fp16, false>(s, d);
+                exact(s, d);
             }
         }
     }
-    format_portable::encode_f32_rne::<crate::Fp16, false>(chunks_src.remainder(), chunks_dst.into_remainder());
+    exact(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
 /// `calib::histogram::fine_keys` eight values a step, the page offsets gathered from `index`

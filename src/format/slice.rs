@@ -19,8 +19,8 @@ pub(crate) fn check_len(src: usize, dst: usize) -> Result<(), Error> {
 pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opts: Options) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     match (opts.rounding, opts.overflow) {
-        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => crate::arch::encode_f32_rne::<F, false>(src, dst),
-        (Rounding::NearestEven, Overflow::Saturate) if F::FAST.fast => crate::arch::encode_f32_rne::<F, true>(src, dst),
+        (Rounding::NearestEven, Overflow::Native) if F::FAST.fast => encode_fast::<F, false>(src, dst),
+        (Rounding::NearestEven, Overflow::Saturate) if F::FAST.fast => encode_fast::<F, true>(src, dst),
         _ if opts == Options::default() => {
             for (d, &x) in dst.iter_mut().zip(src) {
                 *d = F::encode_f32(x);
@@ -38,13 +38,53 @@ pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opt
 pub(crate) fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     if F::FAST.fast {
-        crate::arch::decode_f32::<F>(src, dst);
+        crate::arch::run(DecodeJob::<F> { src, dst });
     } else {
         for (d, &c) in dst.iter_mut().zip(src) {
             *d = F::decode_f32(c);
         }
     }
     Ok(())
+}
+
+/// The branch-free encode, with F16C for `Fp16` where the CPU has it, else the portable loop
+/// compiled for the widest instruction set ([`crate::arch::run`]).
+#[inline]
+fn encode_fast<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
+    if F::LAYOUT == crate::Fp16::LAYOUT && !SATURATE {
+        if let Ok(d16) = bytemuck::try_cast_slice_mut::<F::Code, u16>(dst) {
+            if crate::arch::encode_fp16_f16c(src, d16, portable::encode_f32_rne::<crate::Fp16, false>) {
+                return;
+            }
+        }
+    }
+    crate::arch::run(EncodeJob::<F, SATURATE> { src, dst });
+}
+
+struct EncodeJob<'a, F: FloatFormat, const SATURATE: bool> {
+    src: &'a [f32],
+    dst: &'a mut [F::Code],
+}
+
+impl<F: FloatFormat, const SATURATE: bool> crate::arch::Job for EncodeJob<'_, F, SATURATE> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        portable::encode_f32_rne::<F, SATURATE>(self.src, self.dst);
+    }
+}
+
+struct DecodeJob<'a, F: FloatFormat> {
+    src: &'a [F::Code],
+    dst: &'a mut [f32],
+}
+
+impl<F: FloatFormat> crate::arch::Job for DecodeJob<'_, F> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        portable::decode_f32::<F>(self.src, self.dst);
+    }
 }
 
 /// The portable loops the architecture-specific paths must match bit for bit.
