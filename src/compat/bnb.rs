@@ -50,7 +50,8 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use crate::quant::codebook::{code_bytes, dequantize_with, quantize_with, Codebook, ZeroBlock, NF4_LEVELS};
+use crate::quant::codebook::{Codebook, NF4_LEVELS};
+use crate::quant::double::bnb_blocks;
 use crate::quant::double::{bnb_map_codebook, dynamic_map, DoubleQuant};
 use crate::quant::{check_len, Error};
 
@@ -201,9 +202,8 @@ pub fn quantize_4bit_into(
     packed: &mut [u8],
 ) -> Result<QuantState, Error> {
     check_4bit_blocksize(blocksize)?;
-    let cb = quant_type.codebook();
     let mut absmax = vec![0f32; x.len().div_ceil(blocksize)];
-    quantize_with(&cb, x, blocksize, packed, &mut absmax, ZeroBlock::Bnb)?;
+    bnb_blocks(quant_type.codebook(), blocksize)?.quantize_to(x, packed, &mut absmax)?;
     let absmax = if compress_statistics {
         Absmax::Double(DoubleQuant::quantize(&absmax, BLOCKSIZE2)?)
     } else {
@@ -239,7 +239,7 @@ pub fn dequantize_4bit_into(packed: &[u8], state: &QuantState, out: &mut [f32]) 
     check_len("output", state.len, out.len())?;
     check_len("packed", state.len.div_ceil(2), packed.len())?;
     let absmax = state.absmax()?;
-    dequantize_with(&state.quant_type.codebook(), packed, &absmax, state.blocksize, out)
+    bnb_blocks(state.quant_type.codebook(), state.blocksize)?.dequantize_from(packed, &absmax, out)
 }
 
 /// The state of an 8-bit blockwise quantization.
@@ -307,10 +307,9 @@ pub fn quantize_blockwise_with_code(
     blocksize: usize,
 ) -> Result<(Vec<u8>, BlockwiseState), Error> {
     check_8bit_blocksize(blocksize)?;
-    let cb = map_codebook(code)?;
-    let mut q = vec![0u8; code_bytes(&cb, x.len())];
+    let mut q = vec![0u8; x.len()];
     let mut absmax = vec![0f32; x.len().div_ceil(blocksize)];
-    quantize_with(&cb, x, blocksize, &mut q, &mut absmax, ZeroBlock::Bnb)?;
+    bnb_blocks(map_codebook(code)?, blocksize)?.quantize_to(x, &mut q, &mut absmax)?;
     Ok((
         q,
         BlockwiseState {
@@ -329,9 +328,8 @@ pub fn quantize_blockwise_with_code(
 /// [`Error::Codebook`] for a bad state.
 pub fn dequantize_blockwise(q: &[u8], state: &BlockwiseState) -> Result<Vec<f32>, Error> {
     check_8bit_blocksize(state.blocksize)?;
-    let cb = map_codebook(&state.code)?;
     let mut out = vec![0f32; q.len()];
-    dequantize_with(&cb, q, &state.absmax, state.blocksize, &mut out)?;
+    bnb_blocks(map_codebook(&state.code)?, state.blocksize)?.dequantize_from(q, &state.absmax, &mut out)?;
     Ok(out)
 }
 

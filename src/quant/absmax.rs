@@ -2,7 +2,8 @@
 
 use core::marker::PhantomData;
 
-use super::walk::{self, Dec, Enc, Kernel, Stats};
+use super::int_codes::{self, IntDec, IntEnc, Mode};
+use super::walk::{self, Kernel, Stats};
 use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
@@ -56,7 +57,7 @@ use crate::Fp32;
 pub struct AbsmaxQuantizer<S: FloatFormat = Fp32> {
     bits: u32,
     granularity: Granularity,
-    rounding: Rounding,
+    mode: Mode,
     non_finite: NonFinite,
     _scale: PhantomData<S>,
 }
@@ -87,7 +88,7 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
         Ok(Self {
             bits,
             granularity,
-            rounding: Rounding::NearestEven,
+            mode: Mode::Even,
             non_finite: NonFinite::Error,
             _scale: PhantomData,
         })
@@ -99,8 +100,10 @@ impl<S: FloatFormat> AbsmaxQuantizer<S> {
     /// # Errors
     /// [`Error::UnsupportedRounding`] for [`Rounding::Stochastic`].
     pub fn with_rounding(self, rounding: Rounding) -> Result<Self, Error> {
-        walk::Mode::of(rounding)?;
-        Ok(Self { rounding, ..self })
+        Ok(Self {
+            mode: Mode::of(rounding)?,
+            ..self
+        })
     }
 
     /// The same quantizer with another policy for NaN and infinity.
@@ -135,15 +138,9 @@ pub(crate) fn nan_scale<S: FloatFormat>(group: usize) -> Result<Scale, Error> {
 
 impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
     const SCHEME: Scheme = Scheme::Symmetric;
-    fn bits(&self) -> u32 {
-        self.bits
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn rounding(&self) -> Rounding {
-        self.rounding
-    }
+    const ABSMAX_ONLY: bool = true;
+    type Enc = IntEnc;
+    type Dec = IntDec;
     fn non_finite(&self) -> NonFinite {
         self.non_finite
     }
@@ -167,23 +164,32 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
         Ok((s, 0))
     }
     #[inline(always)]
-    fn enc(&self, scale: f32, _zp: u8) -> Enc {
+    fn enc(&self, scale: f32, _zp: u8) -> IntEnc {
         let q = self.qmax() as f32;
-        Enc {
-            inv: walk::inverse(scale),
+        IntEnc {
+            inv: int_codes::inverse(scale),
             lo: -q,
             hi: q,
             offset: 0,
+            mode: self.mode,
         }
     }
     #[inline(always)]
-    fn dec(&self, scale: f32, _zp: u8) -> Dec {
+    fn dec(&self, scale: f32, _zp: u8) -> IntDec {
         let half = 1u8 << (self.bits - 1);
-        Dec {
+        IntDec {
             scale,
             xor: half,
             sub: f32::from(half),
         }
+    }
+    #[inline(always)]
+    fn encode(&self, e: &IntEnc, x: &[f32], out: &mut [u8]) {
+        int_codes::encode(e, x, out);
+    }
+    #[inline(always)]
+    fn decode(&self, d: &IntDec, codes: &[u8], out: &mut [f32]) {
+        int_codes::decode(d, codes, out);
     }
 }
 

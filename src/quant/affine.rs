@@ -3,7 +3,8 @@
 use core::marker::PhantomData;
 
 use super::absmax::nan_scale;
-use super::walk::{self, Dec, Enc, Kernel, Stats};
+use super::int_codes::{self, IntDec, IntEnc, Mode};
+use super::walk::{self, Kernel, Stats};
 use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
@@ -199,7 +200,7 @@ fn affine_zero_point(lo: f32, scale: f32, range: QRange) -> i32 {
 pub struct AffineQuantizer<S: FloatFormat = Fp32> {
     bits: u32,
     granularity: Granularity,
-    rounding: Rounding,
+    mode: Mode,
     non_finite: NonFinite,
     eps: f32,
     _scale: PhantomData<S>,
@@ -230,7 +231,7 @@ impl<S: FloatFormat> AffineQuantizer<S> {
         Ok(Self {
             bits,
             granularity,
-            rounding: Rounding::NearestEven,
+            mode: Mode::Even,
             non_finite: NonFinite::Error,
             eps: TORCH_EPS,
             _scale: PhantomData,
@@ -243,8 +244,10 @@ impl<S: FloatFormat> AffineQuantizer<S> {
     /// # Errors
     /// [`Error::UnsupportedRounding`] for [`Rounding::Stochastic`].
     pub fn with_rounding(self, rounding: Rounding) -> Result<Self, Error> {
-        walk::Mode::of(rounding)?;
-        Ok(Self { rounding, ..self })
+        Ok(Self {
+            mode: Mode::of(rounding)?,
+            ..self
+        })
     }
 
     /// The same quantizer with another policy for NaN and infinity.
@@ -270,15 +273,9 @@ impl<S: FloatFormat> AffineQuantizer<S> {
 
 impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
     const SCHEME: Scheme = Scheme::Affine;
-    fn bits(&self) -> u32 {
-        self.bits
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn rounding(&self) -> Rounding {
-        self.rounding
-    }
+    const ABSMAX_ONLY: bool = false;
+    type Enc = IntEnc;
+    type Dec = IntDec;
     fn non_finite(&self) -> NonFinite {
         self.non_finite
     }
@@ -302,22 +299,31 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
         Ok((s, affine_zero_point(st.min, s.value, range) as u8))
     }
     #[inline(always)]
-    fn enc(&self, scale: f32, zp: u8) -> Enc {
+    fn enc(&self, scale: f32, zp: u8) -> IntEnc {
         let z = f32::from(zp);
-        Enc {
-            inv: walk::inverse(scale),
+        IntEnc {
+            inv: int_codes::inverse(scale),
             lo: -z,
             hi: self.qmax() as f32 - z,
             offset: i32::from(zp),
+            mode: self.mode,
         }
     }
     #[inline(always)]
-    fn dec(&self, scale: f32, zp: u8) -> Dec {
-        Dec {
+    fn dec(&self, scale: f32, zp: u8) -> IntDec {
+        IntDec {
             scale,
             xor: 0,
             sub: f32::from(zp),
         }
+    }
+    #[inline(always)]
+    fn encode(&self, e: &IntEnc, x: &[f32], out: &mut [u8]) {
+        int_codes::encode(e, x, out);
+    }
+    #[inline(always)]
+    fn decode(&self, d: &IntDec, codes: &[u8], out: &mut [f32]) {
+        int_codes::decode(d, codes, out);
     }
 }
 

@@ -58,9 +58,13 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use super::{check_compatible, check_len, pack, Error, Granularity, Quantized, Quantizer, Scheme};
+use super::pack::BitOrder;
+use super::walk::{self, Kernel, Stats};
+use super::{check_compatible, check_len, pack, Error, Granularity, NonFinite, Quantized, Quantizer, Scale, Scheme};
 use crate::arch::Levels16;
 use crate::format::FloatFormat;
+use crate::format::Layout;
+use crate::Fp32;
 
 /// bitsandbytes' NF4 levels (`get_4bit_type("nf4")`, also `create_normal_map()`'s 16 values).
 #[allow(clippy::excessive_precision)]
@@ -640,13 +644,18 @@ fn check_bounds(levels: &[f32], bounds: &[f32]) -> Result<(), Error> {
     Ok(())
 }
 
-/// How an all-zero block is coded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ZeroBlock {
-    /// The code of the level nearest 0 (dequantizes to 0).
+/// How a codebook quantizer codes an all-zero block, and what pads the last byte of an
+/// odd-length tensor of 4-bit codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ZeroBlock {
+    /// Every element gets the level nearest 0 (so the block dequantizes to 0); pad bits are
+    /// zero. The default.
+    #[default]
     Nearest,
-    /// What bitsandbytes' kernels store: the code its comparisons give a NaN.
-    Bnb,
+    /// What bitsandbytes' kernels store: they multiply by `1 / absmax`, so an all-zero block
+    /// is `0 × inf = NaN` and gets the code their comparisons give a NaN (its pad nibble
+    /// too); an odd tensor's pad nibble otherwise holds the code of 0.0.
+    Bitsandbytes,
 }
 
 /// The [`Scheme`] tag of codebook quantization in a [`Quantized`].
@@ -678,6 +687,7 @@ pub const CODEBOOK_SCHEME: Scheme = Scheme::Other(0);
 pub struct CodebookQuantizer {
     codebook: Codebook,
     granularity: Granularity,
+    zero_block: ZeroBlock,
 }
 
 impl CodebookQuantizer {
@@ -694,12 +704,148 @@ impl CodebookQuantizer {
                 "the codebook quantizer groups contiguous runs: per tensor, per row or per block",
             ));
         }
-        Ok(Self { codebook, granularity })
+        Ok(Self {
+            codebook,
+            granularity,
+            zero_block: ZeroBlock::Nearest,
+        })
+    }
+
+    /// The same quantizer with another [`ZeroBlock`] policy.
+    pub fn with_zero_block(self, zero_block: ZeroBlock) -> Self {
+        Self { zero_block, ..self }
     }
 
     /// The codebook.
     pub fn codebook(&self) -> &Codebook {
         &self.codebook
+    }
+
+    /// The code every element of an all-zero block gets.
+    fn zero_code(&self) -> u8 {
+        match self.zero_block {
+            ZeroBlock::Nearest => self.codebook.encode(0.0),
+            ZeroBlock::Bitsandbytes => self.codebook.nan_code,
+        }
+    }
+
+    /// The run length of a group for `n` elements.
+    fn run(&self, n: usize) -> usize {
+        self.granularity.run(n).unwrap_or(1).max(1)
+    }
+
+    /// Quantize `x` into packed `codes` (MSB first) and one `f32` absmax per group.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] for buffers of the wrong length, [`Error::NonFinite`].
+    pub(crate) fn quantize_to(&self, x: &[f32], codes: &mut [u8], absmax: &mut [f32]) -> Result<(), Error> {
+        let run = self.run(x.len());
+        check_len(
+            "codes",
+            pack::packed_len(self.codebook.code_bits(), x.len()),
+            codes.len(),
+        )?;
+        check_len("absmax", self.granularity.groups(x.len())?, absmax.len())?;
+        match &self.codebook.fast15 {
+            // 16 levels in even-length blocks: the hand-written whole-tensor kernel.
+            Some(f) if run.is_multiple_of(2) => {
+                let t = Levels16 {
+                    zero_code: self.zero_code(),
+                    pad_with_code: self.zero_block == ZeroBlock::Bitsandbytes,
+                    ..*f
+                };
+                crate::arch::quantize_blocks15(&t, x, run, codes, absmax).map_err(|group| Error::NonFinite {
+                    group,
+                    index: group * run + first_non_finite(&x[group * run..]),
+                })
+            }
+            _ => walk::quantize_slices(self, x, codes, absmax),
+        }
+    }
+
+    /// Dequantize packed `codes` with one `f32` absmax per group into `out`.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] for buffers of the wrong length.
+    pub(crate) fn dequantize_from(&self, codes: &[u8], absmax: &[f32], out: &mut [f32]) -> Result<(), Error> {
+        let run = self.run(out.len());
+        check_len(
+            "codes",
+            pack::packed_len(self.codebook.code_bits(), out.len()),
+            codes.len(),
+        )?;
+        check_len("absmax", self.granularity.groups(out.len())?, absmax.len())?;
+        match self.codebook.pairs() {
+            Some(t) if self.codebook.code_bits() == 4 && run.is_multiple_of(2) => {
+                crate::arch::dequantize_blocks(t, codes, absmax, run, out);
+            }
+            _ => walk::dequantize_slices(self, codes, absmax, &[], out),
+        }
+        Ok(())
+    }
+}
+
+/// The code map of one group: `y = x × c` (or `x / m` where `1 / m` overflows).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CodebookEnc {
+    c: f32,
+    m: f32,
+    /// The code of every element, for an all-zero block under [`ZeroBlock::Bitsandbytes`].
+    fill: Option<u8>,
+}
+
+impl Kernel for CodebookQuantizer {
+    const SCHEME: Scheme = CODEBOOK_SCHEME;
+    const ABSMAX_ONLY: bool = true;
+    type Enc = CodebookEnc;
+    type Dec = f32;
+    fn non_finite(&self) -> NonFinite {
+        NonFinite::Error
+    }
+    fn layout(&self) -> Layout {
+        Fp32::LAYOUT
+    }
+    #[inline(always)]
+    fn params(&self, _group: usize, st: Stats) -> Result<(Scale, u8), Error> {
+        Ok((Scale::store::<Fp32>(st.absmax()), 0))
+    }
+    #[inline(always)]
+    fn enc(&self, m: f32, _zp: u8) -> CodebookEnc {
+        // An all-zero block multiplies by 0, so every element gets the level nearest 0.
+        CodebookEnc {
+            c: if m == 0.0 { 0.0 } else { 1.0 / m },
+            m,
+            fill: (m == 0.0 && self.zero_block == ZeroBlock::Bitsandbytes).then_some(self.codebook.nan_code),
+        }
+    }
+    #[inline(always)]
+    fn encode(&self, e: &CodebookEnc, x: &[f32], out: &mut [u8]) {
+        let cb = &self.codebook;
+        if let Some(code) = e.fill {
+            out.fill(code);
+        } else if e.c.is_infinite() {
+            // Subnormal absmax: 1/absmax overflows, divide instead.
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = cb.encode(v / e.m);
+            }
+        } else {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = cb.encode(v * e.c);
+            }
+        }
+    }
+    fn pad(&self, e: &CodebookEnc) -> Option<u8> {
+        (self.zero_block == ZeroBlock::Bitsandbytes).then(|| e.fill.unwrap_or(self.codebook.encode(0.0)))
+    }
+    #[inline(always)]
+    fn dec(&self, scale: f32, _zp: u8) -> f32 {
+        scale
+    }
+    #[inline(always)]
+    fn decode(&self, a: &f32, codes: &[u8], out: &mut [f32]) {
+        for (o, &k) in out.iter_mut().zip(codes) {
+            *o = self.codebook.decode(k) * a;
+        }
     }
 }
 
@@ -713,20 +859,11 @@ impl Quantizer for CodebookQuantizer {
     }
 
     fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-        let groups = self.granularity.groups(x.len())?;
-        let run = self.granularity.run(x.len()).expect("contiguous groups");
-        out.reset(
-            CODEBOOK_SCHEME,
-            self.bits(),
-            x.len(),
-            self.granularity,
-            crate::Fp32::LAYOUT,
-            groups,
-        );
-        let (codes, scales) = out.f32_parts_mut();
-        quantize_with(&self.codebook, x, run, codes, scales, ZeroBlock::Nearest)?;
+        walk::reset(self, x.len(), out)?;
+        let (codes, absmax) = out.f32_parts_mut();
+        let r = self.quantize_to(x, codes, absmax);
         out.f32_scales_written();
-        Ok(())
+        r
     }
 
     fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
@@ -734,111 +871,16 @@ impl Quantizer for CodebookQuantizer {
         if q.granularity() != self.granularity {
             return Err(Error::Incompatible("granularity"));
         }
-        let run = self.granularity.run(q.len()).expect("contiguous groups");
-        dequantize_with(&self.codebook, q.codes(), q.scales(), run, out)
+        if q.bit_order() != BitOrder::MsbFirst {
+            return Err(Error::Incompatible("bit order"));
+        }
+        self.dequantize_from(q.codes(), q.scales(), out)
     }
-}
-
-pub(crate) fn code_bytes(cb: &Codebook, n: usize) -> usize {
-    pack::packed_len(cb.code_bits(), n)
 }
 
 /// Index of the first non-finite element of `x`.
 fn first_non_finite(x: &[f32]) -> usize {
     x.iter().position(|v| !v.is_finite()).unwrap_or(0)
-}
-
-/// The one block walker: absmax, scale, codes packed at [`Codebook::code_bits`]. `block` is
-/// the run length of a group. Lengths are checked here.
-pub(crate) fn quantize_with(
-    cb: &Codebook,
-    x: &[f32],
-    block: usize,
-    codes: &mut [u8],
-    absmax: &mut [f32],
-    zero: ZeroBlock,
-) -> Result<(), Error> {
-    if block == 0 {
-        return Err(Error::ZeroGroupSize);
-    }
-    check_len("codes", code_bytes(cb, x.len()), codes.len())?;
-    check_len("absmax", x.len().div_ceil(block), absmax.len())?;
-    let bnb = zero == ZeroBlock::Bnb;
-    let non_finite = |group: usize| Error::NonFinite {
-        group,
-        index: group * block + first_non_finite(&x[group * block..]),
-    };
-    if let (Some(f), true) = (&cb.fast15, block.is_multiple_of(2)) {
-        let t = Levels16 {
-            zero_code: if bnb { cb.nan_code } else { cb.encode(0.0) },
-            pad_with_code: bnb,
-            ..*f
-        };
-        return crate::arch::quantize_blocks15(&t, x, block, codes, absmax).map_err(non_finite);
-    }
-    let mut unpacked = vec![0u8; x.len()];
-    for (bi, ((xb, ub), am)) in x
-        .chunks(block)
-        .zip(unpacked.chunks_mut(block))
-        .zip(absmax.iter_mut())
-        .enumerate()
-    {
-        let (m, ok) = crate::arch::portable::absmax_finite(xb);
-        if !ok {
-            return Err(non_finite(bi));
-        }
-        *am = m;
-        if m == 0.0 {
-            ub.fill(if bnb { cb.nan_code } else { cb.encode(0.0) });
-            continue;
-        }
-        let c = 1.0 / m;
-        for (u, &v) in ub.iter_mut().zip(xb) {
-            *u = cb.encode(if c.is_infinite() { v / m } else { v * c });
-        }
-    }
-    if cb.code_bits() == 8 {
-        codes.copy_from_slice(&unpacked);
-    } else {
-        pack::pack_unchecked(cb.code_bits(), &unpacked, codes);
-    }
-    Ok(())
-}
-
-/// `out[i] = level(code[i]) * absmax[group of i]`. Lengths are checked here.
-pub(crate) fn dequantize_with(
-    cb: &Codebook,
-    codes: &[u8],
-    absmax: &[f32],
-    block: usize,
-    out: &mut [f32],
-) -> Result<(), Error> {
-    if block == 0 {
-        return Err(Error::ZeroGroupSize);
-    }
-    check_len("codes", code_bytes(cb, out.len()), codes.len())?;
-    check_len("absmax", out.len().div_ceil(block), absmax.len())?;
-    let bits = cb.code_bits();
-    match cb.pairs() {
-        Some(t) if bits == 4 && block.is_multiple_of(2) => crate::arch::dequantize_blocks(t, codes, absmax, block, out),
-        _ => {
-            let unpacked;
-            let c: &[u8] = if bits == 8 {
-                codes
-            } else {
-                let mut u = vec![0u8; out.len()];
-                pack::unpack_unchecked(bits, codes, &mut u);
-                unpacked = u;
-                &unpacked
-            };
-            for ((ob, cb_), &a) in out.chunks_mut(block).zip(c.chunks(block)).zip(absmax) {
-                for (o, &k) in ob.iter_mut().zip(cb_) {
-                    *o = cb.decode(k) * a;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

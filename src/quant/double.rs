@@ -48,8 +48,9 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use super::codebook::{dequantize_with, quantize_with, Codebook, ZeroBlock};
+use super::codebook::{Codebook, CodebookQuantizer, ZeroBlock};
 use super::Error;
+use super::Granularity;
 
 /// Entries of the dynamic map.
 const MAP_LEN: usize = 256;
@@ -218,10 +219,9 @@ impl DoubleQuant {
             torch_cuda_mean(absmax)
         };
         let centred: Vec<f32> = absmax.iter().map(|a| a - offset).collect();
-        let cb = dynamic_codebook();
         let mut codes = vec![0u8; centred.len()];
         let mut absmax2 = vec![0f32; centred.len().div_ceil(blocksize2)];
-        quantize_with(&cb, &centred, blocksize2, &mut codes, &mut absmax2, ZeroBlock::Bnb)?;
+        bnb_blocks(dynamic_codebook(), blocksize2)?.quantize_to(&centred, &mut codes, &mut absmax2)?;
         Ok(Self {
             codes,
             absmax2,
@@ -249,7 +249,7 @@ impl DoubleQuant {
     /// [`Error::LengthMismatch`] / [`Error::BlockSize`] if the parts do not fit together.
     pub fn restore_into(&self, out: &mut [f32]) -> Result<(), Error> {
         super::check_len("restored absmax", self.codes.len(), out.len())?;
-        dequantize_with(&dynamic_codebook(), &self.codes, &self.absmax2, self.blocksize2, out)?;
+        bnb_blocks(dynamic_codebook(), self.blocksize2)?.dequantize_from(&self.codes, &self.absmax2, out)?;
         for v in out.iter_mut() {
             *v += self.offset;
         }
@@ -282,6 +282,14 @@ pub fn bits_per_element(code_bits: u32, block: usize, double: Option<usize>) -> 
         None => f64::from(code_bits) + 32.0 / b,
         Some(b2) => f64::from(code_bits) + 8.0 / b + 32.0 / (b * b2 as f64),
     }
+}
+
+/// A codebook quantizer over blocks of `block` that stores what bitsandbytes' kernels store.
+///
+/// # Errors
+/// [`Error::ZeroGroupSize`] for a zero block.
+pub(crate) fn bnb_blocks(cb: Codebook, block: usize) -> Result<CodebookQuantizer, Error> {
+    Ok(CodebookQuantizer::new(cb, Granularity::PerBlock(block))?.with_zero_block(ZeroBlock::Bitsandbytes))
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
-//! Dense bit packing of `k`-bit codes, `k = 1..=8`, most significant bits first.
+//! Dense bit packing of `k`-bit codes, `k = 1..=8`, in either [`BitOrder`].
 //!
-//! Codes are laid out as one bit stream: element `i` occupies stream bits `i*k .. (i+1)*k`,
+//! [`BitOrder::MsbFirst`], the default ([`pack`], [`unpack`]): codes are laid out as one bit stream: element `i` occupies stream bits `i*k .. (i+1)*k`,
 //! and the stream fills each byte from its most significant bit down. So the first element
 //! sits in the high bits of the first byte: for 4-bit codes `[a, b]` the byte is `a << 4 | b`
 //! (bitsandbytes' "first element in the high nibble"), for 2-bit codes `[a, b, c, d]` it is
 //! `a << 6 | b << 4 | c << 2 | d`, and a 3-bit stream of 8 codes fills exactly 3 bytes. The
 //! unused low bits of the last byte are zero. `n` codes take [`packed_len`]`(k, n)` =
 //! `ceil(n * k / 8)` bytes.
+//!
+//! [`BitOrder::LsbFirst`] ([`pack_in`], [`unpack_in`]) fills each byte from its least
+//! significant bit up: for 4-bit codes `[a, b]` the byte is `b << 4 | a`, the first element
+//! in the LOW nibble, as torch's `float4_e2m1fn_x2`, the OCP MX spec and NVIDIA's FP4 layout
+//! store it. Stream bit `j` is bit `j % 8` of byte `j / 8`.
 //!
 //! # Examples
 //!
@@ -26,6 +31,17 @@
 //! ```
 
 use super::Error;
+
+/// The order in which codes fill a byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BitOrder {
+    /// The first code in the most significant bits (bitsandbytes' high nibble first; the
+    /// 6-bit stream torchao packs FP6 into). The default.
+    #[default]
+    MsbFirst,
+    /// The first code in the least significant bits (OCP MX and NVFP4's low nibble first).
+    LsbFirst,
+}
 
 /// Bytes needed for `n` codes of `bits` bits: `ceil(n * bits / 8)`.
 ///
@@ -57,17 +73,7 @@ pub(crate) fn check_bits(bits: u32) -> Result<(), Error> {
 pub fn pack(bits: u32, codes: &[u8], out: &mut [u8]) -> Result<(), Error> {
     check_bits(bits)?;
     check_out(bits, codes.len(), out.len())?;
-    if bits < 8 {
-        let over = codes.iter().fold(0u8, |a, &c| a | (c >> bits));
-        if over != 0 {
-            let index = codes.iter().position(|&c| c >> bits != 0).unwrap_or(0);
-            return Err(Error::CodeOutOfRange {
-                index,
-                code: codes[index],
-                bits,
-            });
-        }
-    }
+    check_codes(bits, codes)?;
     pack_unchecked(bits, codes, out);
     Ok(())
 }
@@ -82,6 +88,154 @@ pub fn unpack(bits: u32, packed: &[u8], out: &mut [u8]) -> Result<(), Error> {
     check_bits(bits)?;
     check_out(bits, out.len(), packed.len())?;
     unpack_unchecked(bits, packed, out);
+    Ok(())
+}
+
+/// [`pack`] in the given bit order.
+///
+/// ```
+/// use lowbit::quant::pack::{self, BitOrder};
+/// let mut b = [0u8; 1];
+/// pack::pack_in(BitOrder::LsbFirst, 4, &[0x1, 0xf], &mut b)?;
+/// assert_eq!(b, [0xf1]); // first element in the low nibble
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
+///
+/// # Errors
+/// As [`pack`].
+pub fn pack_in(order: BitOrder, bits: u32, codes: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    match order {
+        BitOrder::MsbFirst => pack(bits, codes, out),
+        BitOrder::LsbFirst => {
+            check_bits(bits)?;
+            check_out(bits, codes.len(), out.len())?;
+            check_codes(bits, codes)?;
+            pack_ordered(order, bits, codes, out);
+            Ok(())
+        }
+    }
+}
+
+/// [`unpack`] in the given bit order.
+///
+/// # Errors
+/// As [`unpack`].
+pub fn unpack_in(order: BitOrder, bits: u32, packed: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    check_bits(bits)?;
+    check_out(bits, out.len(), packed.len())?;
+    unpack_ordered(order, bits, packed, out);
+    Ok(())
+}
+
+/// Pack with the lengths already checked, in either order.
+#[inline(always)]
+pub(crate) fn pack_ordered(order: BitOrder, bits: u32, codes: &[u8], out: &mut [u8]) {
+    match order {
+        BitOrder::MsbFirst => pack_unchecked(bits, codes, out),
+        BitOrder::LsbFirst => match bits {
+            1 => pack_lsb::<1>(codes, out),
+            2 => pack_lsb::<2>(codes, out),
+            3 => pack_lsb::<3>(codes, out),
+            4 => pack_lsb::<4>(codes, out),
+            5 => pack_lsb::<5>(codes, out),
+            6 => pack_lsb::<6>(codes, out),
+            7 => pack_lsb::<7>(codes, out),
+            _ => out.copy_from_slice(codes),
+        },
+    }
+}
+
+/// Unpack with the lengths already checked, in either order.
+#[inline(always)]
+pub(crate) fn unpack_ordered(order: BitOrder, bits: u32, packed: &[u8], out: &mut [u8]) {
+    match order {
+        BitOrder::MsbFirst => unpack_unchecked(bits, packed, out),
+        BitOrder::LsbFirst => match bits {
+            1 => unpack_lsb::<1>(packed, out),
+            2 => unpack_lsb::<2>(packed, out),
+            3 => unpack_lsb::<3>(packed, out),
+            4 => unpack_lsb::<4>(packed, out),
+            5 => unpack_lsb::<5>(packed, out),
+            6 => unpack_lsb::<6>(packed, out),
+            7 => unpack_lsb::<7>(packed, out),
+            _ => out.copy_from_slice(packed),
+        },
+    }
+}
+
+/// Eight codes to a `K`-byte little-endian group, the first code in the lowest bits.
+#[inline(always)]
+fn group_lsb<const K: usize>(c: &[u8; 8]) -> u64 {
+    let mask = (1u64 << K) - 1;
+    c.iter()
+        .enumerate()
+        .fold(0u64, |v, (j, &x)| v | ((u64::from(x) & mask) << (j * K)))
+}
+
+#[inline(always)]
+fn pack_lsb<const K: usize>(codes: &[u8], out: &mut [u8]) {
+    let full = codes.len() / 8;
+    let (head, tail) = codes.split_at(full * 8);
+    let (ohead, otail) = out.split_at_mut(full * K);
+    if K == 4 {
+        for (o, c) in ohead.iter_mut().zip(head.chunks_exact(2)) {
+            *o = (c[0] & 0x0f) | (c[1] << 4);
+        }
+    } else {
+        for (o, c) in ohead.chunks_exact_mut(K).zip(head.chunks_exact(8)) {
+            let c: &[u8; 8] = c.try_into().unwrap_or(&[0; 8]);
+            o.copy_from_slice(&group_lsb::<K>(c).to_le_bytes()[..K]);
+        }
+    }
+    if !tail.is_empty() {
+        let mut c = [0u8; 8];
+        c[..tail.len()].copy_from_slice(tail);
+        let n = otail.len();
+        otail.copy_from_slice(&group_lsb::<K>(&c).to_le_bytes()[..n]);
+    }
+}
+
+#[inline(always)]
+fn unpack_lsb<const K: usize>(packed: &[u8], out: &mut [u8]) {
+    let mask = (1u64 << K) - 1;
+    let full = out.len() / 8;
+    let (ohead, otail) = out.split_at_mut(full * 8);
+    let (head, tail) = packed.split_at(full * K);
+    if K == 4 {
+        for (c, &b) in ohead.chunks_exact_mut(2).zip(head) {
+            c[0] = b & 0xf;
+            c[1] = b >> 4;
+        }
+    } else {
+        for (c, b) in ohead.chunks_exact_mut(8).zip(head.chunks_exact(K)) {
+            let mut w = [0u8; 8];
+            w[..K].copy_from_slice(b);
+            let v = u64::from_le_bytes(w);
+            for (j, o) in c.iter_mut().enumerate() {
+                *o = ((v >> (j * K)) & mask) as u8;
+            }
+        }
+    }
+    if !otail.is_empty() {
+        let mut w = [0u8; 8];
+        w[..tail.len()].copy_from_slice(tail);
+        let v = u64::from_le_bytes(w);
+        for (j, o) in otail.iter_mut().enumerate() {
+            *o = ((v >> (j * K)) & mask) as u8;
+        }
+    }
+}
+
+fn check_codes(bits: u32, codes: &[u8]) -> Result<(), Error> {
+    if bits < 8 {
+        if let Some(index) = codes.iter().position(|&c| c >> bits != 0) {
+            return Err(Error::CodeOutOfRange {
+                index,
+                code: codes[index],
+                bits,
+            });
+        }
+    }
     Ok(())
 }
 
@@ -237,6 +391,33 @@ mod tests {
                 assert_eq!(back, codes, "bits {bits} n {n}");
             }
         }
+    }
+
+    #[test]
+    fn lsb_first_round_trips_and_order() {
+        for bits in 1..=8u32 {
+            for n in 0..40usize {
+                let codes: Vec<u8> = (0..n)
+                    .map(|i| ((i * 37 + 11) as u8) & ((1u16 << bits) - 1) as u8)
+                    .collect();
+                let mut p = vec![0u8; packed_len(bits, n)];
+                pack_in(BitOrder::LsbFirst, bits, &codes, &mut p).unwrap();
+                // Stream bit j of code i is bit (i*k + j) % 8 of byte (i*k + j) / 8.
+                for (i, &c) in codes.iter().enumerate() {
+                    for j in 0..bits as usize {
+                        let at = i * bits as usize + j;
+                        assert_eq!((p[at / 8] >> (at % 8)) & 1, (c >> j) & 1, "bits {bits} n {n}");
+                    }
+                }
+                let mut back = vec![0u8; n];
+                unpack_in(BitOrder::LsbFirst, bits, &p, &mut back).unwrap();
+                assert_eq!(back, codes, "bits {bits} n {n}");
+            }
+        }
+        let mut p = [0u8; 2];
+        pack_in(BitOrder::LsbFirst, 4, &[0x1, 0x2, 0x3], &mut p).unwrap();
+        assert_eq!(p, [0x21, 0x03]);
+        assert!(pack_in(BitOrder::LsbFirst, 4, &[16], &mut [0]).is_err());
     }
 
     #[test]

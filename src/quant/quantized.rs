@@ -1,6 +1,7 @@
 //! The quantized tensor and its documented byte layout.
 
-use super::{pack, Error, Granularity, Scheme};
+use super::pack::{self, BitOrder};
+use super::{Error, Granularity, Scheme};
 use crate::format::codec;
 use crate::format::{Code, FloatFormat, Layout, NanRule, Options, Specials};
 use crate::Fp32;
@@ -26,10 +27,10 @@ use crate::Fp32;
 /// | 28 | 1 | scale format specials: 0 IEEE, 1 FN, 2 FNUZ, 3 finite, 4 power of two |
 /// | 29 | 1 | scale format NaN rule: 0 canonical, 1 payload, 2 payload quieted |
 /// | 30 | 1 | bytes per scale code `w`: 1, 2 or 4 |
-/// | 31 | 1 | zero, reserved |
+/// | 31 | 1 | bit order of the codes: 0 MSB first, 1 LSB first ([`BitOrder`]) |
 /// | 32 | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits) |
 /// | … | `g` or 0 | zero points (`u8`), one per group, affine only |
-/// | … | `ceil(n k / 8)` | codes, packed MSB first (see [`pack`]) |
+/// | … | `ceil(n k / 8)` | codes, packed in the bit order of byte 31 (see [`pack`]) |
 ///
 /// `g` is the number of groups ([`Granularity::groups`]). Codes are in element order
 /// whatever the granularity.
@@ -37,6 +38,7 @@ use crate::Fp32;
 pub struct Quantized {
     scheme: Scheme,
     bits: u32,
+    order: BitOrder,
     len: usize,
     granularity: Granularity,
     scale_layout: Layout,
@@ -82,6 +84,7 @@ impl Quantized {
         Self {
             scheme: Scheme::Symmetric,
             bits: 8,
+            order: BitOrder::MsbFirst,
             len: 0,
             granularity: Granularity::PerTensor,
             scale_layout: Fp32::LAYOUT,
@@ -171,6 +174,7 @@ impl Quantized {
         Ok(Self {
             scheme,
             bits,
+            order: BitOrder::MsbFirst,
             len,
             granularity,
             scale_layout,
@@ -179,6 +183,12 @@ impl Quantized {
             scales,
             zero_points,
         })
+    }
+
+    /// The same value with its codes read in another bit order (the codes are not changed:
+    /// say how the bytes you passed to [`from_parts`](Self::from_parts) are laid out).
+    pub fn with_bit_order(self, order: BitOrder) -> Self {
+        Self { order, ..self }
     }
 
     /// Take the parts apart: `(codes, scales, zero_points)`.
@@ -192,6 +202,7 @@ impl Quantized {
         &mut self,
         scheme: Scheme,
         bits: u32,
+        order: BitOrder,
         len: usize,
         granularity: Granularity,
         layout: Layout,
@@ -199,6 +210,7 @@ impl Quantized {
     ) {
         self.scheme = scheme;
         self.bits = bits;
+        self.order = order;
         self.len = len;
         self.granularity = granularity;
         self.scale_layout = layout;
@@ -245,6 +257,10 @@ impl Quantized {
     pub fn bits(&self) -> u32 {
         self.bits
     }
+    /// How the codes fill each byte ([`pack`]).
+    pub fn bit_order(&self) -> BitOrder {
+        self.order
+    }
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
@@ -261,7 +277,7 @@ impl Quantized {
     pub fn scale_layout(&self) -> Layout {
         self.scale_layout
     }
-    /// Packed codes, MSB first (see [`pack`]).
+    /// Packed codes, in [`bit_order`](Self::bit_order) (see [`pack`]).
     pub fn codes(&self) -> &[u8] {
         &self.codes
     }
@@ -286,7 +302,7 @@ impl Quantized {
     /// The codes unpacked, one per `u8` (two's complement for [`Scheme::Symmetric`]).
     pub fn unpacked_codes(&self) -> Vec<u8> {
         let mut out = vec![0u8; self.len];
-        pack::unpack_unchecked(self.bits, &self.codes, &mut out);
+        pack::unpack_ordered(self.order, self.bits, &self.codes, &mut out);
         out
     }
 
@@ -344,7 +360,10 @@ impl Quantized {
         });
         let w = scale_width(l);
         out.push(w as u8);
-        out.push(0);
+        out.push(match self.order {
+            BitOrder::MsbFirst => 0,
+            BitOrder::LsbFirst => 1,
+        });
         for &c in &self.scale_codes {
             out.extend_from_slice(&c.to_le_bytes()[..w]);
         }
@@ -459,7 +478,12 @@ impl Quantized {
         let zero_points = bytes[at..at + zp].to_vec();
         at += zp;
         let codes = bytes[at..].to_vec();
-        Self::checked(
+        let order = match bytes[31] {
+            0 => BitOrder::MsbFirst,
+            1 => BitOrder::LsbFirst,
+            _ => return Err(Error::InvalidHeader("unknown bit order")),
+        };
+        let q = Self::checked(
             scheme,
             bits,
             len,
@@ -469,7 +493,8 @@ impl Quantized {
             scale_codes,
             scales,
             zero_points,
-        )
+        )?;
+        Ok(q.with_bit_order(order))
     }
 }
 

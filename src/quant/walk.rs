@@ -1,17 +1,14 @@
-//! The one block walker both quantizers share: group statistics, the scale-and-code map, and
-//! branch-free code loops over fixed-size staging chunks.
+//! The one block walker the block quantizers share: per group, statistics → scale (and zero
+//! point) → codes → packing in the kernel's bit order, with code loops over fixed-size staging
+//! chunks. A quantizer is a [`Kernel`]: how a group's statistics become its stored scale, and
+//! how that scale maps values to codes and back.
 
-use super::pack::{pack_unchecked, packed_len, unpack_unchecked};
-use super::Granularity;
-use super::{Error, GroupParams, NonFinite, Quantized, Rounding, Scale, Scheme};
+use super::pack::{pack_ordered, packed_len, unpack_ordered, BitOrder};
+use super::{Error, GroupParams, NonFinite, Quantized, Quantizer, Scale, Scheme};
 use crate::format::Layout;
 
 /// Codes are staged in chunks of this many elements; `CH * k / 8` bytes is whole for any `k`.
 const CH: usize = 256;
-/// `1.5 × 2^23`: adding it rounds an `f32` of magnitude below `2^22` to an integer (ties to
-/// even) and leaves that integer in the low mantissa bits.
-const MAGIC: f32 = 12_582_912.0;
-const MAGIC_BITS: i32 = 0x4B40_0000;
 
 /// Min and max over the finite values (both widened to include 0), and whether any value was
 /// not finite.
@@ -89,111 +86,37 @@ pub(crate) fn stats(x: &[f32]) -> Stats {
     s
 }
 
-/// The code map of one group: `code = round(clamp(x × inv, lo, hi)) + offset` (mod 256).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Enc {
-    pub inv: f32,
-    pub lo: f32,
-    pub hi: f32,
-    pub offset: i32,
-}
-
-/// The value map of one group: `x' = ((code ^ xor) - sub) × scale`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Dec {
-    pub scale: f32,
-    pub xor: u8,
-    pub sub: f32,
-}
-
-/// What a scheme supplies to the walker.
-pub(crate) trait Kernel {
+/// What a quantizer supplies to the walker.
+pub(crate) trait Kernel: Quantizer {
+    /// The scheme tag of what it makes.
     const SCHEME: Scheme;
-    fn bits(&self) -> u32;
-    fn granularity(&self) -> Granularity;
-    fn rounding(&self) -> Rounding;
+    /// Whether a group's statistics are just its absmax (`min = -max`): one integer max
+    /// over the bits instead of a min and a max.
+    const ABSMAX_ONLY: bool;
+    /// A group's code map, built once per group from its stored scale.
+    type Enc: Copy;
+    /// A group's value map.
+    type Dec: Copy;
     fn non_finite(&self) -> NonFinite;
+    /// The scale's storage format.
     fn layout(&self) -> Layout;
+    /// How the codes fill a byte.
+    fn order(&self) -> BitOrder {
+        BitOrder::MsbFirst
+    }
     /// The stored scale and zero point of a group from its statistics.
     fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error>;
     /// The code map for a stored scale and zero point.
-    fn enc(&self, scale: f32, zp: u8) -> Enc;
+    fn enc(&self, scale: f32, zp: u8) -> Self::Enc;
+    /// Codes of `x`, one per byte (the packer keeps the low `bits`).
+    fn encode(&self, e: &Self::Enc, x: &[f32], out: &mut [u8]);
     /// The value map for a stored scale and zero point.
-    fn dec(&self, scale: f32, zp: u8) -> Dec;
-}
-
-/// `1 / scale`, or 0 for a zero scale (an all-zero group).
-#[inline]
-pub(crate) fn inverse(scale: f32) -> f32 {
-    if scale == 0.0 {
-        0.0
-    } else {
-        1.0 / scale
-    }
-}
-
-/// How `encode` rounds `x × inv` to an integer: the [`Rounding`]s integer codes support.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    Even,
-    Away,
-    TowardZero,
-}
-
-impl Mode {
-    /// The integer rounding for `r`, or [`Error::UnsupportedRounding`] (stochastic rounding
-    /// needs random bits per element, which a quantizer does not take).
-    pub fn of(r: Rounding) -> Result<Mode, Error> {
-        match r {
-            Rounding::NearestEven => Ok(Mode::Even),
-            Rounding::NearestAway => Ok(Mode::Away),
-            Rounding::TowardZero => Ok(Mode::TowardZero),
-            Rounding::Stochastic(_) => Err(Error::UnsupportedRounding),
-        }
-    }
-}
-
-/// Codes of `x` under `e`, one per byte (masked later by the packer). `M` is a [`Mode`] as
-/// `u8`, so each mode compiles to its own branch-free loop.
-#[inline(always)]
-pub(crate) fn encode<const M: u8>(e: &Enc, x: &[f32], out: &mut [u8]) {
-    let (inv, lo, hi, off) = (e.inv, e.lo, e.hi, e.offset);
-    for (o, &v) in out.iter_mut().zip(x) {
-        let t = v * inv;
-        let t = if t.is_nan() { 0.0 } else { t };
-        let y = if t < lo { lo } else { t };
-        let y = if y > hi { hi } else { y };
-        let q = if M == Mode::TowardZero as u8 {
-            y as i32
-        } else {
-            let b = (y + MAGIC).to_bits() as i32;
-            let mut q = b.wrapping_sub(MAGIC_BITS);
-            if M == Mode::Away as u8 {
-                let r = f32::from_bits(b as u32) - MAGIC;
-                let d = y - r;
-                q += i32::from(d == 0.5 && y > 0.0) - i32::from(d == -0.5 && y < 0.0);
-            }
-            q
-        };
-        *o = q.wrapping_add(off) as u8;
-    }
-}
-
-#[inline(always)]
-fn encode_dispatch(mode: Mode, e: &Enc, x: &[f32], out: &mut [u8]) {
-    match mode {
-        Mode::Even => encode::<{ Mode::Even as u8 }>(e, x, out),
-        Mode::Away => encode::<{ Mode::Away as u8 }>(e, x, out),
-        Mode::TowardZero => encode::<{ Mode::TowardZero as u8 }>(e, x, out),
-    }
-}
-
-/// Values of `codes` under `d`.
-#[inline(always)]
-pub(crate) fn decode(d: &Dec, codes: &[u8], out: &mut [f32]) {
-    let (s, x, sub) = (d.scale, d.xor, d.sub);
-    for (o, &c) in out.iter_mut().zip(codes) {
-        *o = (f32::from(c ^ x) - sub) * s;
+    fn dec(&self, scale: f32, zp: u8) -> Self::Dec;
+    /// Values of `codes`.
+    fn decode(&self, d: &Self::Dec, codes: &[u8], out: &mut [f32]);
+    /// The code that fills the unused bits of the last byte, or `None` for zero bits.
+    fn pad(&self, _e: &Self::Enc) -> Option<u8> {
+        None
     }
 }
 
@@ -210,36 +133,15 @@ fn group_stats<K: Kernel>(k: &K, group: usize, st: Stats, find: impl FnOnce() ->
     Ok(st)
 }
 
-/// Max of `|x|` as `f32` bits (a NaN or an infinity gives bits `>= 0x7f80_0000`).
-#[inline(always)]
-fn absmax_bits(x: &[f32]) -> u32 {
-    let mut m = [0u32; 8];
-    let chunks = x.chunks_exact(8);
-    let rem = chunks.remainder();
-    for c in chunks {
-        for j in 0..8 {
-            let b = c[j].to_bits() & 0x7fff_ffff;
-            m[j] = if b > m[j] { b } else { m[j] };
-        }
-    }
-    for w in [4, 2, 1] {
-        for j in 0..w {
-            m[j] = if m[j + w] > m[j] { m[j + w] } else { m[j] };
-        }
-    }
-    rem.iter().fold(m[0], |a, v| a.max(v.to_bits() & 0x7fff_ffff))
-}
-
 /// Statistics for the kernel: just the absmax when that is all it needs.
 #[inline(always)]
 fn kernel_stats<K: Kernel>(k: &K, x: &[f32]) -> Stats {
-    if K::SCHEME == Scheme::Symmetric && k.non_finite() != NonFinite::Ignore {
-        let b = absmax_bits(x);
-        let a = f32::from_bits(b);
+    if K::ABSMAX_ONLY && k.non_finite() != NonFinite::Ignore {
+        let (a, finite) = crate::arch::portable::absmax_finite(x);
         Stats {
             min: -a,
             max: a,
-            nonfinite: b >= 0x7f80_0000,
+            nonfinite: !finite,
         }
     } else {
         stats(x)
@@ -249,14 +151,14 @@ fn kernel_stats<K: Kernel>(k: &K, x: &[f32]) -> Stats {
 /// Blocks of a fixed size `B` (a multiple of 8, so each block's codes are whole bytes),
 /// the last one possibly shorter.
 #[inline(always)]
-fn fixed<K: Kernel, const B: usize>(
+fn fixed<K: Kernel, G: GroupSink + ?Sized, const B: usize>(
     k: &K,
     x: &[f32],
     codes: &mut [u8],
-    params: &mut GroupParams<'_>,
-    mode: Mode,
+    params: &mut G,
 ) -> Result<(), Error> {
     let bits = k.bits();
+    let order = k.order();
     let bpb = B / 8 * bits as usize;
     let mut buf = [0u8; B];
     for (g, (xs, cs)) in x.chunks(B).zip(codes.chunks_mut(bpb)).enumerate() {
@@ -270,23 +172,15 @@ fn fixed<K: Kernel, const B: usize>(
         params.set(g, s, z);
         let e = k.enc(s.value, z);
         match (<&[f32; B]>::try_from(xs), bits) {
-            (Ok(xa), 8) => encode_dispatch(mode, &e, xa, cs),
-            (Ok(xa), 4) => {
-                encode_dispatch(mode, &e, xa, &mut buf);
-                // Pairs as little-endian u16 words: one shift-and-mask per byte.
-                for (o, p) in cs.iter_mut().zip(buf.chunks_exact(2)) {
-                    let w = u16::from_le_bytes([p[0], p[1]]);
-                    *o = (((w & 0x0f) << 4) | ((w >> 8) & 0x0f)) as u8;
-                }
-            }
+            (Ok(xa), 8) => k.encode(&e, xa, cs),
             (Ok(xa), _) => {
-                encode_dispatch(mode, &e, xa, &mut buf);
-                pack_unchecked(bits, &buf, cs);
+                k.encode(&e, xa, &mut buf);
+                pack_ordered(order, bits, &buf, cs);
             }
             (Err(_), _) => {
                 let t = xs.len();
-                encode_dispatch(mode, &e, xs, &mut buf[..t]);
-                pack_unchecked(bits, &buf[..t], cs);
+                k.encode(&e, xs, &mut buf[..t]);
+                pack_ordered(order, bits, &buf[..t], cs);
             }
         }
     }
@@ -296,6 +190,7 @@ fn fixed<K: Kernel, const B: usize>(
 /// Codes staged in `CH`-element chunks and packed into `codes` as each chunk fills.
 struct Stager<'a> {
     bits: u32,
+    order: BitOrder,
     codes: &'a mut [u8],
     buf: [u8; CH],
     fill: usize,
@@ -304,9 +199,10 @@ struct Stager<'a> {
 
 impl<'a> Stager<'a> {
     #[inline(always)]
-    fn new(bits: u32, codes: &'a mut [u8]) -> Self {
+    fn new(bits: u32, order: BitOrder, codes: &'a mut [u8]) -> Self {
         Self {
             bits,
+            order,
             codes,
             buf: [0; CH],
             fill: 0,
@@ -315,19 +211,16 @@ impl<'a> Stager<'a> {
     }
 
     #[inline(always)]
-    fn push(&mut self, mut x: &[f32], e: &Enc, mode: Mode) {
+    fn push<K: Kernel>(&mut self, k: &K, mut x: &[f32], e: &K::Enc) {
         while !x.is_empty() {
             let take = (CH - self.fill).min(x.len());
-            encode_dispatch(mode, e, &x[..take], &mut self.buf[self.fill..self.fill + take]);
+            k.encode(e, &x[..take], &mut self.buf[self.fill..self.fill + take]);
             self.fill += take;
             x = &x[take..];
             if self.fill == CH {
                 let w = CH / 8 * self.bits as usize;
-                pack_unchecked(
-                    self.bits,
-                    &self.buf,
-                    &mut self.codes[self.chunk * w..(self.chunk + 1) * w],
-                );
+                let at = self.chunk * w;
+                pack_ordered(self.order, self.bits, &self.buf, &mut self.codes[at..at + w]);
                 self.chunk += 1;
                 self.fill = 0;
             }
@@ -340,81 +233,165 @@ impl<'a> Stager<'a> {
             let w = CH / 8 * self.bits as usize;
             let at = self.chunk * w;
             let n = packed_len(self.bits, self.fill);
-            pack_unchecked(self.bits, &self.buf[..self.fill], &mut self.codes[at..at + n]);
+            pack_ordered(
+                self.order,
+                self.bits,
+                &self.buf[..self.fill],
+                &mut self.codes[at..at + n],
+            );
         }
+    }
+}
+
+/// Where the walker puts each group's scale and zero point: a [`Quantized`]'s parts, or a
+/// plain array of `f32` scales (bitsandbytes' absmax).
+pub(crate) trait GroupSink {
+    /// Set group `g`'s scale and zero point.
+    fn set(&mut self, g: usize, scale: Scale, zero_point: u8);
+    /// Group `g`'s scale value and zero point.
+    fn get(&self, g: usize) -> (f32, u8);
+}
+
+impl GroupSink for GroupParams<'_> {
+    #[inline(always)]
+    fn set(&mut self, g: usize, scale: Scale, zero_point: u8) {
+        GroupParams::set(self, g, scale, zero_point);
+    }
+    #[inline(always)]
+    fn get(&self, g: usize) -> (f32, u8) {
+        GroupParams::get(self, g)
+    }
+}
+
+impl GroupSink for [f32] {
+    #[inline(always)]
+    fn set(&mut self, g: usize, scale: Scale, _zero_point: u8) {
+        self[g] = scale.value;
+    }
+    #[inline(always)]
+    fn get(&self, g: usize) -> (f32, u8) {
+        (self[g], 0)
     }
 }
 
 /// Quantize `x` into `out` with kernel `k`, with the widest instruction set available.
 pub(crate) fn quantize<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-    crate::arch::run(QuantizeJob { k, x, out })
+    let (codes, mut params) = reset(k, x.len(), out)?;
+    quantize_slices(k, x, codes, &mut params)
+}
+
+/// Size `out` for `n` elements of kernel `k` and hand out its parts.
+pub(crate) fn reset<'a, K: Kernel>(
+    k: &K,
+    n: usize,
+    out: &'a mut Quantized,
+) -> Result<(&'a mut [u8], GroupParams<'a>), Error> {
+    let gran = k.granularity();
+    let groups = gran.groups(n)?;
+    out.reset(K::SCHEME, k.bits(), k.order(), n, gran, k.layout(), groups);
+    Ok(out.parts_mut())
+}
+
+/// Quantize `x` into packed `codes` and the groups' `sink` (lengths as [`reset`] makes them),
+/// with the widest instruction set available.
+pub(crate) fn quantize_slices<K: Kernel, G: GroupSink + ?Sized>(
+    k: &K,
+    x: &[f32],
+    codes: &mut [u8],
+    sink: &mut G,
+) -> Result<(), Error> {
+    crate::arch::run(QuantizeJob { k, x, codes, sink })
 }
 
 /// Dequantize `q` into `out` with kernel `k`, with the widest instruction set available.
 pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-    crate::arch::run(DequantizeJob { k, q, out })
+    super::check_compatible(q, K::SCHEME, k.bits(), out.len())?;
+    if q.bit_order() != k.order() {
+        return Err(Error::Incompatible("bit order"));
+    }
+    if q.granularity() != k.granularity() {
+        return Err(Error::Incompatible("granularity"));
+    }
+    dequantize_slices(k, q.codes(), q.scales(), q.zero_points(), out);
+    Ok(())
 }
 
-struct QuantizeJob<'a, K> {
+/// Dequantize packed `codes` with per-group `scales` and `zero_points` (empty without them)
+/// into `out`, whose length is the element count; the caller has checked the lengths.
+pub(crate) fn dequantize_slices<K: Kernel>(k: &K, codes: &[u8], scales: &[f32], zero_points: &[u8], out: &mut [f32]) {
+    crate::arch::run(DequantizeJob {
+        k,
+        codes,
+        scales,
+        zero_points,
+        out,
+    })
+}
+
+struct QuantizeJob<'a, K, G: ?Sized> {
     k: &'a K,
     x: &'a [f32],
-    out: &'a mut Quantized,
+    codes: &'a mut [u8],
+    sink: &'a mut G,
 }
 
-impl<K: Kernel> crate::arch::Job for QuantizeJob<'_, K> {
+impl<K: Kernel, G: GroupSink + ?Sized> crate::arch::Job for QuantizeJob<'_, K, G> {
     type Out = Result<(), Error>;
     #[inline(always)]
     fn run(self) -> Self::Out {
-        quantize_portable(self.k, self.x, self.out)
+        quantize_portable(self.k, self.x, self.codes, self.sink)
     }
 }
 
 struct DequantizeJob<'a, K> {
     k: &'a K,
-    q: &'a Quantized,
+    codes: &'a [u8],
+    scales: &'a [f32],
+    zero_points: &'a [u8],
     out: &'a mut [f32],
 }
 
 impl<K: Kernel> crate::arch::Job for DequantizeJob<'_, K> {
-    type Out = Result<(), Error>;
+    type Out = ();
     #[inline(always)]
-    fn run(self) -> Self::Out {
-        dequantize_portable(self.k, self.q, self.out)
+    fn run(self) {
+        dequantize_portable(self.k, self.codes, self.scales, self.zero_points, self.out);
     }
 }
 
-/// Quantize `x` into `out` with kernel `k` (the portable loop; `tests` compare it with the
-/// dispatched one).
+/// The portable loop of [`quantize_slices`] (`tests` compare it with the dispatched one).
 #[inline(always)]
-pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
+pub(crate) fn quantize_portable<K: Kernel, G: GroupSink + ?Sized>(
+    k: &K,
+    x: &[f32],
+    codes: &mut [u8],
+    params: &mut G,
+) -> Result<(), Error> {
     let gran = k.granularity();
     let bits = k.bits();
+    let order = k.order();
     let n = x.len();
     let groups = gran.groups(n)?;
-    out.reset(K::SCHEME, bits, n, gran, k.layout(), groups);
-    let mode = Mode::of(k.rounding())?;
-    let (codes, mut params) = out.parts_mut();
-    let params = &mut params;
     match gran.run(n) {
-        Some(32) => fixed::<K, 32>(k, x, codes, params, mode)?,
-        Some(64) => fixed::<K, 64>(k, x, codes, params, mode)?,
-        Some(128) => fixed::<K, 128>(k, x, codes, params, mode)?,
-        Some(256) => fixed::<K, 256>(k, x, codes, params, mode)?,
+        Some(32) => fixed::<K, G, 32>(k, x, codes, params)?,
+        Some(64) => fixed::<K, G, 64>(k, x, codes, params)?,
+        Some(128) => fixed::<K, G, 128>(k, x, codes, params)?,
+        Some(256) => fixed::<K, G, 256>(k, x, codes, params)?,
         Some(run) => {
             if bits == 8 {
                 for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     params.set(g, s, z);
-                    encode_dispatch(mode, &k.enc(s.value, z), xs, cs);
+                    k.encode(&k.enc(s.value, z), xs, cs);
                 }
             } else {
-                let mut stage = Stager::new(bits, codes);
+                let mut stage = Stager::new(bits, order, codes);
                 for (g, xs) in x.chunks(run).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
                     let (s, z) = k.params(g, st)?;
                     params.set(g, s, z);
-                    stage.push(xs, &k.enc(s.value, z), mode);
+                    stage.push(k, xs, &k.enc(s.value, z));
                 }
                 stage.finish();
             }
@@ -433,34 +410,57 @@ pub(crate) fn quantize_portable<K: Kernel>(k: &K, x: &[f32], out: &mut Quantized
                 let (s, z) = k.params(c, st)?;
                 params.set(c, s, z);
             }
-            let mut stage = Stager::new(bits, codes);
+            let mut stage = Stager::new(bits, order, codes);
             for row in x.chunks_exact(cols.max(1)) {
                 for (c, v) in row.iter().enumerate() {
                     let (s, z) = params.get(c);
-                    stage.push(core::slice::from_ref(v), &k.enc(s, z), mode);
+                    stage.push(k, core::slice::from_ref(v), &k.enc(s, z));
                 }
             }
             stage.finish();
         }
     }
+    // A kernel may fill the bits that pad the last byte (bitsandbytes does).
+    let pad_bits = (n * bits as usize) % 8;
+    if pad_bits != 0 {
+        let last_group = match gran.run(n) {
+            Some(run) => (n - 1) / run.max(1),
+            None => (n - 1) % groups.max(1),
+        };
+        let (s, z) = params.get(last_group);
+        if let (Some(pad), Some(byte)) = (k.pad(&k.enc(s, z)), codes.last_mut()) {
+            *byte |= pad_byte(order, bits, pad_bits as u32, pad);
+        }
+    }
     Ok(())
 }
 
-/// Dequantize `q` into `out` with kernel `k` (the portable loop).
+/// The bits that fill the unused part of a last byte holding `used` bits, as `pad` codes.
+fn pad_byte(order: BitOrder, bits: u32, used: u32, pad: u8) -> u8 {
+    let mut b = 0u16;
+    let mut at = used;
+    while at < 8 {
+        let code = u16::from(pad) & ((1 << bits) - 1);
+        b |= match order {
+            BitOrder::MsbFirst => (code << (16 - bits - at)) >> 8,
+            BitOrder::LsbFirst => code << at,
+        };
+        at += bits;
+    }
+    b as u8
+}
+
+/// The portable loop of [`dequantize_slices`].
 #[inline(always)]
-pub(crate) fn dequantize_portable<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-    super::check_compatible(q, K::SCHEME, k.bits(), out.len())?;
-    let bits = q.bits();
-    let n = q.len();
-    let codes = q.codes();
-    let scales = q.scales();
-    let zps = q.zero_points();
-    let affine = K::SCHEME == Scheme::Affine;
-    let zp = |g: usize| if affine { zps[g] } else { 0 };
-    match q.granularity().run(n) {
+pub(crate) fn dequantize_portable<K: Kernel>(k: &K, codes: &[u8], scales: &[f32], zps: &[u8], out: &mut [f32]) {
+    let bits = k.bits();
+    let order = k.order();
+    let n = out.len();
+    let zp = |g: usize| zps.get(g).copied().unwrap_or(0);
+    match k.granularity().run(n) {
         Some(run) if bits == 8 => {
             for (g, (ys, cs)) in out.chunks_mut(run).zip(codes.chunks(run)).enumerate() {
-                decode(&k.dec(scales[g], zp(g)), cs, ys);
+                k.decode(&k.dec(scales[g], zp(g)), cs, ys);
             }
         }
         Some(run) => {
@@ -473,40 +473,59 @@ pub(crate) fn dequantize_portable<K: Kernel>(k: &K, q: &Quantized, out: &mut [f3
                     if pos == avail {
                         let cnt = CH.min(n - chunk * CH);
                         let at = chunk * w;
-                        unpack_unchecked(bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
+                        unpack_ordered(order, bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
                         avail = cnt;
                         pos = 0;
                         chunk += 1;
                     }
                     let take = (avail - pos).min(ys.len());
                     let (head, tail) = ys.split_at_mut(take);
-                    decode(&d, &buf[pos..pos + take], head);
+                    k.decode(&d, &buf[pos..pos + take], head);
                     pos += take;
                     ys = tail;
                 }
             }
         }
         None => {
-            let cols = q.groups().max(1);
+            let cols = scales.len().max(1);
             let mut buf = [0u8; CH];
             for (ci, ys) in out.chunks_mut(CH).enumerate() {
                 let cnt = ys.len();
                 let at = ci * (CH / 8 * bits as usize);
-                unpack_unchecked(bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
+                unpack_ordered(order, bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
                 for (j, y) in ys.iter_mut().enumerate() {
                     let c = (ci * CH + j) % cols;
-                    decode(&k.dec(scales[c], zp(c)), &buf[j..j + 1], core::slice::from_mut(y));
+                    k.decode(&k.dec(scales[c], zp(c)), &buf[j..j + 1], core::slice::from_mut(y));
                 }
             }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::{AbsmaxQuantizer, AffineQuantizer};
+    use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Codebook, CodebookQuantizer, Granularity};
+
+    fn portable<K: Kernel>(k: &K, x: &[f32]) -> Quantized {
+        let mut q = Quantized::empty();
+        let (codes, mut params) = reset(k, x.len(), &mut q).unwrap();
+        quantize_portable(k, x, codes, &mut params).unwrap();
+        q
+    }
+
+    fn parity<K: Kernel>(k: &K, x: &[f32]) {
+        let mut a = Quantized::empty();
+        quantize(k, x, &mut a).unwrap();
+        assert_eq!(a, portable(k, x));
+        let (mut ya, mut yb) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        dequantize(k, &a, &mut ya).unwrap();
+        dequantize_portable(k, a.codes(), a.scales(), a.zero_points(), &mut yb);
+        assert_eq!(
+            ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            yb.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
 
     /// The dispatched (AVX2 where the CPU has it) build agrees bit for bit with the portable one.
     #[test]
@@ -521,20 +540,24 @@ mod tests {
             Granularity::PerTensor,
         ] {
             for bits in [2, 3, 4, 8] {
-                let k = AbsmaxQuantizer::new(bits, g).unwrap();
-                let (mut a, mut b) = (Quantized::empty(), Quantized::empty());
-                quantize(&k, &x, &mut a).unwrap();
-                quantize_portable(&k, &x, &mut b).unwrap();
-                assert_eq!(a, b);
-                let (mut ya, mut yb) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-                dequantize(&k, &a, &mut ya).unwrap();
-                dequantize_portable(&k, &a, &mut yb).unwrap();
-                assert_eq!(ya, yb);
-                let k = AffineQuantizer::new(bits, g).unwrap();
-                quantize(&k, &x, &mut a).unwrap();
-                quantize_portable(&k, &x, &mut b).unwrap();
-                assert_eq!(a, b);
+                parity(&AbsmaxQuantizer::new(bits, g).unwrap(), &x);
+                parity(&AffineQuantizer::new(bits, g).unwrap(), &x);
+            }
+            if !matches!(g, Granularity::PerColumn { .. }) {
+                parity(
+                    &CodebookQuantizer::new(Codebook::normal_float(3).unwrap(), g).unwrap(),
+                    &x,
+                );
             }
         }
+    }
+
+    #[test]
+    fn pad_bytes() {
+        assert_eq!(pad_byte(BitOrder::MsbFirst, 4, 4, 7), 0x07);
+        assert_eq!(pad_byte(BitOrder::LsbFirst, 4, 4, 7), 0x70);
+        assert_eq!(pad_byte(BitOrder::MsbFirst, 3, 6, 7), 0b11);
+        assert_eq!(pad_byte(BitOrder::MsbFirst, 2, 2, 1), 0b0001_0101);
+        assert_eq!(pad_byte(BitOrder::LsbFirst, 2, 2, 1), 0b0101_0100);
     }
 }
