@@ -1,6 +1,7 @@
 //! The quantized tensor and its documented byte layout.
 
 use super::pack::{self, BitOrder};
+use super::walk::Kernel;
 use super::{Error, Granularity, Scheme};
 use crate::format::codec;
 use crate::format::{Code, FloatFormat, Layout, NanRule, Options, Specials};
@@ -196,29 +197,26 @@ impl Quantized {
         (self.codes, self.scales, self.zero_points)
     }
 
-    /// Reset to describe `len` elements, resizing the parts (allocating only when a part
-    /// grows past its capacity). Contents are unspecified until the caller fills them.
-    pub(crate) fn reset(
-        &mut self,
-        scheme: Scheme,
-        bits: u32,
-        order: BitOrder,
-        len: usize,
-        granularity: Granularity,
-        layout: Layout,
-        groups: usize,
-    ) {
-        self.scheme = scheme;
-        self.bits = bits;
-        self.order = order;
+    /// Reset to describe `len` elements quantized by `k`, resizing the parts (allocating only
+    /// when a part grows past its capacity). Contents are unspecified until the caller fills
+    /// them.
+    ///
+    /// # Errors
+    /// Those of [`Granularity::groups`].
+    pub(crate) fn reset<K: Kernel>(&mut self, k: &K, len: usize) -> Result<(), Error> {
+        let groups = k.granularity().groups(len)?;
+        self.scheme = K::SCHEME;
+        self.bits = k.bits();
+        self.order = k.order();
         self.len = len;
-        self.granularity = granularity;
-        self.scale_layout = layout;
-        self.codes.resize(pack::packed_len(bits, len), 0);
+        self.granularity = k.granularity();
+        self.scale_layout = k.layout();
+        self.codes.resize(pack::packed_len(self.bits, len), 0);
         self.scale_codes.resize(groups, 0);
         self.scales.resize(groups, 0.0);
         self.zero_points
-            .resize(if scheme == Scheme::Affine { groups } else { 0 }, 0);
+            .resize(if self.scheme == Scheme::Affine { groups } else { 0 }, 0);
+        Ok(())
     }
 
     /// Mutable parts for the quantizers: the packed codes, and where each group's scale and

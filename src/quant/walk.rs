@@ -286,9 +286,7 @@ pub(crate) fn reset<'a, K: Kernel>(
     n: usize,
     out: &'a mut Quantized,
 ) -> Result<(&'a mut [u8], GroupParams<'a>), Error> {
-    let gran = k.granularity();
-    let groups = gran.groups(n)?;
-    out.reset(K::SCHEME, k.bits(), k.order(), n, gran, k.layout(), groups);
+    out.reset(k, n)?;
     Ok(out.parts_mut())
 }
 
