@@ -6,10 +6,13 @@
 //! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
 //! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
 //! portable twin is [`portable::quantize_pairs15`], and `quant::codebook::tests::simd_parity`
-//! checks the two bit for bit, exact ties included.
+//! checks the two bit for bit, exact ties included. The histogram scan kernels
+//! (`x86::fine_keys_avx2`, `x86::count_and_widen_avx2`) are hand-written too; their portable
+//! twins are in `portable`, whose tests check the two.
 //!
-//! The kernels take plain slices and tables ([`Levels16`]): this module is the lowest layer
-//! and knows nothing of the modules that call it.
+//! The kernels take plain slices and tables ([`Levels16`]) and return plain data
+//! ([`KeyScan`]): this module is the lowest layer and knows nothing of the modules that call
+//! it.
 #![allow(unsafe_code)]
 
 pub(crate) mod portable;
@@ -62,25 +65,33 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     portable::dequantize_blocks(table, packed, absmax, block, out);
 }
 
-/// Fine-bin keys of histogram values (see `calib::histogram::fine_keys`).
+/// What [`fine_keys`] found besides the keys: whether a page is missing, and the largest
+/// positive and negative magnitudes (as bits) of the values (non-finite ones included). Plain
+/// data, so that the histogram calibrator and these kernels share it without `arch` depending
+/// on `calib`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyScan {
+    /// A value's page is not allocated (then the slots are meaningless). Always so for a
+    /// non-finite value, whose page (exponent 0xff) is never allocated.
+    pub missing: bool,
+    /// The largest `bits` of a value with the sign bit clear (0 if none).
+    pub pos: u32,
+    /// The largest `bits & 0x7fff_ffff` of a value with the sign bit set (0 if none).
+    pub neg: u32,
+}
+
+/// Fine-bin keys of histogram values (see [`portable::fine_keys`]).
 #[inline]
-pub(crate) fn fine_keys(
-    index: &[u32; 512],
-    data: &[f32],
-    fine: u32,
-    slot: &mut [u32],
-    word: &mut [u32],
-) -> crate::calib::histogram::KeyScan {
+pub(crate) fn fine_keys(index: &[u32; 512], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> KeyScan {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.
         return unsafe { x86::fine_keys_avx2(index, data, fine, slot, word) };
     }
-    crate::calib::histogram::fine_keys(index, data, fine, slot, word)
+    portable::fine_keys(index, data, fine, slot, word)
 }
 
-/// Count histogram values and widen their extremes (see
-/// `calib::histogram::count_and_widen`).
+/// Count histogram values and widen their extremes (see [`portable::count_and_widen`]).
 #[inline]
 pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
     #[cfg(target_arch = "x86_64")]
@@ -89,7 +100,7 @@ pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]
         unsafe { x86::count_and_widen_avx2(words, slot, word) };
         return;
     }
-    crate::calib::histogram::count_and_widen(words, slot, word);
+    portable::count_and_widen(words, slot, word);
 }
 
 /// A computation to run with the widest instruction set the CPU has. `run` must be

@@ -175,7 +175,7 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16], exact: impl 
     exact(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
-/// `calib::histogram::fine_keys` eight values a step, the page offsets gathered from `index`
+/// `portable::fine_keys` eight values a step, the page offsets gathered from `index`
 /// (every `bits >> 23` is below 512, so the gather stays inside it) and the maxima kept per lane
 /// (unsigned `max`) and reduced at the end; the tail goes to the portable loop. Same result as
 /// the portable loop.
@@ -189,7 +189,7 @@ pub(super) unsafe fn fine_keys_avx2(
     fine: u32,
     slot: &mut [u32],
     word: &mut [u32],
-) -> crate::calib::histogram::KeyScan {
+) -> super::KeyScan {
     use core::arch::x86_64::*;
     let n = data.len().min(slot.len()).min(word.len());
     let shift = _mm_cvtsi32_si128((23 - fine) as i32);
@@ -227,7 +227,7 @@ pub(super) unsafe fn fine_keys_avx2(
         }
         j += 8;
     }
-    let mut keys = crate::calib::histogram::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
+    let mut keys = super::portable::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
     let (mut p, mut q) = ([0u32; 8], [0u32; 8]);
     // SAFETY: `p` and `q` hold 8 u32 each (unaligned stores).
     unsafe {
@@ -240,7 +240,7 @@ pub(super) unsafe fn fine_keys_avx2(
     keys
 }
 
-/// `calib::histogram::count_and_widen` eight values a step: one vector test that the eight
+/// `portable::count_and_widen` eight values a step: one vector test that the eight
 /// slots are in bounds, then for each value its count incremented and its extremes word (same
 /// 8-byte bin, so the same cache line) compared with the new word, 16-bit half by half, in
 /// scalar code without bounds checks (a scalar load of the line already being written beats a
@@ -253,7 +253,7 @@ pub(super) unsafe fn fine_keys_avx2(
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
-    use crate::calib::histogram::{count_and_widen, widen_extremes};
+    use super::portable::{count_and_widen, widen_extremes};
     use core::arch::x86_64::*;
     let n = slot.len().min(word.len());
     let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::error::Error;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lowbit::compat::bnb::{Absmax, QuantType};
 use lowbit::scheme::ptq::{
@@ -35,6 +35,9 @@ use lowbit::scheme::ptq::{
 };
 use lowbit::{Bf16, FloatFormat, Fp16};
 use safetensors::{Dtype, SafeTensors};
+
+mod activations;
+use activations::{calibrate_activations, w8a8_sqnr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecipeName {
@@ -365,94 +368,6 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
     })
 }
 
-/// One layer's captured input: all rows, where the held-out half starts, and the row length.
-struct Captured {
-    layer: &'static str,
-    x: Vec<f32>,
-    split: usize,
-    cols: usize,
-}
-
-/// The real MiniLM activations: calibrate on the first half of the rows, measure on the rest.
-fn calibrate_activations(recipe: &Recipe, dir: &Path, report: &mut Report) -> Result<Vec<Captured>, Box<dyn Error>> {
-    let layers = [
-        ("minilm_L0_query_in.npz", "encoder.layer.0.attention.self.query"),
-        ("minilm_L0_ffn_up_in.npz", "encoder.layer.0.intermediate.dense"),
-        ("minilm_L0_ffn_down_in.npz", "encoder.layer.0.output.dense"),
-    ];
-    let mut data = Vec::new();
-    let mut cal = recipe.calibration();
-    for (file, layer) in layers {
-        let path = dir.join(file);
-        let mut npz = npyz::npz::NpzArchive::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let arr = npz.by_name("x")?.ok_or(format!("{}: no array x", path.display()))?;
-        let shape = arr.shape().to_vec();
-        let x: Vec<f32> = arr.into_vec::<npyz::half::f16>()?.into_iter().map(f32::from).collect();
-        let cols = *shape.last().unwrap_or(&1) as usize;
-        let rows = x.len() / cols.max(1);
-        let split = rows / 2 * cols;
-        for batch in x[..split].chunks(64 * cols) {
-            cal.observe(layer, batch)?;
-        }
-        data.push(Captured { layer, x, split, cols });
-    }
-    let mut acts = cal.finish()?;
-    for c in &data {
-        let a = acts.get_mut(c.layer).ok_or("calibrated layer missing")?;
-        a.evaluate(&c.x[c.split..])?;
-        report.layers.push(a.report());
-    }
-    Ok(data)
-}
-
-/// `Y = X·Wᵀ` for row-major `x` (`[n, k]`) and `w` (`[m, k]`).
-fn matmul_t(x: &[f32], w: &[f32], k: usize) -> Vec<f32> {
-    let mut y = Vec::with_capacity(x.len() / k * (w.len() / k));
-    for xr in x.chunks_exact(k) {
-        for wr in w.chunks_exact(k) {
-            let mut acc = [0f32; 8];
-            let (xc, wc) = (xr.chunks_exact(8), wr.chunks_exact(8));
-            let tail: f32 = xc.remainder().iter().zip(wc.remainder()).map(|(a, b)| a * b).sum();
-            for (a, b) in xc.zip(wc) {
-                for ((s, a), b) in acc.iter_mut().zip(a).zip(b) {
-                    *s += a * b;
-                }
-            }
-            y.push(acc.iter().sum::<f32>() + tail);
-        }
-    }
-    y
-}
-
-/// SQNR (dB) of the W8A8 output `Q(X)·Q(W)ᵀ` against `X·Wᵀ` on held-out rows: int8 per-tensor
-/// static activations (range = max|X| of the calibration rows), int8 per-channel weights;
-/// with `alpha`, SmoothQuant first (`X / s`, `W · s`, `s` from the calibration rows).
-fn w8a8_sqnr(x_cal: &[f32], x_eval: &[f32], w: &[f32], cols: usize, alpha: Option<f32>) -> Result<f64, Box<dyn Error>> {
-    use lowbit::quant::{AbsmaxQuantizer, Granularity, Quantizer};
-    use lowbit::scheme::{fake_quant, smooth};
-    let reference = matmul_t(x_eval, w, cols);
-    let (mut xc, mut xe, mut ws) = (x_cal.to_vec(), x_eval.to_vec(), w.to_vec());
-    if let Some(a) = alpha {
-        let s = smooth::SmoothQuant::new(a)?.scales(&smooth::column_absmax(x_cal, cols)?, w)?;
-        smooth::smooth_activations(&mut xc, &s)?;
-        smooth::smooth_activations(&mut xe, &s)?;
-        smooth::smooth_weights(&mut ws, &s)?;
-    }
-    let amax = xc.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let p = fake_quant::IntParams::symmetric(8, amax / 127.0)?;
-    let mut xq = vec![0f32; xe.len()];
-    fake_quant::forward(&xe, &p, &mut xq)?;
-    let wquant = AbsmaxQuantizer::new(8, Granularity::PerRow { cols })?;
-    let wq = wquant.dequantize(&wquant.quantize(&ws)?)?;
-    let y = matmul_t(&xq, &wq, cols);
-    let (mut sig, mut noise) = (0f64, 0f64);
-    for (&a, &b) in reference.iter().zip(&y) {
-        sig += f64::from(a) * f64::from(a);
-        noise += (f64::from(a) - f64::from(b)).powi(2);
-    }
-    Ok(10.0 * (sig / noise).log10())
-}
-
 fn main() {
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
@@ -475,6 +390,7 @@ fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     /// A small checkpoint: two Linear weights, a bias, an f16 embedding and an i64 buffer.
     fn write_checkpoint(path: &Path) -> (Vec<f32>, Vec<f32>) {
@@ -513,36 +429,6 @@ mod tests {
             .collect();
         std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
         (w1, w2)
-    }
-
-    #[test]
-    fn smoothquant_helps_w8a8_with_an_outlier_channel() {
-        let cols = 16;
-        let x: Vec<f32> = (0..256 * cols)
-            .map(|i| {
-                let v = ((i * 7919) % 997) as f32 / 498.5 - 1.0;
-                if i % cols == 3 {
-                    v * 80.0
-                } else {
-                    v
-                }
-            })
-            .collect();
-        let w: Vec<f32> = (0..8 * cols).map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5).collect();
-        let (cal, eval) = x.split_at(128 * cols);
-        let plain = w8a8_sqnr(cal, eval, &w, cols, None).unwrap();
-        let smoothed = w8a8_sqnr(cal, eval, &w, cols, Some(0.5)).unwrap();
-        assert!(smoothed > plain + 3.0, "{plain} -> {smoothed}");
-        // Without quantization noise the product is unchanged: matmul_t against f64.
-        let y = matmul_t(&x[..cols], &w, cols);
-        for (j, wr) in w.chunks(cols).enumerate() {
-            let exact: f64 = x[..cols]
-                .iter()
-                .zip(wr)
-                .map(|(&a, &b)| f64::from(a) * f64::from(b))
-                .sum();
-            assert!((f64::from(y[j]) - exact).abs() < 1e-4 * (1.0 + exact.abs()));
-        }
     }
 
     fn tmp(name: &str) -> PathBuf {

@@ -1,8 +1,6 @@
-//! The portable twins of the hand-written kernels, written so LLVM vectorises them: the
-//! 16-level codebook block kernels (NF4, FP4 and any other 16-level table).
-//!
-//! They take plain slices and tables. `x86` reuses the block loops around its own pair
-//! kernel; the parity tests of the callers check the two bit for bit.
+//! The 16-level codebook block kernels (NF4, FP4 and any other 16-level table). `x86` reuses
+//! the block loops around its own pair kernel; `quant::codebook::tests::simd_parity` checks
+//! the two bit for bit.
 
 /// A 16-level codebook as the block kernels see it.
 #[derive(Clone, Copy, Debug, PartialEq)]
