@@ -82,22 +82,6 @@ fn histc(x: &[f32], bins: usize, max: f32) -> Vec<u64> {
     h
 }
 
-/// `torch.linspace(0, end, steps)` on the CPU for `float32`: from the start up to the middle,
-/// from the end beyond it.
-fn linspace_torch(end: f32, steps: usize) -> Vec<f32> {
-    let step = end / (steps - 1) as f32;
-    let half = steps / 2;
-    (0..steps)
-        .map(|i| {
-            if i < half {
-                step * i as f32
-            } else {
-                end - step * (steps - i - 1) as f32
-            }
-        })
-        .collect()
-}
-
 impl HistogramCalibrator {
     /// A calibrator with 2048 bins (modelopt's defaults).
     pub fn new() -> Self {
@@ -137,7 +121,12 @@ impl HistogramCalibrator {
         match &mut self.edges {
             None => {
                 self.hist = histc(x, self.num_bins, x_max);
-                self.edges = Some(linspace_torch(x_max, self.num_bins + 1));
+                self.edges = Some(crate::quant::codebook::torch_linspace_f32(
+                    0.0,
+                    x_max,
+                    self.num_bins + 1,
+                    false,
+                ));
             }
             Some(edges) => {
                 let last = *edges.last().expect("edges");

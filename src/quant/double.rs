@@ -63,22 +63,9 @@ const MAP_LEN: usize = 256;
 /// data was: on a CUDA device, where torch's `linspace` evaluates `start + step·i` as one
 /// fused multiply-add (the CPU-built map differs from it in the last bit of 42 entries).
 pub fn dynamic_map() -> [f32; MAP_LEN] {
-    fn linspace_fma(start: f32, end: f32, steps: usize) -> Vec<f32> {
-        let step = (end - start) / (steps - 1) as f32;
-        let half = steps / 2;
-        (0..steps)
-            .map(|i| {
-                if i < half {
-                    step.mul_add(i as f32, start)
-                } else {
-                    (-step).mul_add((steps - i - 1) as f32, end)
-                }
-            })
-            .collect()
-    }
     let mut data = Vec::with_capacity(MAP_LEN);
     for i in 0..7i32 {
-        let b = linspace_fma(0.1, 1.0, (1usize << i) + 1);
+        let b = super::codebook::torch_linspace_f32(0.1, 1.0, (1usize << i) + 1, true);
         let scale = 10f64.powi(i - 6) as f32;
         for w in b.windows(2) {
             let m = (w[0] + w[1]) / 2.0;
