@@ -2,9 +2,11 @@
 
 use super::pack::{self, BitOrder};
 use super::walk::Kernel;
+
+mod wire;
 use super::{Error, Granularity, Scheme};
 use crate::format::codec;
-use crate::format::{Code, FloatFormat, Layout, NanRule, Options, Specials};
+use crate::format::{Code, FloatFormat, Layout, Options};
 use crate::Fp32;
 
 /// A quantized tensor: packed codes, per-group scales and zero points, and what they mean.
@@ -75,9 +77,6 @@ impl Default for Quantized {
         Self::empty()
     }
 }
-
-const MAGIC: &[u8; 4] = b"LBQT";
-const HEADER: usize = 32;
 
 impl Quantized {
     /// An empty value (no elements), to pass to [`Quantizer::quantize_into`].
@@ -323,177 +322,6 @@ impl Quantized {
             self.codes.len() * 8 + self.scales.len() * self.scale_layout.bits() as usize + self.zero_points.len() * 8;
         bits as f64 / self.len as f64
     }
-
-    /// Size of [`to_bytes`](Self::to_bytes)' output.
-    pub fn byte_len(&self) -> usize {
-        HEADER + self.scales.len() * scale_width(&self.scale_layout) + self.zero_points.len() + self.codes.len()
-    }
-
-    /// Serialize in the documented layout (see the type's docs).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.byte_len());
-        out.extend_from_slice(MAGIC);
-        out.push(1);
-        out.push(self.bits as u8);
-        out.push(self.scheme.tag());
-        let (gt, gp) = self.granularity.tag();
-        out.push(gt);
-        out.extend_from_slice(&(self.len as u64).to_le_bytes());
-        out.extend_from_slice(&gp.to_le_bytes());
-        let l = &self.scale_layout;
-        out.push(l.exp_bits as u8);
-        out.push(l.man_bits as u8);
-        out.extend_from_slice(&(l.bias as i16).to_le_bytes());
-        out.push(match l.specials {
-            Specials::Ieee => 0,
-            Specials::FiniteNan => 1,
-            Specials::FiniteNanUnsignedZero => 2,
-            Specials::Finite => 3,
-            Specials::PowerOfTwo => 4,
-        });
-        out.push(match l.nan_rule {
-            NanRule::Canonical => 0,
-            NanRule::Payload { quiet: false } => 1,
-            NanRule::Payload { quiet: true } => 2,
-        });
-        let w = scale_width(l);
-        out.push(w as u8);
-        out.push(match self.order {
-            BitOrder::MsbFirst => 0,
-            BitOrder::LsbFirst => 1,
-        });
-        for &c in &self.scale_codes {
-            out.extend_from_slice(&c.to_le_bytes()[..w]);
-        }
-        out.extend_from_slice(&self.zero_points);
-        out.extend_from_slice(&self.codes);
-        out
-    }
-
-    /// Read the layout written by [`to_bytes`](Self::to_bytes).
-    ///
-    /// # Errors
-    /// [`Error::BufferTooShort`] when the buffer is shorter than its header (or than the
-    /// header says), [`Error::InvalidHeader`] for a bad magic, version or field,
-    /// [`Error::LengthMismatch`] for trailing bytes, and the errors of
-    /// [`from_parts`](Self::from_parts).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
-        if bytes.len() < HEADER {
-            return Err(Error::BufferTooShort {
-                needed: HEADER,
-                got: bytes.len(),
-            });
-        }
-        if &bytes[..4] != MAGIC {
-            return Err(Error::InvalidHeader("bad magic"));
-        }
-        if bytes[4] != 1 {
-            return Err(Error::InvalidHeader("unknown version"));
-        }
-        let bits = u32::from(bytes[5]);
-        pack::check_bits(bits)?;
-        let scheme = Scheme::from_tag(bytes[6]);
-        let u64_at = |o: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[o..o + 8]);
-            u64::from_le_bytes(w)
-        };
-        let len = usize::try_from(u64_at(8)).map_err(|_| Error::InvalidHeader("length too large"))?;
-        let gp = usize::try_from(u64_at(16)).map_err(|_| Error::InvalidHeader("group size too large"))?;
-        let granularity = match bytes[7] {
-            0 => Granularity::PerTensor,
-            1 => Granularity::PerRow { cols: gp },
-            2 => Granularity::PerColumn { cols: gp },
-            3 => Granularity::PerBlock(gp),
-            _ => return Err(Error::InvalidHeader("unknown granularity")),
-        };
-        let groups = granularity.groups(len)?;
-        let specials = match bytes[28] {
-            0 => Specials::Ieee,
-            1 => Specials::FiniteNan,
-            2 => Specials::FiniteNanUnsignedZero,
-            3 => Specials::Finite,
-            4 => Specials::PowerOfTwo,
-            _ => return Err(Error::InvalidHeader("unknown scale specials")),
-        };
-        let nan_rule = match bytes[29] {
-            0 => NanRule::Canonical,
-            1 => NanRule::Payload { quiet: false },
-            2 => NanRule::Payload { quiet: true },
-            _ => return Err(Error::InvalidHeader("unknown scale NaN rule")),
-        };
-        let (exp_bits, man_bits) = (u32::from(bytes[24]), u32::from(bytes[25]));
-        if !(1..=8).contains(&exp_bits)
-            || man_bits > 23
-            || (man_bits == 0 && matches!(specials, Specials::Ieee | Specials::FiniteNan))
-        {
-            return Err(Error::InvalidHeader("unsupported scale format"));
-        }
-        let layout = Layout {
-            exp_bits,
-            man_bits,
-            bias: i32::from(i16::from_le_bytes([bytes[26], bytes[27]])),
-            specials,
-            nan_rule,
-        };
-        if !in_f32_range(&layout) {
-            return Err(Error::InvalidHeader("scale format outside the f32 range"));
-        }
-        let w = scale_width(&layout);
-        if usize::from(bytes[30]) != w {
-            return Err(Error::InvalidHeader("scale width does not match the scale format"));
-        }
-        let zp = if scheme == Scheme::Affine { groups } else { 0 };
-        let needed = groups
-            .checked_mul(w)
-            .and_then(|s| s.checked_add(HEADER + zp))
-            .and_then(|s| s.checked_add(pack::packed_len(bits, len)))
-            .ok_or(Error::InvalidHeader("sizes overflow"))?;
-        if bytes.len() < needed {
-            return Err(Error::BufferTooShort {
-                needed,
-                got: bytes.len(),
-            });
-        }
-        expect_len(needed, bytes.len())?;
-        let mut at = HEADER;
-        let scale_codes: Vec<u32> = bytes[at..at + groups * w]
-            .chunks_exact(w)
-            .map(|c| {
-                let mut b = [0u8; 4];
-                b[..w].copy_from_slice(c);
-                u32::from_le_bytes(b)
-            })
-            .collect();
-        if scale_codes.iter().any(|&c| u64::from(c) >> layout.bits() != 0) {
-            return Err(Error::InvalidHeader("scale code wider than its format"));
-        }
-        let scales = scale_codes
-            .iter()
-            .map(|&c| codec::decode_f32(&layout, u64::from(c)))
-            .collect();
-        at += groups * w;
-        let zero_points = bytes[at..at + zp].to_vec();
-        at += zp;
-        let codes = bytes[at..].to_vec();
-        let order = match bytes[31] {
-            0 => BitOrder::MsbFirst,
-            1 => BitOrder::LsbFirst,
-            _ => return Err(Error::InvalidHeader("unknown bit order")),
-        };
-        let q = Self::checked(
-            scheme,
-            bits,
-            len,
-            granularity,
-            layout,
-            codes,
-            scale_codes,
-            scales,
-            zero_points,
-        )?;
-        Ok(q.with_bit_order(order))
-    }
 }
 
 /// Checks that a buffer has the expected length.
@@ -523,14 +351,6 @@ const fn in_f32_range(l: &Layout) -> bool {
     let top = (1i32 << l.exp_bits) - 1 - l.bias;
     let bottom = 1 - l.bias - l.man_bits as i32;
     top <= 128 && bottom >= -149
-}
-
-fn scale_width(l: &Layout) -> usize {
-    match l.bits() {
-        0..=8 => 1,
-        9..=16 => 2,
-        _ => 4,
-    }
 }
 
 /// Where a quantizer writes each group's scale and zero point.
@@ -641,50 +461,5 @@ mod tests {
             );
             assert_eq!(r, Err(Error::UnsupportedScheme(t)));
         }
-    }
-
-    /// Every value of every header byte, for a few layouts: an error or a value, never a panic.
-    #[test]
-    fn corrupt_headers_never_panic() {
-        use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Quantizer};
-        let x: Vec<f32> = (0..40).map(|i| i as f32 - 17.5).collect();
-        let values = [
-            AbsmaxQuantizer::new(3, Granularity::PerBlock(7))
-                .unwrap()
-                .quantize(&x)
-                .unwrap(),
-            AbsmaxQuantizer::<crate::E8M0>::with_scale_format(4, Granularity::PerRow { cols: 8 })
-                .unwrap()
-                .quantize(&x)
-                .unwrap(),
-            AffineQuantizer::<crate::Bf16>::with_scale_format(5, Granularity::PerColumn { cols: 5 })
-                .unwrap()
-                .quantize(&x)
-                .unwrap(),
-        ];
-        for q in values {
-            let bytes = q.to_bytes();
-            for i in 0..HEADER {
-                for v in 0..=255u8 {
-                    let mut b = bytes.clone();
-                    b[i] = v;
-                    if let Ok(back) = Quantized::from_bytes(&b) {
-                        assert_eq!(back.byte_len(), b.len());
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn header_errors() {
-        assert_eq!(
-            Quantized::from_bytes(&[0; 10]),
-            Err(Error::BufferTooShort { needed: 32, got: 10 })
-        );
-        let mut b = Quantized::empty().to_bytes();
-        assert_eq!(Quantized::from_bytes(&b), Ok(Quantized::empty()));
-        b[0] = b'X';
-        assert_eq!(Quantized::from_bytes(&b), Err(Error::InvalidHeader("bad magic")));
     }
 }
