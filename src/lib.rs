@@ -119,6 +119,7 @@ pub mod calib;
 pub mod compat;
 pub mod error;
 pub mod format;
+mod non_finite;
 pub mod quant;
 pub mod scheme;
 
@@ -128,5 +129,6 @@ pub use format::Error as FormatError;
 pub use format::{
     Bf16, E4M3Fnuz, E5M2Fnuz, FloatFormat, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0,
 };
+pub use non_finite::NonFinite;
 pub use quant::Error as QuantError;
 pub use scheme::Error as SchemeError;

@@ -229,7 +229,7 @@ mod tests {
         let y = p.dequantize(&p.quantize(&x).unwrap()).unwrap();
         assert!(y[3..].iter().all(|v| v.is_nan()));
         assert_eq!(y[2], 3.0);
-        let i = q.with_non_finite(NonFinite::Ignore);
+        let i = q.with_non_finite(NonFinite::Skip);
         let y = i.dequantize(&i.quantize(&x).unwrap()).unwrap();
         assert_eq!(y[3..], [0.0, 0.5, 0.5]);
     }

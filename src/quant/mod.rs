@@ -57,6 +57,7 @@ mod quantized;
 mod walk;
 
 pub use crate::format::Rounding;
+pub use crate::NonFinite;
 pub use absmax::AbsmaxQuantizer;
 pub use affine::{AffineQuantizer, QParams, QRange, TORCH_EPS};
 pub use codebook::{Codebook, CodebookQuantizer, ZeroBlock};
@@ -64,22 +65,6 @@ pub use error::Error;
 pub use granularity::Granularity;
 pub use quantized::Quantized;
 pub(crate) use quantized::{check_len, check_scale_layout, expect_len, GroupParams, Scale};
-
-/// What to do with NaN and infinity in the input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum NonFinite {
-    /// Return [`Error::NonFinite`] naming the first group (and element) that holds one. The
-    /// default.
-    #[default]
-    Error,
-    /// A group holding a NaN or an infinity gets a NaN scale, so the whole group dequantizes
-    /// to NaN; its codes are 0. (With an integer scale format that has no NaN this is
-    /// an error instead.)
-    Propagate,
-    /// Take the scale (absmax, min and max) over the finite values only; then NaN gets the
-    /// code of 0.0 and ±infinity clamps to the extreme code of its sign.
-    Ignore,
-}
 
 /// Which scheme produced a [`Quantized`] value, and so how its codes read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

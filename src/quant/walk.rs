@@ -136,7 +136,7 @@ fn group_stats<K: Kernel>(k: &K, group: usize, st: Stats, find: impl FnOnce() ->
 /// Statistics for the kernel: just the absmax when that is all it needs.
 #[inline(always)]
 fn kernel_stats<K: Kernel>(k: &K, x: &[f32]) -> Stats {
-    if K::ABSMAX_ONLY && k.non_finite() != NonFinite::Ignore {
+    if K::ABSMAX_ONLY && k.non_finite() != NonFinite::Skip {
         let (a, finite) = crate::arch::portable::absmax_finite(x);
         Stats {
             min: -a,

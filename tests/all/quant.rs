@@ -261,7 +261,7 @@ fn bad_parameters_are_errors() {
     );
     let ignore = AbsmaxQuantizer::new(8, Granularity::PerTensor)
         .unwrap()
-        .with_non_finite(NonFinite::Ignore);
+        .with_non_finite(NonFinite::Skip);
     assert_eq!(
         ignore
             .dequantize(&ignore.quantize(&[f32::NEG_INFINITY, 2.0]).unwrap())

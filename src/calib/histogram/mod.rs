@@ -69,15 +69,7 @@ impl Method {
     }
 }
 
-/// What [`HistogramCalibrator::observe`] does with NaN and infinities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum NonFinite {
-    /// Return [`Error::NonFinite`] and leave the state unchanged (the default).
-    #[default]
-    Error,
-    /// Skip them and count them ([`HistogramCalibrator::skipped`]).
-    Skip,
-}
+pub use crate::NonFinite;
 
 const PAGES: usize = 512;
 const NONE: u32 = u32::MAX;
@@ -237,9 +229,9 @@ impl HistogramCalibrator {
             });
         }
         if fine_bits(bins) != self.fine {
-            self = Self::with_config(self.method, bins)
-                .with_symmetric(self.symmetric)
-                .with_nonfinite(self.nonfinite);
+            let nonfinite = self.nonfinite;
+            self = Self::with_config(self.method, bins).with_symmetric(self.symmetric);
+            self.nonfinite = nonfinite;
         }
         self.bins = bins;
         Ok(self)
@@ -251,10 +243,19 @@ impl HistogramCalibrator {
         self
     }
 
-    /// What to do with NaN and infinities (default [`NonFinite::Error`]).
-    pub fn with_nonfinite(mut self, policy: NonFinite) -> Self {
+    /// What to do with NaN and infinities: [`NonFinite::Error`] (the default) or
+    /// [`NonFinite::Skip`] (skip and count them, [`skipped`](Self::skipped)).
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] for [`NonFinite::Propagate`]: a range cannot be NaN.
+    pub fn with_non_finite(mut self, policy: NonFinite) -> Result<Self, Error> {
+        if policy == NonFinite::Propagate {
+            return Err(Error::InvalidParameter(
+                "a calibrator cannot propagate NaN: use Error or Skip",
+            ));
+        }
         self.nonfinite = policy;
-        self
+        Ok(self)
     }
 
     /// Number of linear bins.
@@ -350,7 +351,12 @@ mod tests {
         assert!(matches!(small.range(), Err(Error::InvalidBits { .. })));
         let other = HistogramCalibrator::new(Method::Mse { bits: 8 });
         assert_eq!(h.merge(&other), Err(Error::ConfigMismatch));
-        let mut skip = HistogramCalibrator::new(Method::Percentile(100.0)).with_nonfinite(NonFinite::Skip);
+        assert!(HistogramCalibrator::new(Method::Percentile(100.0))
+            .with_non_finite(NonFinite::Propagate)
+            .is_err());
+        let mut skip = HistogramCalibrator::new(Method::Percentile(100.0))
+            .with_non_finite(NonFinite::Skip)
+            .unwrap();
         skip.observe(&[1.0, f32::INFINITY, -2.0, f32::NAN]).unwrap();
         assert_eq!((skip.count(), skip.skipped()), (2, 2));
         assert_eq!(skip.range().unwrap(), Range { min: -2.0, max: 2.0 });
@@ -440,7 +446,8 @@ mod tests {
             let mut skip = HistogramCalibrator::new(Method::Mse { bits: 8 })
                 .with_bins(bins)
                 .unwrap()
-                .with_nonfinite(NonFinite::Skip);
+                .with_non_finite(NonFinite::Skip)
+                .unwrap();
             let mut bad = data.clone();
             for i in (0..n).step_by(977) {
                 bad[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];

@@ -286,10 +286,10 @@ mod tests {
                 assert_eq!(h.index[255], NONE);
                 assert_eq!(h.index[511], NONE);
                 // Skipping: the same state as observing the finite values.
-                let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+                let mut s = base.clone().with_non_finite(NonFinite::Skip).unwrap();
                 s.observe(&v).unwrap();
                 v.remove(at);
-                let mut want = base.clone().with_nonfinite(NonFinite::Skip);
+                let mut want = base.clone().with_non_finite(NonFinite::Skip).unwrap();
                 want.scatter_reference(&v);
                 for &x in &v {
                     let m = x.to_bits() & 0x7fff_ffff;
@@ -308,18 +308,18 @@ mod tests {
         // One block under Skip (checked while counting), and strict (checked first).
         let mut v = data[..5000].to_vec();
         v[3000] = f32::NAN;
-        let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+        let mut s = base.clone().with_non_finite(NonFinite::Skip).unwrap();
         s.observe(&v).unwrap();
         let mut h = base.clone();
         assert!(matches!(h.observe(&v), Err(Error::NonFinite { index: 3000, .. })));
         assert!(snapshot(&h) == before);
         v.remove(3000);
-        let mut want = base.clone().with_nonfinite(NonFinite::Skip);
+        let mut want = base.clone().with_non_finite(NonFinite::Skip).unwrap();
         want.observe(&v).unwrap();
         want.skipped += 1;
         assert!(snapshot(&s) == snapshot(&want));
         // Several non-finite values, one per block, and a batch of them only.
-        let mut s = base.clone().with_nonfinite(NonFinite::Skip);
+        let mut s = base.clone().with_non_finite(NonFinite::Skip).unwrap();
         let mut v = data.clone();
         for k in 0..4 {
             v[k * BLOCK + 100] = f32::NAN;
