@@ -226,7 +226,7 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                     shape: vec![packed.len()],
                     data: packed,
                 });
-                match &state.absmax {
+                match state.scales() {
                     Absmax::Plain(a) => outputs.push(OutTensor {
                         name: format!("{name}.absmax"),
                         dtype: Dtype::F32,
@@ -237,20 +237,20 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                         outputs.push(OutTensor {
                             name: format!("{name}.absmax"),
                             dtype: Dtype::U8,
-                            shape: vec![dq.codes.len()],
-                            data: dq.codes.clone(),
+                            shape: vec![dq.codes().len()],
+                            data: dq.codes().to_vec(),
                         });
                         outputs.push(OutTensor {
                             name: format!("{name}.nested_absmax"),
                             dtype: Dtype::F32,
-                            shape: vec![dq.absmax2.len()],
-                            data: f32s(&dq.absmax2),
+                            shape: vec![dq.absmax2().len()],
+                            data: f32s(&dq.absmax2()),
                         });
                         outputs.push(OutTensor {
                             name: format!("{name}.nested_offset"),
                             dtype: Dtype::F32,
                             shape: vec![1],
-                            data: f32s(&[dq.offset]),
+                            data: f32s(&[dq.offset()]),
                         });
                     }
                 }

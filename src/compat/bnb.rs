@@ -116,17 +116,59 @@ pub enum Absmax {
 /// What `dequantize_4bit` needs besides the packed bytes (bitsandbytes' `QuantState`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantState {
-    /// The block scales.
-    pub absmax: Absmax,
-    /// Block size.
-    pub blocksize: usize,
-    /// NF4 or FP4.
-    pub quant_type: QuantType,
-    /// Number of elements (bitsandbytes keeps the shape; this is its product).
-    pub len: usize,
+    absmax: Absmax,
+    blocksize: usize,
+    quant_type: QuantType,
+    len: usize,
 }
 
 impl QuantState {
+    /// A state from its parts (as read from a checkpoint), checked: a block size bitsandbytes
+    /// supports, and one scale (or scale code) per block of `len` elements.
+    ///
+    /// # Errors
+    /// [`Error::BlockSize`] for an unsupported block size, [`Error::LengthMismatch`] when the
+    /// scales do not count one per block.
+    pub fn new(absmax: Absmax, blocksize: usize, quant_type: QuantType, len: usize) -> Result<Self, Error> {
+        check_4bit_blocksize(blocksize)?;
+        let scales = match &absmax {
+            Absmax::Plain(a) => a.len(),
+            Absmax::Double(dq) => dq.codes().len(),
+        };
+        check_len("absmax", len.div_ceil(blocksize), scales)?;
+        Ok(Self {
+            absmax,
+            blocksize,
+            quant_type,
+            len,
+        })
+    }
+
+    /// The block scales, as stored.
+    pub fn scales(&self) -> &Absmax {
+        &self.absmax
+    }
+
+    /// Block size.
+    pub fn blocksize(&self) -> usize {
+        self.blocksize
+    }
+
+    /// NF4 or FP4.
+    pub fn quant_type(&self) -> QuantType {
+        self.quant_type
+    }
+
+    /// Number of elements (bitsandbytes keeps the shape; this is its product).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Number of blocks.
     pub fn blocks(&self) -> usize {
         self.len.div_ceil(self.blocksize)
@@ -397,6 +439,36 @@ pub fn create_fp8_map(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state with a zero block size could be built by hand and then divided by zero; now
+    /// its constructor refuses it, and so does every other inconsistent state.
+    #[test]
+    fn states_are_checked() {
+        let plain = || Absmax::Plain(vec![1.0; 2]);
+        assert!(matches!(
+            QuantState::new(plain(), 0, QuantType::Nf4, 100),
+            Err(Error::BlockSize { size: 0, .. })
+        ));
+        assert!(matches!(
+            QuantState::new(plain(), 64, QuantType::Nf4, 1 << 40),
+            Err(Error::LengthMismatch { .. })
+        ));
+        let st = QuantState::new(plain(), 64, QuantType::Fp4, 100).unwrap();
+        assert_eq!((st.blocksize(), st.len(), st.quant_type()), (64, 100, QuantType::Fp4));
+        assert_eq!(dequantize_4bit(&[0u8; 50], &st).unwrap().len(), 100);
+        assert_eq!(
+            DoubleQuant::from_parts(vec![0; 4], vec![1.0], 0.5, 0),
+            Err(Error::ZeroGroupSize)
+        );
+        assert!(matches!(
+            DoubleQuant::from_parts(vec![0; 4], vec![1.0, 2.0], 0.5, 256),
+            Err(Error::LengthMismatch { .. })
+        ));
+        assert!(DoubleQuant::from_parts(vec![0; 4], vec![f32::NAN], 0.5, 256).is_err());
+        let dq = DoubleQuant::from_parts(vec![0; 2], vec![1.0], 0.5, 256).unwrap();
+        let st = QuantState::new(Absmax::Double(dq), 64, QuantType::Nf4, 100).unwrap();
+        assert_eq!(st.absmax().unwrap().len(), 2);
+    }
 
     #[test]
     fn bad_input() {

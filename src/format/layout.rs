@@ -98,28 +98,21 @@ impl Options {
 /// `(-1)^s × 2^(1 - bias) × 0.m` for a subnormal one (biased exponent zero). Every format of
 /// this crate is one `Layout`; declare your own with [`Layout::new`] and implement
 /// [`FloatFormat`](crate::FloatFormat) to get the whole API for it.
+///
+/// The fields are read through accessors; a layout is made only by [`Layout::new`] (in a
+/// `const`) or [`Layout::try_new`], which check that the codec can handle it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Layout {
-    /// Width of the exponent field.
-    pub exp_bits: u32,
-    /// Width of the mantissa (trailing significand) field.
-    pub man_bits: u32,
-    /// Exponent bias.
-    pub bias: i32,
-    /// What the special codes mean.
-    pub specials: Specials,
-    /// What a NaN input becomes.
-    pub nan_rule: NanRule,
+    pub(crate) exp_bits: u32,
+    pub(crate) man_bits: u32,
+    pub(crate) bias: i32,
+    pub(crate) specials: Specials,
+    pub(crate) nan_rule: NanRule,
 }
 
 impl Layout {
-    /// A layout; fails to compile when used in a `const` with widths this crate can't encode.
-    ///
-    /// Supported: `1 ..= 8` exponent bits and `0 ..= 23` mantissa bits (so that every value is
-    /// exact in `f64` and its rounding fits the codec), plus the IEEE binary64 layout
-    /// (11, 52), which is handled as the identity. Formats other than
-    /// [`Specials::PowerOfTwo`] need at least one mantissa bit when they reserve NaN codes in
-    /// the top binade.
+    /// A layout; fails to compile when used in a `const` with a layout [`try_new`](Self::try_new)
+    /// refuses (and panics at run time: use `try_new` there).
     ///
     /// ```
     /// use lowbit::format::{Layout, NanRule, Specials};
@@ -129,26 +122,90 @@ impl Layout {
     /// assert_eq!(E3M3.max_finite(), 7.5); // 1.875 × 2^(7 - 5)
     /// ```
     pub const fn new(exp_bits: u32, man_bits: u32, bias: i32, specials: Specials, nan_rule: NanRule) -> Self {
+        match Self::try_new(exp_bits, man_bits, bias, specials, nan_rule) {
+            Ok(l) => l,
+            Err(_) => panic!("unsupported layout: see Layout::try_new"),
+        }
+    }
+
+    /// A layout, checked.
+    ///
+    /// Supported: `1 ..= 8` exponent bits and `0 ..= 23` mantissa bits, plus the IEEE binary64
+    /// layout (11, 52, bias 1023), which is handled as the identity; a bias that keeps every
+    /// value a normal or subnormal `f64` (`|bias| <= 1000`); a mantissa bit for conventions
+    /// that reserve NaN codes in the top binade ([`Specials::Ieee`], [`Specials::FiniteNan`]);
+    /// and none for [`Specials::PowerOfTwo`], which has no mantissa.
+    ///
+    /// ```
+    /// use lowbit::format::{Layout, NanRule, Specials};
+    /// assert!(Layout::try_new(3, 3, 5, Specials::Finite, NanRule::Canonical).is_ok());
+    /// assert!(Layout::try_new(9, 3, 5, Specials::Finite, NanRule::Canonical).is_err());
+    /// assert!(Layout::try_new(4, 3, 100_000, Specials::Finite, NanRule::Canonical).is_err());
+    /// assert!(Layout::try_new(8, 2, 127, Specials::PowerOfTwo, NanRule::Canonical).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidLayout`](super::Error::InvalidLayout) saying what is unsupported.
+    pub const fn try_new(
+        exp_bits: u32,
+        man_bits: u32,
+        bias: i32,
+        specials: Specials,
+        nan_rule: NanRule,
+    ) -> Result<Self, super::Error> {
+        use super::Error::InvalidLayout;
         let ieee64 = exp_bits == 11 && man_bits == 52;
-        assert!(
-            ieee64 || (exp_bits >= 1 && exp_bits <= 8 && man_bits <= 23),
-            "unsupported field widths"
-        );
-        assert!(
-            man_bits >= 1
-                || matches!(
-                    specials,
-                    Specials::PowerOfTwo | Specials::Finite | Specials::FiniteNanUnsignedZero
-                ),
-            "this special-code convention needs a mantissa bit"
-        );
-        Self {
+        if ieee64 {
+            if bias != 1023 || !matches!(specials, Specials::Ieee) {
+                return Err(InvalidLayout("the 11/52 layout is IEEE binary64 only"));
+            }
+        } else if !(exp_bits >= 1 && exp_bits <= 8 && man_bits <= 23) {
+            return Err(InvalidLayout("field widths: 1..=8 exponent bits, 0..=23 mantissa bits"));
+        }
+        if bias < -1000 || bias > 1000 {
+            return Err(InvalidLayout("bias outside -1000..=1000"));
+        }
+        match specials {
+            Specials::Ieee | Specials::FiniteNan if man_bits == 0 => {
+                return Err(InvalidLayout("this special-code convention needs a mantissa bit"))
+            }
+            Specials::PowerOfTwo if man_bits != 0 => {
+                return Err(InvalidLayout("a power-of-two layout has no mantissa bits"))
+            }
+            _ => {}
+        }
+        Ok(Self {
             exp_bits,
             man_bits,
             bias,
             specials,
             nan_rule,
-        }
+        })
+    }
+
+    /// Width of the exponent field.
+    pub const fn exp_bits(&self) -> u32 {
+        self.exp_bits
+    }
+
+    /// Width of the mantissa (trailing significand) field.
+    pub const fn man_bits(&self) -> u32 {
+        self.man_bits
+    }
+
+    /// Exponent bias.
+    pub const fn bias(&self) -> i32 {
+        self.bias
+    }
+
+    /// What the special codes mean.
+    pub const fn specials(&self) -> Specials {
+        self.specials
+    }
+
+    /// What a NaN input becomes.
+    pub const fn nan_rule(&self) -> NanRule {
+        self.nan_rule
     }
 
     /// Whether the code has a sign bit.

@@ -86,6 +86,9 @@ pub enum Error {
         /// The destination's length.
         actual: usize,
     },
+    /// A [`Layout`] the codec cannot handle (see [`Layout::try_new`]).
+    #[error("unsupported layout: {0}")]
+    InvalidLayout(&'static str),
     /// A code has bits set above the format's width.
     #[error("code {code:#x} does not fit in {bits} bits")]
     CodeOutOfRange {

@@ -175,17 +175,58 @@ pub fn torch_cuda_mean(x: &[f32]) -> f32 {
 /// Double-quantized scales: `absmax[i] ≈ map[codes[i]] * absmax2[i / blocksize2] + offset`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DoubleQuant {
-    /// 8-bit codes of `absmax - offset` under [`dynamic_map`].
-    pub codes: Vec<u8>,
-    /// `f32` absmax of each nested block of `absmax - offset`.
-    pub absmax2: Vec<f32>,
-    /// The mean of the first-level absmax ([`torch_cuda_mean`]), subtracted before coding.
-    pub offset: f32,
-    /// Nested block size (bitsandbytes: 256).
-    pub blocksize2: usize,
+    codes: Vec<u8>,
+    absmax2: Vec<f32>,
+    offset: f32,
+    blocksize2: usize,
 }
 
 impl DoubleQuant {
+    /// Double-quantized scales from their parts (as read from a checkpoint), checked.
+    ///
+    /// # Errors
+    /// [`Error::ZeroGroupSize`] for `blocksize2 == 0`, [`Error::LengthMismatch`] unless there
+    /// is one `absmax2` per nested block of `codes`, [`Error::NonFinite`] for a non-finite
+    /// `absmax2` or offset.
+    pub fn from_parts(codes: Vec<u8>, absmax2: Vec<f32>, offset: f32, blocksize2: usize) -> Result<Self, Error> {
+        if blocksize2 == 0 {
+            return Err(Error::ZeroGroupSize);
+        }
+        super::check_len("absmax2", codes.len().div_ceil(blocksize2), absmax2.len())?;
+        if let Some(i) = absmax2.iter().position(|a| !a.is_finite()) {
+            return Err(Error::NonFinite { group: i, index: i });
+        }
+        if !offset.is_finite() {
+            return Err(Error::NonFinite { group: 0, index: 0 });
+        }
+        Ok(Self {
+            codes,
+            absmax2,
+            offset,
+            blocksize2,
+        })
+    }
+
+    /// 8-bit codes of `absmax - offset` under [`dynamic_map`].
+    pub fn codes(&self) -> &[u8] {
+        &self.codes
+    }
+
+    /// `f32` absmax of each nested block of `absmax - offset`.
+    pub fn absmax2(&self) -> &[f32] {
+        &self.absmax2
+    }
+
+    /// The mean of the first-level absmax ([`torch_cuda_mean`]), subtracted before coding.
+    pub fn offset(&self) -> f32 {
+        self.offset
+    }
+
+    /// Nested block size (bitsandbytes: 256).
+    pub fn blocksize2(&self) -> usize {
+        self.blocksize2
+    }
+
     /// Double-quantize first-level scales with bitsandbytes' rules: `offset` by
     /// [`torch_cuda_mean`], `absmax - offset` in `f32`, then the 8-bit blockwise quantizer
     /// with the dynamic map (an all-zero nested block stores code 0, as bitsandbytes).

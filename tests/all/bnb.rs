@@ -115,7 +115,7 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 // Without double quantization.
                 let (packed, st) = bnb::quantize_4bit(x, bs, qt, false).unwrap();
                 assert_eq!(packed, r.u8(&format!("{p}_sq_packed")), "{p}_sq_packed");
-                let Absmax::Plain(am) = &st.absmax else { panic!() };
+                let Absmax::Plain(am) = st.scales() else { panic!() };
                 assert_eq!(bits(am), bits(r.f32(&format!("{p}_sq_absmax"))), "{p}_sq_absmax");
                 assert_eq!(bits(&qt.code()), bits(r.f32(&format!("{p}_sq_code"))), "{p}_sq_code");
                 keys += 3;
@@ -130,19 +130,19 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 // With double quantization.
                 let (packed, st) = bnb::quantize_4bit(x, bs, qt, true).unwrap();
                 assert_eq!(packed, r.u8(&format!("{p}_dq_packed")), "{p}_dq_packed");
-                let Absmax::Double(dq) = &st.absmax else { panic!() };
-                assert_eq!(dq.codes, r.u8(&format!("{p}_dq_absmax_codes")), "{p}_dq_absmax_codes");
+                let Absmax::Double(dq) = st.scales() else { panic!() };
+                assert_eq!(dq.codes(), r.u8(&format!("{p}_dq_absmax_codes")), "{p}_dq_absmax_codes");
                 assert_eq!(
-                    bits(&dq.absmax2),
+                    bits(&dq.absmax2()),
                     bits(r.f32(&format!("{p}_dq_absmax2"))),
                     "{p}_dq_absmax2"
                 );
                 assert_eq!(
-                    dq.offset.to_bits(),
+                    dq.offset().to_bits(),
                     r.f32(&format!("{p}_dq_offset"))[0].to_bits(),
                     "{p}_dq_offset"
                 );
-                assert_eq!(dq.blocksize2 as i32, r.i32(&format!("{p}_dq_blocksize2"))[0]);
+                assert_eq!(dq.blocksize2() as i32, r.i32(&format!("{p}_dq_blocksize2"))[0]);
                 assert_eq!(bits(&qt.code()), bits(r.f32(&format!("{p}_dq_code"))), "{p}_dq_code");
                 assert_eq!(
                     bits(&dynamic_map()),

@@ -121,7 +121,7 @@ proptest! {
         let back = dq.restore().unwrap();
         for (i, (x, y)) in a.iter().zip(&back).enumerate() {
             // The dynamic map's steps are at most 1/64 of the nested absmax (plus rounding).
-            let tol = dq.absmax2[i / 256] * (1.0 / 64.0) + 1e-6;
+            let tol = dq.absmax2()[i / 256] * (1.0 / 64.0) + 1e-6;
             prop_assert!((x - y).abs() <= tol, "{x} vs {y}");
         }
     }

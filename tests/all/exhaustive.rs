@@ -56,8 +56,8 @@ fn every_code<F: FloatFormat>() {
                 assert!(v64.abs() >= F::MIN_POSITIVE_NORMAL && v64.abs() <= F::MAX);
                 // The formula the fields print.
                 let l = F::LAYOUT;
-                let m = f.mantissa as f64 / (1u64 << l.man_bits) as f64;
-                let mag = 2f64.powi(f.exponent as i32 - l.bias) * if l.man_bits == 0 { 1.0 } else { 1.0 + m };
+                let m = f.mantissa as f64 / (1u64 << l.man_bits()) as f64;
+                let mag = 2f64.powi(f.exponent as i32 - l.bias()) * if l.man_bits() == 0 { 1.0 } else { 1.0 + m };
                 assert_eq!(if f.sign == 1 { -mag } else { mag }, v64);
             }
         }
@@ -71,7 +71,7 @@ fn ladder<F: FloatFormat>() -> Vec<(f64, F::Code)> {
         .filter(|&c| !F::is_nan(c))
         .map(|c| (F::decode_f64(c), c))
         .filter(|&(x, _)| {
-            x.is_finite() && x.is_sign_positive() && (x > 0.0 || F::LAYOUT.specials != Specials::PowerOfTwo)
+            x.is_finite() && x.is_sign_positive() && (x > 0.0 || F::LAYOUT.specials() != Specials::PowerOfTwo)
         })
         .collect();
     v.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -88,7 +88,7 @@ fn next_down(x: f64) -> f64 {
 
 fn ties<F: FloatFormat>() {
     let lad = ladder::<F>();
-    let p2 = F::LAYOUT.specials == Specials::PowerOfTwo;
+    let p2 = F::LAYOUT.specials() == Specials::PowerOfTwo;
     for w in lad.windows(2) {
         let ((a, ca), (b, cb)) = (w[0], w[1]);
         let mid = (a + b) / 2.0;

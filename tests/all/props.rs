@@ -8,7 +8,7 @@ use proptest::prelude::*;
 fn ulp<F: FloatFormat>(x: f64) -> f64 {
     let l = F::LAYOUT;
     let e = (x.abs().log2().floor() as i32).max(l.min_exp());
-    2f64.powi(e - l.man_bits as i32)
+    2f64.powi(e - l.man_bits() as i32)
 }
 
 fn finite_in_range<F: FloatFormat>(x: f64) -> bool {
@@ -39,7 +39,7 @@ fn check_format<F: FloatFormat>(x: f32, y: f32, r: u32) -> Result<(), TestCaseEr
             prop_assert!(dx <= dy, "{} monotonic: {} -> {}, {} -> {}", F::NAME, x, dx, y, dy);
         }
     }
-    if finite_in_range::<F>(x64) && F::LAYOUT.specials != Specials::PowerOfTwo {
+    if finite_in_range::<F>(x64) && F::LAYOUT.specials() != Specials::PowerOfTwo {
         // Nearest: at most half an ulp away, and neither neighbour code is closer.
         let err = (dx - x64).abs();
         prop_assert!(

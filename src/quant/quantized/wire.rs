@@ -117,19 +117,9 @@ impl Quantized {
             _ => return Err(Error::InvalidHeader("unknown scale NaN rule")),
         };
         let (exp_bits, man_bits) = (u32::from(bytes[24]), u32::from(bytes[25]));
-        if !(1..=8).contains(&exp_bits)
-            || man_bits > 23
-            || (man_bits == 0 && matches!(specials, Specials::Ieee | Specials::FiniteNan))
-        {
-            return Err(Error::InvalidHeader("unsupported scale format"));
-        }
-        let layout = Layout {
-            exp_bits,
-            man_bits,
-            bias: i32::from(i16::from_le_bytes([bytes[26], bytes[27]])),
-            specials,
-            nan_rule,
-        };
+        let bias = i32::from(i16::from_le_bytes([bytes[26], bytes[27]]));
+        let layout = Layout::try_new(exp_bits, man_bits, bias, specials, nan_rule)
+            .map_err(|_| Error::InvalidHeader("unsupported scale format"))?;
         if !in_f32_range(&layout) {
             return Err(Error::InvalidHeader("scale format outside the f32 range"));
         }

@@ -275,7 +275,7 @@ impl QuantizedWeight {
         match self {
             QuantizedWeight::Kept(v) => v.len(),
             QuantizedWeight::Int(q) => q.len(),
-            QuantizedWeight::Bnb4 { state, .. } => state.len,
+            QuantizedWeight::Bnb4 { state, .. } => state.len(),
             QuantizedWeight::Float { format, codes, .. } => codes.len() / format.bits().div_ceil(8) as usize,
         }
     }
@@ -297,7 +297,7 @@ impl QuantizedWeight {
             QuantizedWeight::Float { codes, scaled, .. } => codes.len() + if *scaled { 4 } else { 0 },
             QuantizedWeight::Bnb4 { packed, state } => {
                 packed.len()
-                    + match &state.absmax {
+                    + match state.scales() {
                         Absmax::Plain(a) => 4 * a.len(),
                         Absmax::Double(dq) => dq.bytes(),
                     }
