@@ -51,6 +51,8 @@ pub mod codebook;
 pub mod double;
 mod error;
 mod granularity;
+#[doc(hidden)]
+pub mod mx_math;
 pub mod pack;
 mod quantized;
 mod walk;
