@@ -244,7 +244,7 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                             name: format!("{name}.nested_absmax"),
                             dtype: Dtype::F32,
                             shape: vec![dq.absmax2().len()],
-                            data: f32s(&dq.absmax2()),
+                            data: f32s(dq.absmax2()),
                         });
                         outputs.push(OutTensor {
                             name: format!("{name}.nested_offset"),

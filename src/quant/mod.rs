@@ -52,6 +52,8 @@ pub mod double;
 mod error;
 mod granularity;
 mod int_codes;
+#[doc(hidden)]
+pub mod mx_math;
 pub mod pack;
 mod quantized;
 mod walk;

@@ -7,6 +7,7 @@ mod codebook;
 mod common;
 mod exhaustive;
 mod ggml;
+mod mx;
 mod props;
 mod ptq;
 mod quant;

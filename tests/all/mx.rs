@@ -1,0 +1,285 @@
+//! MX (OCP Microscaling) and NVFP4 arithmetic against torchao 0.18.0 and microxcaling
+//! (7bc4195): every key of `mx_refs.npz`, bit for bit (NaN payloads included).
+//!
+//! Runs on the subset in `tests/data/mx/mx_refs_small.npz` always, and on the full file in
+//! `../shared/refs/mx/` when present. Blocks run along each row of `DATASET/x`: 32 values for
+//! MX and microxcaling, 16 for NVFP4.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lowbit::quant::mx_math::{
+    block_amax, msx_quantize, msx_scale_code, msx_shared_exp, mx_dequant, mx_elem_code, mx_scale_code, mxint8_code,
+    mxint8_dequant, nvfp4_block_scale_code, nvfp4_dequant, nvfp4_elem_code, nvfp4_tensor_scale, Elem, MsxElem,
+    MsxRound, MxBlock, Nvfp4Block, ScaleRule, NVFP4_BLOCK,
+};
+
+use crate::common::{data, shared_ref};
+
+enum Arr {
+    F32(Vec<f32>),
+    U8(Vec<u8>),
+    I16(Vec<i16>),
+    Other,
+}
+
+struct Refs(BTreeMap<String, (Vec<u64>, Arr)>);
+
+impl Refs {
+    fn load(path: &Path) -> Self {
+        let mut z = npyz::npz::NpzArchive::open(path).unwrap();
+        let names: Vec<String> = z.array_names().map(str::to_owned).collect();
+        let mut m = BTreeMap::new();
+        for n in names {
+            let f = z.by_name(&n).unwrap().unwrap();
+            let shape = f.shape().to_vec();
+            let a = match f.dtype().descr().trim_matches('\'') {
+                "<f4" => Arr::F32(f.into_vec().unwrap()),
+                "|u1" => Arr::U8(f.into_vec().unwrap()),
+                "<i2" => Arr::I16(f.into_vec().unwrap()),
+                _ => Arr::Other, // meta/versions (a string)
+            };
+            m.insert(n, (shape, a));
+        }
+        Refs(m)
+    }
+    fn has(&self, k: &str) -> bool {
+        self.0.contains_key(k)
+    }
+    fn shape(&self, k: &str) -> &[u64] {
+        &self.0[k].0
+    }
+    fn f32(&self, k: &str) -> &[f32] {
+        match self.0.get(k) {
+            Some((_, Arr::F32(v))) => v,
+            _ => panic!("missing f32 key {k}"),
+        }
+    }
+    fn u8(&self, k: &str) -> &[u8] {
+        match self.0.get(k) {
+            Some((_, Arr::U8(v))) => v,
+            _ => panic!("missing u8 key {k}"),
+        }
+    }
+    fn i16(&self, k: &str) -> &[i16] {
+        match self.0.get(k) {
+            Some((_, Arr::I16(v))) => v,
+            _ => panic!("missing i16 key {k}"),
+        }
+    }
+}
+
+/// Tallies of what was compared, and the first mismatches.
+#[derive(Default)]
+struct Tally {
+    keys: usize,
+    blocks: usize,
+    values: usize,
+    bad: Vec<String>,
+}
+
+impl Tally {
+    fn f32s(&mut self, key: &str, got: &[f32], want: &[f32]) {
+        self.cmp(
+            key,
+            got.iter().map(|v| v.to_bits()),
+            want.iter().map(|v| v.to_bits()),
+            |b| format!("{:e} ({b:#010x})", f32::from_bits(b)),
+        );
+    }
+    fn ints<T: Copy + PartialEq + std::fmt::Debug>(&mut self, key: &str, got: &[T], want: &[T]) {
+        self.cmp(key, got.iter().copied(), want.iter().copied(), |v| format!("{v:?}"));
+    }
+    fn cmp<T: PartialEq + Copy>(
+        &mut self,
+        key: &str,
+        got: impl ExactSizeIterator<Item = T>,
+        want: impl ExactSizeIterator<Item = T>,
+        show: impl Fn(T) -> String,
+    ) {
+        assert_eq!(got.len(), want.len(), "{key}: length");
+        self.keys += 1;
+        self.values += got.len();
+        for (i, (g, w)) in got.zip(want).enumerate() {
+            if g != w && self.bad.len() < 20 {
+                self.bad.push(format!("{key}[{i}]: got {}, want {}", show(g), show(w)));
+            }
+        }
+    }
+}
+
+fn rule(name: &str) -> ScaleRule {
+    *ScaleRule::ALL.iter().find(|r| r.name() == name).unwrap()
+}
+
+fn check_mx(r: &Refs, ds: &str, x: &[f32], cols: usize, t: &mut Tally) {
+    for elem in Elem::ALL {
+        for rule in ScaleRule::ALL {
+            let p = format!("{ds}/mx/{}/{}", elem.name(), rule.name());
+            if !r.has(&format!("{p}/scale")) {
+                continue;
+            }
+            let (mut scales, mut codes, mut deq) = (vec![], vec![], vec![]);
+            for row in x.chunks(cols) {
+                for blk in row.chunks(32) {
+                    let b = MxBlock::new(block_amax(blk), elem, rule);
+                    scales.push(b.scale_code);
+                    for &v in blk {
+                        let c = b.elem_code(v);
+                        codes.push(c);
+                        deq.push(mx_dequant(c, b.scale_code, elem));
+                    }
+                    t.blocks += 1;
+                }
+            }
+            t.ints(&format!("{p}/scale"), &scales, r.u8(&format!("{p}/scale")));
+            t.ints(&format!("{p}/codes"), &codes, r.u8(&format!("{p}/codes")));
+            t.f32s(&format!("{p}/deq"), &deq, r.f32(&format!("{p}/deq")));
+            // The code-only entry point agrees wherever the block's NaN (if any) is the default.
+            for (i, &v) in x.iter().enumerate() {
+                let s = scales[i / 32];
+                if !(rule == ScaleRule::RCeil && s == 255) {
+                    assert_eq!(mx_elem_code(v, s, elem, rule), codes[i], "{p} mx_elem_code [{i}]");
+                }
+            }
+            if r.has(&format!("{p}/packed")) {
+                let packed: Vec<u8> = codes.chunks(2).map(|c| c[0] | c[1] << 4).collect();
+                t.ints(&format!("{p}/packed"), &packed, r.u8(&format!("{p}/packed")));
+            }
+        }
+    }
+}
+
+fn check_nvfp4(r: &Refs, ds: &str, x: &[f32], cols: usize, t: &mut Tally) {
+    for kind in ["single", "two"] {
+        let p = format!("{ds}/nvfp4/{kind}");
+        if !r.has(&format!("{p}/scale")) {
+            continue;
+        }
+        let ts = (kind == "two").then(|| nvfp4_tensor_scale(block_amax(x)));
+        if let Some(ts) = ts {
+            t.f32s(&format!("{p}/tensor_scale"), &[ts], r.f32(&format!("{p}/tensor_scale")));
+        }
+        let (mut scales, mut codes, mut deq) = (vec![], vec![], vec![]);
+        for row in x.chunks(cols) {
+            for blk in row.chunks(NVFP4_BLOCK) {
+                let amax = block_amax(blk);
+                let b = Nvfp4Block::new(amax, ts);
+                assert_eq!(nvfp4_block_scale_code(amax, ts), b.scale_code);
+                scales.push(b.scale_code);
+                for &v in blk {
+                    let c = b.elem_code(v);
+                    assert_eq!(nvfp4_elem_code(v, b.scale_code, ts), c);
+                    codes.push(c);
+                    let d = b.dequant(c);
+                    assert_eq!(nvfp4_dequant(c, b.scale_code, ts).to_bits(), d.to_bits());
+                    deq.push(d);
+                }
+                t.blocks += 1;
+            }
+        }
+        t.ints(&format!("{p}/scale"), &scales, r.u8(&format!("{p}/scale")));
+        t.ints(&format!("{p}/codes"), &codes, r.u8(&format!("{p}/codes")));
+        t.f32s(&format!("{p}/deq"), &deq, r.f32(&format!("{p}/deq")));
+    }
+}
+
+fn check_msx(r: &Refs, ds: &str, x: &[f32], cols: usize, t: &mut Tally) {
+    for elem in MsxElem::ALL {
+        for round in [MsxRound::Nearest, MsxRound::Even] {
+            let p = format!("{ds}/msx/{}/{}", elem.name(), round.name());
+            if !r.has(&format!("{p}/deq")) {
+                continue;
+            }
+            let (mut exps, mut deq) = (vec![], vec![]);
+            for row in x.chunks(cols) {
+                for blk in row.chunks(32) {
+                    let se = msx_shared_exp(block_amax(blk), elem);
+                    exps.push(if se.is_nan() { 32767 } else { se as i16 });
+                    assert_eq!(
+                        msx_scale_code(se),
+                        if se.is_nan() { 255 } else { (se as i32 + 127) as u8 }
+                    );
+                    for &v in blk {
+                        let q = msx_quantize(v, se, elem, round);
+                        if elem == MsxElem::Int8 {
+                            // The integer path gives the same value (a zero may differ in sign).
+                            let k = mxint8_code(v, se, round);
+                            let d = mxint8_dequant(k, se);
+                            assert!(d == q || (d.is_nan() && q.is_nan()), "{p}: {v:e} -> {k} {d:e} vs {q:e}");
+                        }
+                        deq.push(q);
+                    }
+                    t.blocks += 1;
+                }
+            }
+            t.ints(&format!("{p}/scale_exp"), &exps, r.i16(&format!("{p}/scale_exp")));
+            t.f32s(&format!("{p}/deq"), &deq, r.f32(&format!("{p}/deq")));
+        }
+    }
+}
+
+/// Checks every dataset of `r`; returns the tally (keys, blocks, values, mismatches).
+fn check_all(r: &Refs) -> Tally {
+    let mut t = Tally::default();
+    let datasets: Vec<String> =
+        r.0.keys()
+            .filter_map(|k| k.strip_suffix("/x").map(str::to_owned))
+            .collect();
+    assert!(!datasets.is_empty());
+    for ds in &datasets {
+        let key = format!("{ds}/x");
+        let x = r.f32(&key);
+        let cols = r.shape(&key)[1] as usize;
+        assert_eq!(cols % 32, 0);
+        check_mx(r, ds, x, cols, &mut t);
+        check_nvfp4(r, ds, x, cols, &mut t);
+        check_msx(r, ds, x, cols, &mut t);
+    }
+    t
+}
+
+fn report(name: &str, r: &Refs, t: &Tally) {
+    eprintln!(
+        "mx {name}: {} keys, {} blocks, {} values compared; {} mismatches",
+        t.keys,
+        t.blocks,
+        t.values,
+        t.bad.len()
+    );
+    assert!(t.bad.is_empty(), "{}", t.bad.join("\n"));
+    // Every key but the inputs and the version string is checked.
+    let inputs =
+        r.0.keys()
+            .filter(|k| k.ends_with("/x") || k.starts_with("meta/"))
+            .count();
+    assert_eq!(t.keys, r.0.len() - inputs, "unchecked keys");
+}
+
+#[test]
+fn mx_reference_subset() {
+    let r = Refs::load(&data("mx/mx_refs_small.npz"));
+    let t = check_all(&r);
+    report("subset", &r, &t);
+    assert!(t.keys > 350, "{}", t.keys);
+}
+
+#[test]
+fn mx_reference_full() {
+    let Some(p) = shared_ref("mx/mx_refs.npz") else {
+        eprintln!("../shared/refs/mx/mx_refs.npz not present: skipped");
+        return;
+    };
+    let r = Refs::load(&p);
+    let t = check_all(&r);
+    report("full", &r, &t);
+    assert_eq!(t.keys, 644);
+}
+
+#[test]
+fn mx_rule_names_round_trip() {
+    for r in ScaleRule::ALL {
+        assert_eq!(rule(r.name()), r);
+    }
+    assert_eq!(mx_scale_code(448.0, Elem::E4M3, ScaleRule::Floor), 127);
+}
