@@ -137,7 +137,9 @@ pub(crate) fn nan_scale<S: FloatFormat>(group: usize) -> Result<Scale, Error> {
 }
 
 impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
-    const SCHEME: Scheme = Scheme::Symmetric;
+    fn scheme(&self) -> Scheme {
+        Scheme::Symmetric
+    }
     const ABSMAX_ONLY: bool = true;
     type Enc = IntEnc;
     type Dec = IntDec;

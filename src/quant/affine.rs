@@ -272,7 +272,9 @@ impl<S: FloatFormat> AffineQuantizer<S> {
 }
 
 impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
-    const SCHEME: Scheme = Scheme::Affine;
+    fn scheme(&self) -> Scheme {
+        Scheme::Affine
+    }
     const ABSMAX_ONLY: bool = false;
     type Enc = IntEnc;
     type Dec = IntDec;

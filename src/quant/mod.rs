@@ -52,6 +52,7 @@ pub mod double;
 mod error;
 mod granularity;
 mod int_codes;
+pub mod mx;
 #[doc(hidden)]
 pub mod mx_math;
 pub mod pack;

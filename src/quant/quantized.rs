@@ -30,18 +30,21 @@ use crate::Fp32;
 /// | 28 | 1 | scale format specials: 0 IEEE, 1 FN, 2 FNUZ, 3 finite, 4 power of two |
 /// | 29 | 1 | scale format NaN rule: 0 canonical, 1 payload, 2 payload quieted |
 /// | 30 | 1 | bytes per scale code `w`: 1, 2 or 4 |
-/// | 31 | 1 | bit order of the codes: 0 MSB first, 1 LSB first ([`BitOrder`]) |
-/// | 32 | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits) |
+/// | 31 | 1 | bit 0: bit order of the codes, 0 MSB first, 1 LSB first ([`BitOrder`]); bit 1: a tensor scale follows |
+/// | 32 | 0 or 4 | the tensor scale (`f32`), if bit 1 of byte 31 is set ([`Quantized::tensor_scale`]) |
+/// | … | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits) |
 /// | … | `g` or 0 | zero points (`u8`), one per group, affine only |
 /// | … | `ceil(n k / 8)` | codes, packed in the bit order of byte 31 (see [`pack`]) |
 ///
 /// `g` is the number of groups ([`Granularity::groups`]). Codes are in element order
 /// whatever the granularity.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Quantized {
     scheme: Scheme,
     bits: u32,
     order: BitOrder,
+    /// A second-level scale of the whole tensor (NVFP4's), multiplied into every value.
+    tensor_scale: Option<f32>,
     len: usize,
     granularity: Granularity,
     scale_layout: Layout,
@@ -72,6 +75,23 @@ impl Scale {
     }
 }
 
+/// Two values are equal when every stored part is: the scales compare by their codes, so a
+/// NaN scale (a propagated NaN block) equals itself.
+impl PartialEq for Quantized {
+    fn eq(&self, o: &Self) -> bool {
+        self.scheme == o.scheme
+            && self.bits == o.bits
+            && self.order == o.order
+            && self.tensor_scale.map(f32::to_bits) == o.tensor_scale.map(f32::to_bits)
+            && self.len == o.len
+            && self.granularity == o.granularity
+            && self.scale_layout == o.scale_layout
+            && self.codes == o.codes
+            && self.scale_codes == o.scale_codes
+            && self.zero_points == o.zero_points
+    }
+}
+
 impl Default for Quantized {
     fn default() -> Self {
         Self::empty()
@@ -85,6 +105,7 @@ impl Quantized {
             scheme: Scheme::Symmetric,
             bits: 8,
             order: BitOrder::MsbFirst,
+            tensor_scale: None,
             len: 0,
             granularity: Granularity::PerTensor,
             scale_layout: Fp32::LAYOUT,
@@ -175,6 +196,7 @@ impl Quantized {
             scheme,
             bits,
             order: BitOrder::MsbFirst,
+            tensor_scale: None,
             len,
             granularity,
             scale_layout,
@@ -183,6 +205,26 @@ impl Quantized {
             scales,
             zero_points,
         })
+    }
+
+    /// The same value with a second-level scale of the whole tensor (`None`: none), which
+    /// every dequantized value is multiplied by (NVFP4's two-level scaling).
+    ///
+    /// # Errors
+    /// [`Error::ScaleOutOfRange`] for a tensor scale that is zero or negative (NaN and
+    /// infinity are kept: they are what a propagated non-finite tensor gets).
+    pub fn with_tensor_scale(self, tensor_scale: Option<f32>) -> Result<Self, Error> {
+        if let Some(t) = tensor_scale {
+            if !(t > 0.0 || t.is_nan()) {
+                return Err(Error::ScaleOutOfRange { group: 0, scale: t });
+            }
+        }
+        Ok(Self { tensor_scale, ..self })
+    }
+
+    /// The second-level scale of the whole tensor, if there is one.
+    pub fn tensor_scale(&self) -> Option<f32> {
+        self.tensor_scale
     }
 
     /// The same value with its codes read in another bit order (the codes are not changed:
@@ -204,9 +246,10 @@ impl Quantized {
     /// Those of [`Granularity::groups`].
     pub(crate) fn reset<K: Kernel>(&mut self, k: &K, len: usize) -> Result<(), Error> {
         let groups = k.granularity().groups(len)?;
-        self.scheme = K::SCHEME;
+        self.scheme = k.scheme();
         self.bits = k.bits();
         self.order = k.order();
+        self.tensor_scale = k.tensor_scale();
         self.len = len;
         self.granularity = k.granularity();
         self.scale_layout = k.layout();

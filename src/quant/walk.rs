@@ -89,7 +89,7 @@ pub(crate) fn stats(x: &[f32]) -> Stats {
 /// What a quantizer supplies to the walker.
 pub(crate) trait Kernel: Quantizer {
     /// The scheme tag of what it makes.
-    const SCHEME: Scheme;
+    fn scheme(&self) -> Scheme;
     /// Whether a group's statistics are just its absmax (`min = -max`): one integer max
     /// over the bits instead of a min and a max.
     const ABSMAX_ONLY: bool;
@@ -103,6 +103,10 @@ pub(crate) trait Kernel: Quantizer {
     /// How the codes fill a byte.
     fn order(&self) -> BitOrder {
         BitOrder::MsbFirst
+    }
+    /// A second-level scale of the whole tensor, stored with the value.
+    fn tensor_scale(&self) -> Option<f32> {
+        None
     }
     /// The stored scale and zero point of a group from its statistics.
     fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error>;
@@ -303,7 +307,7 @@ pub(crate) fn quantize_slices<K: Kernel, G: GroupSink + ?Sized>(
 
 /// Dequantize `q` into `out` with kernel `k`, with the widest instruction set available.
 pub(crate) fn dequantize<K: Kernel>(k: &K, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-    super::check_compatible(q, K::SCHEME, k.bits(), out.len())?;
+    super::check_compatible(q, k.scheme(), k.bits(), out.len())?;
     if q.bit_order() != k.order() {
         return Err(Error::Incompatible("bit order"));
     }

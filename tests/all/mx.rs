@@ -14,6 +14,10 @@ use lowbit::quant::mx_math::{
     MsxRound, MxBlock, Nvfp4Block, ScaleRule, NVFP4_BLOCK,
 };
 
+use lowbit::quant::mx::{MxElement, MxQuantizer, Nvfp4Quantizer, TensorScale};
+use lowbit::quant::{Quantizer, Rounding};
+use lowbit::NonFinite;
+
 use crate::common::{data, shared_ref};
 
 enum Arr {
@@ -235,8 +239,125 @@ fn check_all(r: &Refs) -> Tally {
         check_mx(r, ds, x, cols, &mut t);
         check_nvfp4(r, ds, x, cols, &mut t);
         check_msx(r, ds, x, cols, &mut t);
+        check_quantizers(r, ds, x);
     }
     t
+}
+
+fn element(e: Elem) -> MxElement {
+    match e {
+        Elem::E4M3 => MxElement::E4M3,
+        Elem::E5M2 => MxElement::E5M2,
+        Elem::E2M3 => MxElement::E2M3,
+        Elem::E3M2 => MxElement::E3M2,
+        Elem::E2M1 => MxElement::E2M1,
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The public quantizers (`MxQuantizer`, `Nvfp4Quantizer`, through the block walker and the
+/// packer) give every reference array: scale bytes, element codes, packed bytes, values.
+fn check_quantizers(r: &Refs, ds: &str, x: &[f32]) {
+    for elem in Elem::ALL {
+        for rule in ScaleRule::ALL {
+            let p = format!("{ds}/mx/{}/{}", elem.name(), rule.name());
+            if !r.has(&format!("{p}/scale")) {
+                continue;
+            }
+            let q = MxQuantizer::new(element(elem), rule)
+                .unwrap()
+                .with_non_finite(NonFinite::Propagate)
+                .unwrap();
+            let z = q.quantize(x).unwrap();
+            let scales: Vec<u8> = z.scale_codes().iter().map(|&c| c as u8).collect();
+            assert_eq!(scales, r.u8(&format!("{p}/scale")), "{p}/scale");
+            assert_eq!(z.unpacked_codes(), r.u8(&format!("{p}/codes")), "{p}/codes");
+            assert_eq!(
+                bits(&q.dequantize(&z).unwrap()),
+                bits(r.f32(&format!("{p}/deq"))),
+                "{p}/deq"
+            );
+            if r.has(&format!("{p}/packed")) {
+                assert_eq!(z.codes(), r.u8(&format!("{p}/packed")), "{p}/packed");
+            }
+            let back = lowbit::quant::Quantized::from_bytes(&z.to_bytes()).unwrap();
+            assert_eq!(back, z, "{p}: bytes round trip");
+        }
+    }
+    for kind in ["single", "two"] {
+        let p = format!("{ds}/nvfp4/{kind}");
+        if !r.has(&format!("{p}/scale")) {
+            continue;
+        }
+        let ts = if kind == "two" {
+            TensorScale::FromAmax
+        } else {
+            TensorScale::None
+        };
+        let q = Nvfp4Quantizer::new(ts)
+            .unwrap()
+            .with_non_finite(NonFinite::Propagate)
+            .unwrap();
+        let z = q.quantize(x).unwrap();
+        if kind == "two" {
+            assert_eq!(
+                z.tensor_scale().map(f32::to_bits),
+                Some(r.f32(&format!("{p}/tensor_scale"))[0].to_bits())
+            );
+        }
+        let scales: Vec<u8> = z.scale_codes().iter().map(|&c| c as u8).collect();
+        assert_eq!(scales, r.u8(&format!("{p}/scale")), "{p}/scale");
+        assert_eq!(z.unpacked_codes(), r.u8(&format!("{p}/codes")), "{p}/codes");
+        assert_eq!(
+            bits(&q.dequantize(&z).unwrap()),
+            bits(r.f32(&format!("{p}/deq"))),
+            "{p}/deq"
+        );
+    }
+    // microxcaling: MXINT8 (both tie rules) and half-away FP elements, by value (microxcaling
+    // turns -0.0 into +0.0 and keeps -0.0 for negatives rounded to zero).
+    for (elem, me) in [
+        (MsxElem::Int8, MxElement::Int8),
+        (MsxElem::E4M3, MxElement::E4M3),
+        (MsxElem::E5M2, MxElement::E5M2),
+        (MsxElem::E3M2, MxElement::E3M2),
+        (MsxElem::E2M3, MxElement::E2M3),
+        (MsxElem::E2M1, MxElement::E2M1),
+    ] {
+        for (round, rounding) in [
+            (MsxRound::Nearest, Rounding::NearestAway),
+            (MsxRound::Even, Rounding::NearestEven),
+        ] {
+            let p = format!("{ds}/msx/{}/{}", elem.name(), round.name());
+            if !r.has(&format!("{p}/deq")) || (elem != MsxElem::Int8 && round == MsxRound::Even) {
+                continue;
+            }
+            let q = MxQuantizer::new(me, ScaleRule::Floor)
+                .unwrap()
+                .with_rounding(rounding)
+                .unwrap()
+                .with_non_finite(NonFinite::Propagate)
+                .unwrap();
+            let z = q.quantize(x).unwrap();
+            let exps: Vec<i16> = z
+                .scale_codes()
+                .iter()
+                .map(|&c| if c == 255 { 32767 } else { c as i16 - 127 })
+                .collect();
+            assert_eq!(exps, r.i16(&format!("{p}/scale_exp")), "{p}/scale_exp");
+            let y = q.dequantize(&z).unwrap();
+            for (i, (a, b)) in y.iter().zip(r.f32(&format!("{p}/deq"))).enumerate() {
+                assert!(
+                    a == b || (a.is_nan() && b.is_nan()),
+                    "{p}[{i}]: {a:e} vs {b:e} (x = {:e})",
+                    x[i]
+                );
+            }
+        }
+    }
 }
 
 fn report(name: &str, r: &Refs, t: &Tally) {

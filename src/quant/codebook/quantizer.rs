@@ -160,7 +160,9 @@ pub(crate) struct CodebookEnc {
 }
 
 impl Kernel for CodebookQuantizer {
-    const SCHEME: Scheme = CODEBOOK_SCHEME;
+    fn scheme(&self) -> Scheme {
+        CODEBOOK_SCHEME
+    }
     const ABSMAX_ONLY: bool = true;
     type Enc = CodebookEnc;
     type Dec = f32;

@@ -20,7 +20,11 @@ fn scale_width(l: &Layout) -> usize {
 impl Quantized {
     /// Size of [`to_bytes`](Self::to_bytes)' output.
     pub fn byte_len(&self) -> usize {
-        HEADER + self.scales.len() * scale_width(&self.scale_layout) + self.zero_points.len() + self.codes.len()
+        HEADER
+            + 4 * usize::from(self.tensor_scale.is_some())
+            + self.scales.len() * scale_width(&self.scale_layout)
+            + self.zero_points.len()
+            + self.codes.len()
     }
 
     /// Serialize in the documented layout (see the type's docs).
@@ -52,10 +56,14 @@ impl Quantized {
         });
         let w = scale_width(l);
         out.push(w as u8);
-        out.push(match self.order {
+        let order = match self.order {
             BitOrder::MsbFirst => 0,
             BitOrder::LsbFirst => 1,
-        });
+        };
+        out.push(order | u8::from(self.tensor_scale.is_some()) << 1);
+        if let Some(t) = self.tensor_scale {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
         for &c in &self.scale_codes {
             out.extend_from_slice(&c.to_le_bytes()[..w]);
         }
@@ -128,9 +136,18 @@ impl Quantized {
             return Err(Error::InvalidHeader("scale width does not match the scale format"));
         }
         let zp = if scheme == Scheme::Affine { groups } else { 0 };
+        let order = match bytes[31] & 1 {
+            0 => BitOrder::MsbFirst,
+            _ => BitOrder::LsbFirst,
+        };
+        if bytes[31] >> 2 != 0 {
+            return Err(Error::InvalidHeader("unknown flags in byte 31"));
+        }
+        let has_tensor_scale = bytes[31] & 2 != 0;
+        let ts_len = 4 * usize::from(has_tensor_scale);
         let needed = groups
             .checked_mul(w)
-            .and_then(|s| s.checked_add(HEADER + zp))
+            .and_then(|s| s.checked_add(HEADER + ts_len + zp))
             .and_then(|s| s.checked_add(pack::packed_len(bits, len)))
             .ok_or(Error::InvalidHeader("sizes overflow"))?;
         if bytes.len() < needed {
@@ -141,6 +158,9 @@ impl Quantized {
         }
         expect_len(needed, bytes.len())?;
         let mut at = HEADER;
+        let tensor_scale =
+            has_tensor_scale.then(|| f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]));
+        at += ts_len;
         let scale_codes: Vec<u32> = bytes[at..at + groups * w]
             .chunks_exact(w)
             .map(|c| {
@@ -160,11 +180,6 @@ impl Quantized {
         let zero_points = bytes[at..at + zp].to_vec();
         at += zp;
         let codes = bytes[at..].to_vec();
-        let order = match bytes[31] {
-            0 => BitOrder::MsbFirst,
-            1 => BitOrder::LsbFirst,
-            _ => return Err(Error::InvalidHeader("unknown bit order")),
-        };
         let q = Self::checked(
             scheme,
             bits,
@@ -176,7 +191,7 @@ impl Quantized {
             scales,
             zero_points,
         )?;
-        Ok(q.with_bit_order(order))
+        q.with_bit_order(order).with_tensor_scale(tensor_scale)
     }
 }
 
