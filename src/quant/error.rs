@@ -42,7 +42,7 @@ pub enum Error {
         /// The length given.
         actual: usize,
     },
-    /// A group holds a NaN or an infinity and the policy is [`NonFinite::Error`].
+    /// A group holds a NaN or an infinity and the policy is [`NonFinite::Error`](crate::NonFinite::Error).
     #[error("group {group} holds a non-finite value at element {index}")]
     NonFinite {
         /// Index of the group (block, row or column).
@@ -77,10 +77,10 @@ pub enum Error {
         /// Bytes given.
         got: usize,
     },
-    /// A serialized buffer is not a valid [`Quantized`] (bad magic, version or field).
+    /// A serialized buffer is not a valid [`Quantized`](super::Quantized) (bad magic, version or field).
     #[error("invalid quantized buffer: {0}")]
     InvalidHeader(&'static str),
-    /// A [`Quantized`] value does not match the quantizer asked to decode it.
+    /// A [`Quantized`](super::Quantized) value does not match the quantizer asked to decode it.
     #[error("quantized value does not match this quantizer: {0}")]
     Incompatible(&'static str),
     /// An integer code range that does not hold 0 or is empty.

@@ -4,7 +4,7 @@
 //!
 //! Both are block quantizers on the crate's one block walker: a block's amax gives its scale
 //! (an E8M0 power of two for MX, an E4M3 value for NVFP4), and each element is `x / scale`
-//! rounded into a small [`FloatFormat`](crate::FloatFormat) (or, for MXINT8, to `k / 64`).
+//! rounded into a small [`FloatFormat`] (or, for MXINT8, to `k / 64`).
 //!
 //! | quantizer | block | scale | elements | packed |
 //! |---|---|---|---|---|
@@ -67,7 +67,7 @@ pub use super::mx_math::ScaleRule;
 /// The element format of an MX block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MxElement {
-    /// MXFP8 with [`E4M3`](crate::E4M3) elements (max 448).
+    /// MXFP8 with [`E4M3`] elements (max 448).
     E4M3,
     /// MXFP8 with [`E5M2`](crate::E5M2) elements (max 57344).
     E5M2,
@@ -595,4 +595,64 @@ impl Quantizer for Nvfp4Quantizer {
         }
         walk::dequantize(&k, q, out)
     }
+}
+
+/// Rearrange a row-major `rows × cols` array of block scales (one row per matrix row, one
+/// column per block) into the tiled layout cuBLAS and CUTLASS block-scaled matmuls read:
+/// 128 × 4 tiles, zero-padded, each stored as 32 rows of 16 bytes (torchao's `to_blocked`).
+/// The result has `32 · ceil(rows / 128) × 16 · ceil(cols / 4)` bytes.
+///
+/// ```
+/// use lowbit::quant::mx::{swizzle_scales, unswizzle_scales};
+/// let scales: Vec<u8> = (0..128 * 4).map(|i| i as u8).collect();
+/// let tiled = swizzle_scales(&scales, 128, 4)?;
+/// // Row r = 32a + b of a tile goes to bytes 16b + 4a .. 16b + 4a + 4.
+/// assert_eq!(tiled[..8], [0, 1, 2, 3, 128, 129, 130, 131]);
+/// assert_eq!(unswizzle_scales(&tiled, 128, 4)?, scales);
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
+///
+/// # Errors
+/// [`Error::LengthMismatch`] unless `scales.len() == rows * cols` (checked, no overflow).
+pub fn swizzle_scales(scales: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Error> {
+    let n = rows
+        .checked_mul(cols)
+        .ok_or(Error::InvalidHeader("rows × cols overflows"))?;
+    super::expect_len(n, scales.len())?;
+    let (rb, cb) = (rows.div_ceil(128), cols.div_ceil(4));
+    let mut out = vec![0u8; rb * cb * 512];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[blocked_index(r, c, cb)] = scales[r * cols + c];
+        }
+    }
+    Ok(out)
+}
+
+/// The inverse of [`swizzle_scales`] (torchao's `from_blocked`).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] unless `tiled` has the length [`swizzle_scales`] gives.
+pub fn unswizzle_scales(tiled: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Error> {
+    let (rb, cb) = (rows.div_ceil(128), cols.div_ceil(4));
+    let n = rb
+        .checked_mul(cb)
+        .and_then(|t| t.checked_mul(512))
+        .ok_or(Error::InvalidHeader("rows × cols overflows"))?;
+    super::expect_len(n, tiled.len())?;
+    let mut out = vec![0u8; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r * cols + c] = tiled[blocked_index(r, c, cb)];
+        }
+    }
+    Ok(out)
+}
+
+/// Where scale `(r, c)` goes in the tiled layout with `cb` tiles per tile row.
+#[inline]
+fn blocked_index(r: usize, c: usize, cb: usize) -> usize {
+    let tile = (r / 128) * cb + c / 4;
+    let (a, b) = ((r % 128) / 32, r % 32);
+    tile * 512 + b * 16 + a * 4 + c % 4
 }

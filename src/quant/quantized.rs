@@ -99,7 +99,7 @@ impl Default for Quantized {
 }
 
 impl Quantized {
-    /// An empty value (no elements), to pass to [`Quantizer::quantize_into`].
+    /// An empty value (no elements), to pass to [`Quantizer::quantize_into`](super::Quantizer::quantize_into).
     pub const fn empty() -> Self {
         Self {
             scheme: Scheme::Symmetric,

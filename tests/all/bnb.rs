@@ -133,7 +133,7 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 let Absmax::Double(dq) = st.scales() else { panic!() };
                 assert_eq!(dq.codes(), r.u8(&format!("{p}_dq_absmax_codes")), "{p}_dq_absmax_codes");
                 assert_eq!(
-                    bits(&dq.absmax2()),
+                    bits(dq.absmax2()),
                     bits(r.f32(&format!("{p}_dq_absmax2"))),
                     "{p}_dq_absmax2"
                 );

@@ -404,3 +404,167 @@ fn mx_rule_names_round_trip() {
     }
     assert_eq!(mx_scale_code(448.0, Elem::E4M3, ScaleRule::Floor), 127);
 }
+
+#[test]
+fn swizzle_matches_torchao_to_blocked() {
+    use lowbit::quant::mx::{swizzle_scales, unswizzle_scales};
+    let scales: Vec<u8> = (0..130 * 6).map(|i| (i % 251) as u8).collect();
+    let want = std::fs::read(data("mx/to_blocked_130x6.u8")).unwrap();
+    let got = swizzle_scales(&scales, 130, 6).unwrap();
+    assert_eq!(got, want);
+    assert_eq!(unswizzle_scales(&got, 130, 6).unwrap(), scales);
+    assert!(swizzle_scales(&scales, 130, 5).is_err());
+    assert!(swizzle_scales(&[], usize::MAX, 2).is_err());
+    assert!(unswizzle_scales(&got[1..], 130, 6).is_err());
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    use lowbit::QuantError;
+    let q = MxQuantizer::new(MxElement::E4M3, ScaleRule::Floor).unwrap();
+    assert_eq!(
+        q.quantize(&[1.0; 33]).unwrap_err(),
+        QuantError::NotWholeBlocks { len: 33, block: 32 }
+    );
+    let mut x = vec![1.0f32; 64];
+    x[40] = f32::NAN;
+    assert_eq!(
+        q.quantize(&x).unwrap_err(),
+        QuantError::NonFinite { group: 1, index: 40 }
+    );
+    assert!(MxQuantizer::new(MxElement::Int8, ScaleRule::Ceil).is_err());
+    assert!(q.with_rounding(Rounding::TowardZero).is_err());
+    assert!(MxQuantizer::new(MxElement::E4M3, ScaleRule::RCeil)
+        .unwrap()
+        .with_rounding(Rounding::NearestAway)
+        .is_err());
+    assert!(q.with_non_finite(NonFinite::Skip).is_err());
+    assert!(q.with_block_size(0).is_err());
+    assert!(MxQuantizer::new(MxElement::E2M3, ScaleRule::Floor)
+        .unwrap()
+        .with_block_size(6)
+        .is_err());
+    assert!(Nvfp4Quantizer::new(TensorScale::Fixed(f32::NAN)).is_err());
+    assert!(Nvfp4Quantizer::new(TensorScale::Fixed(0.0)).is_err());
+    assert!(Nvfp4Quantizer::new(TensorScale::None)
+        .unwrap()
+        .quantize(&[1.0; 17])
+        .is_err());
+    // Decoding with the wrong quantizer or buffer is refused.
+    let z = q.quantize(&[1.0; 32]).unwrap();
+    let fp4 = MxQuantizer::new(MxElement::E2M1, ScaleRule::Floor).unwrap();
+    assert!(fp4.dequantize(&z).is_err());
+    assert!(q.dequantize_into(&z, &mut [0.0; 31]).is_err());
+    let two = Nvfp4Quantizer::new(TensorScale::FromAmax).unwrap();
+    let one = Nvfp4Quantizer::new(TensorScale::None).unwrap();
+    assert!(one.dequantize(&two.quantize(&[1.0; 16]).unwrap()).is_err());
+    // An all-zero tensor under two levels codes zeros (torchao would divide 0 by 0).
+    let z = two.quantize(&[0.0; 16]).unwrap();
+    assert_eq!(two.dequantize(&z).unwrap(), [0.0; 16]);
+}
+
+mod props {
+    use super::*;
+    use lowbit::FloatFormat;
+    use proptest::prelude::*;
+
+    fn block() -> impl Strategy<Value = Vec<f32>> {
+        (prop::collection::vec(-1.0f32..1.0, 64), -30i32..30).prop_map(|(v, e)| {
+            let s = 2f32.powi(e);
+            v.into_iter().map(|x| x * s).collect()
+        })
+    }
+
+    const ELEMENTS: [MxElement; 6] = [
+        MxElement::E4M3,
+        MxElement::E5M2,
+        MxElement::E2M3,
+        MxElement::E3M2,
+        MxElement::E2M1,
+        MxElement::Int8,
+    ];
+
+    proptest! {
+        /// Floor's scale is the spec's: `amax / scale` lies in `[2^emax, 2^(emax+1))`; elements
+        /// are nearest (the dequantized value is the element grid value nearest `x / scale`,
+        /// unless saturated); requantizing the values gives the same bytes; bytes round-trip;
+        /// blocks are independent.
+        #[test]
+        fn mx_properties(x in block(), ei in 0usize..6) {
+            let elem = ELEMENTS[ei];
+            let q = MxQuantizer::new(elem, ScaleRule::Floor).unwrap();
+            let z = q.quantize(&x).unwrap();
+            let y = q.dequantize(&z).unwrap();
+            let emax = match elem {
+                MxElement::E4M3 => 8, MxElement::E5M2 => 15, MxElement::E2M3 | MxElement::E2M1 => 2,
+                MxElement::E3M2 => 4, MxElement::Int8 => 0,
+            };
+            for (b, (xs, ys)) in x.chunks(32).zip(y.chunks(32)).enumerate() {
+                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let scale = z.scales()[b];
+                if amax > 0.0 && amax >= 2f32.powi(-100) {
+                    let r = amax / scale;
+                    prop_assert!(r >= 2f32.powi(emax) && r < 2f32.powi(emax + 1), "block {}: {} / {}", b, amax, scale);
+                }
+                // Nearest: no neighbouring grid value is closer to x / scale (saturated
+                // elements are the grid's maximum).
+                let codes = z.unpacked_codes();
+                for (k, (&a, &v)) in xs.iter().zip(ys).enumerate() {
+                    let t = a / scale;
+                    let c = codes[b * 32 + k];
+                    let grid = |c: i32| -> Option<f32> {
+                        match elem {
+                            MxElement::E4M3 if (0..0x7f).contains(&(c & 0x7f)) && (0..256).contains(&c) => Some(lowbit::E4M3::decode_f32(c as u8)),
+                            MxElement::E5M2 if (0..0x7c).contains(&(c & 0x7f)) && (0..256).contains(&c) => Some(lowbit::E5M2::decode_f32(c as u8)),
+                            MxElement::E2M3 if (0..64).contains(&c) => Some(lowbit::E2M3::decode_f32(c as u8)),
+                            MxElement::E3M2 if (0..64).contains(&c) => Some(lowbit::E3M2::decode_f32(c as u8)),
+                            MxElement::E2M1 if (0..16).contains(&c) => Some(lowbit::E2M1::decode_f32(c as u8)),
+                            MxElement::Int8 if (-127..=127).contains(&c) => Some(c as f32 / 64.0),
+                            _ => None,
+                        }
+                    };
+                    let c = if elem == MxElement::Int8 { i32::from(c as i8) } else { i32::from(c) };
+                    let g = grid(c).unwrap();
+                    prop_assert_eq!(g * scale, v);
+                    for n in [c - 1, c + 1] {
+                        if let Some(h) = grid(n) {
+                            if h.signum() == g.signum() || h == 0.0 || g == 0.0 {
+                                prop_assert!((t - g).abs() <= (t - h).abs(), "{} / {}: {} is nearer than {}", a, scale, h, g);
+                            }
+                        }
+                    }
+                }
+            }
+            let z2 = q.quantize(&y).unwrap();
+            prop_assert_eq!(&z2, &z);
+            prop_assert_eq!(&lowbit::quant::Quantized::from_bytes(&z.to_bytes()).unwrap(), &z);
+            let halves = [q.quantize(&x[..32]).unwrap(), q.quantize(&x[32..]).unwrap()];
+            let mut codes = halves[0].unpacked_codes();
+            codes.extend(halves[1].unpacked_codes());
+            prop_assert_eq!(codes, z.unpacked_codes());
+        }
+
+        #[test]
+        fn nvfp4_properties(x in block()) {
+            let q = Nvfp4Quantizer::new(TensorScale::None).unwrap();
+            let z = q.quantize(&x).unwrap();
+            let y = q.dequantize(&z).unwrap();
+            for (b, (xs, ys)) in x.chunks(16).zip(y.chunks(16)).enumerate() {
+                let s = z.scales()[b];
+                let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+                if !(amax / 6.0 <= 448.0 && amax / 6.0 >= 2f32.powi(-6)) {
+                    continue; // the block scale is clamped: elements saturate by design
+                }
+                for (&a, &v) in xs.iter().zip(ys) {
+                    // E2M1's largest gap is 2 (between 4 and 6), and the scale is within an
+                    // E4M3 rounding of amax / 6: at most one unit of the scale and a bit.
+                    prop_assert!((a - v).abs() <= s * 1.07, "{} -> {} (scale {})", a, v, s);
+                }
+            }
+            prop_assert_eq!(&lowbit::quant::Quantized::from_bytes(&z.to_bytes()).unwrap(), &z);
+            let two = Nvfp4Quantizer::new(TensorScale::FromAmax).unwrap();
+            let z = two.quantize(&x).unwrap();
+            prop_assert_eq!(&lowbit::quant::Quantized::from_bytes(&z.to_bytes()).unwrap(), &z);
+        }
+    }
+}

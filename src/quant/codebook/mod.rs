@@ -359,7 +359,7 @@ impl Codebook {
     }
 
     /// Bits a stored code takes: enough for the largest code (NF4 and FP4: 4, NF3: 3, a
-    /// 256-entry map: 8). Codes are packed densely at this width ([`pack`]).
+    /// 256-entry map: 8). Codes are packed densely at this width ([`pack`](super::pack)).
     pub fn code_bits(&self) -> u32 {
         let max = u32::from(*self.codes.iter().max().expect("at least two levels"));
         (u32::BITS - max.leading_zeros()).max(1)

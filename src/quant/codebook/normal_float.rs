@@ -146,7 +146,7 @@ pub fn normal_float_offset(k: u32) -> f64 {
 /// `linspace(offset, 0.5, 2^(k-1))`, and an exact zero; rounded to `f32`, sorted and divided
 /// by the largest. The offset is [`normal_float_offset`]`(k)`.
 ///
-/// For `k = 4` this is bitsandbytes' NF4 table bit for bit ([`NF4_LEVELS`]).
+/// For `k = 4` this is bitsandbytes' NF4 table bit for bit ([`NF4_LEVELS`](super::NF4_LEVELS)).
 ///
 /// # Errors
 ///

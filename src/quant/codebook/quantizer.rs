@@ -27,7 +27,7 @@ pub enum ZeroBlock {
 pub const CODEBOOK_SCHEME: Scheme = Scheme::Other(0);
 
 /// A codebook quantizer: per group (block, row or the whole tensor) `absmax = max |x|`, codes
-/// of the levels nearest to `x / absmax`, `x' = level * absmax` (see the [module docs](self)).
+/// of the levels nearest to `x / absmax`, `x' = level * absmax` (see the [module docs](super)).
 ///
 /// Implements [`Quantizer`]: the [`Quantized`] it makes has scheme [`CODEBOOK_SCHEME`],
 /// [`Codebook::code_bits`]-bit codes packed MSB first ([`pack`]; for 4-bit codes the first
