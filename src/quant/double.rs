@@ -20,8 +20,8 @@
 //!
 //! let absmax: Vec<f32> = (0..1000).map(|i| 1.0 + (i % 17) as f32 / 8.0).collect();
 //! let dq = DoubleQuant::quantize(&absmax, 256)?;
-//! assert_eq!(dq.codes.len(), 1000);
-//! assert_eq!(dq.absmax2.len(), 4);
+//! assert_eq!(dq.codes().len(), 1000);
+//! assert_eq!(dq.absmax2().len(), 4);
 //! let back = dq.restore()?;
 //! assert!(back.iter().zip(&absmax).all(|(a, b)| (a - b).abs() < 0.01));
 //! # Ok::<(), lowbit::QuantError>(())
