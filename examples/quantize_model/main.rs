@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example quantize_model -- model.safetensors \
-//!     [--recipe int8|int4|nf4|e4m3] [--out quantized.safetensors] [--activations DIR]
+//!     [--recipe int8|int4|nf4|e4m3|mxfp8|mxfp6|mxfp4|mxint8|nvfp4] [--out quantized.safetensors] [--activations DIR]
 //! ```
 //!
 //! Recipes:
@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use lowbit::compat::bnb::{Absmax, QuantType};
+use lowbit::quant::mx::{MxElement, ScaleRule, TensorScale};
 use lowbit::scheme::ptq::{
     ActivationScheme, CalibratorKind, FloatCast, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme,
 };
@@ -45,6 +46,11 @@ enum RecipeName {
     Int4,
     Nf4,
     E4M3,
+    MxFp8,
+    MxFp6,
+    MxFp4,
+    MxInt8,
+    Nvfp4,
 }
 
 #[derive(Debug)]
@@ -56,7 +62,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: quantize_model MODEL.safetensors [--recipe int8|int4|nf4|e4m3] [--out OUT.safetensors] [--activations DIR]";
+    "usage: quantize_model MODEL.safetensors [--recipe int8|int4|nf4|e4m3|mxfp8|mxfp6|mxfp4|mxint8|nvfp4] [--out OUT.safetensors] [--activations DIR]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
     let mut it = args.into_iter();
@@ -73,6 +79,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, String> {
                     "int4" => RecipeName::Int4,
                     "nf4" => RecipeName::Nf4,
                     "e4m3" => RecipeName::E4M3,
+                    "mxfp8" => RecipeName::MxFp8,
+                    "mxfp6" => RecipeName::MxFp6,
+                    "mxfp4" => RecipeName::MxFp4,
+                    "mxint8" => RecipeName::MxInt8,
+                    "nvfp4" => RecipeName::Nvfp4,
                     other => return Err(format!("unknown recipe {other:?}\n{USAGE}")),
                 }
             }
@@ -104,6 +115,13 @@ fn recipe(name: RecipeName) -> Result<Recipe, Box<dyn Error>> {
             block: 64,
             double_quant: true,
         },
+        RecipeName::MxFp8 => mx(MxElement::E4M3),
+        RecipeName::MxFp6 => mx(MxElement::E2M3),
+        RecipeName::MxFp4 => mx(MxElement::E2M1),
+        RecipeName::MxInt8 => mx(MxElement::Int8),
+        RecipeName::Nvfp4 => WeightScheme::Nvfp4 {
+            tensor_scale: TensorScale::FromAmax,
+        },
     };
     Ok(Recipe::new().weights("*", weights).activations(
         "*",
@@ -113,6 +131,14 @@ fn recipe(name: RecipeName) -> Result<Recipe, Box<dyn Error>> {
             true,
         )?,
     ))
+}
+
+/// An OCP MX recipe with the spec's scale rule.
+fn mx(element: MxElement) -> WeightScheme {
+    WeightScheme::Mx {
+        element,
+        rule: ScaleRule::Floor,
+    }
 }
 
 /// A tensor's values as f32 (F32, F16 and BF16 checkpoints).
@@ -195,7 +221,6 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
         match q {
             QuantizedWeight::Int(q) => {
                 let codes = q.codes().to_vec();
-                let scales: Vec<u8> = q.scales().iter().flat_map(|s| s.to_le_bytes()).collect();
                 let zps = q.zero_points().to_vec();
                 outputs.push(OutTensor {
                     name: format!("{name}.codes"),
@@ -203,12 +228,26 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                     shape: vec![codes.len()],
                     data: codes,
                 });
+                // 8-bit scale formats (MX's E8M0, NVFP4's E4M3) as their raw bytes.
+                let (dtype, scales) = if q.scale_layout().bits() <= 8 {
+                    (Dtype::U8, q.scale_codes().iter().map(|&c| c as u8).collect())
+                } else {
+                    (Dtype::F32, q.scales().iter().flat_map(|s| s.to_le_bytes()).collect())
+                };
                 outputs.push(OutTensor {
                     name: format!("{name}.scales"),
-                    dtype: Dtype::F32,
+                    dtype,
                     shape: vec![q.scales().len()],
                     data: scales,
                 });
+                if let Some(t) = q.tensor_scale() {
+                    outputs.push(OutTensor {
+                        name: format!("{name}.tensor_scale"),
+                        dtype: Dtype::F32,
+                        shape: vec![],
+                        data: t.to_le_bytes().to_vec(),
+                    });
+                }
                 if !zps.is_empty() {
                     outputs.push(OutTensor {
                         name: format!("{name}.zero_points"),

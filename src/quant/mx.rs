@@ -656,3 +656,37 @@ fn blocked_index(r: usize, c: usize, cb: usize) -> usize {
     let (a, b) = ((r % 128) / 32, r % 32);
     tile * 512 + b * 16 + a * 4 + c % 4
 }
+
+/// Dequantize any MX or NVFP4 value by what its header records (element format, block size,
+/// tensor scale): the scale rule and the rounding only matter when quantizing.
+///
+/// # Errors
+/// [`Error::Incompatible`] for a value of another scheme, and the errors of
+/// [`Quantizer::dequantize_into`].
+pub fn dequantize_into(q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
+    let block = match q.granularity() {
+        Granularity::PerBlock(b) => b,
+        _ => return Err(Error::Incompatible("MX and NVFP4 values are block-wise")),
+    };
+    if q.scheme() == NVFP4_SCHEME {
+        let k = Nvfp4Kernel {
+            tensor_scale: q.tensor_scale(),
+            non_finite: NonFinite::Propagate,
+        };
+        return walk::dequantize(&k, q, out);
+    }
+    let element = [
+        MxElement::E4M3,
+        MxElement::E5M2,
+        MxElement::E2M3,
+        MxElement::E3M2,
+        MxElement::E2M1,
+        MxElement::Int8,
+    ]
+    .into_iter()
+    .find(|e| e.scheme() == q.scheme())
+    .ok_or(Error::Incompatible("not an MX or NVFP4 value"))?;
+    MxQuantizer::new(element, ScaleRule::Floor)?
+        .with_block_size(block)?
+        .dequantize_into(q, out)
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::report::{bits_per, ErrStats, LayerReport, TensorKind};
 use crate::compat::bnb::{self, Absmax, QuantState, QuantType};
 use crate::format::{FloatFormat, Options, Overflow, Rounding};
+use crate::quant::mx::{self, MxElement, MxQuantizer, Nvfp4Quantizer, ScaleRule, TensorScale};
 use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Granularity, Quantized, Quantizer};
 use crate::scheme::{check_finite, Error};
 use crate::{Bf16, Fp16, E4M3, E5M2};
@@ -146,6 +147,19 @@ pub enum WeightScheme {
         /// Double-quantize the scales.
         double_quant: bool,
     },
+    /// OCP MX (MXFP8, MXFP6, MXFP4, MXINT8): blocks of 32 consecutive elements (along each
+    /// row of a row-major weight), one E8M0 scale each, through [`MxQuantizer`].
+    Mx {
+        /// The element format.
+        element: MxElement,
+        /// How a block's scale comes from its amax.
+        rule: ScaleRule,
+    },
+    /// NVFP4: blocks of 16 E2M1 elements with E4M3 scales, through [`Nvfp4Quantizer`].
+    Nvfp4 {
+        /// One level, or a second-level tensor scale.
+        tensor_scale: TensorScale,
+    },
     /// Any quantizer, used as it is (its granularity must suit every tensor the rule matches).
     Custom(Arc<dyn Quantizer + Send + Sync>),
 }
@@ -216,6 +230,21 @@ impl WeightScheme {
                 quant_type.name(),
                 if *double_quant { " double-quant" } else { "" }
             ),
+            WeightScheme::Mx { element, rule } => {
+                let name = match element {
+                    MxElement::E4M3 => "mxfp8 e4m3",
+                    MxElement::E5M2 => "mxfp8 e5m2",
+                    MxElement::E2M3 => "mxfp6 e2m3",
+                    MxElement::E3M2 => "mxfp6 e3m2",
+                    MxElement::E2M1 => "mxfp4",
+                    MxElement::Int8 => "mxint8",
+                };
+                format!("{name} {rule:?}").to_lowercase()
+            }
+            WeightScheme::Nvfp4 { tensor_scale } => match tensor_scale {
+                TensorScale::None => "nvfp4".to_string(),
+                _ => "nvfp4 tensor-scaled".to_string(),
+            },
             WeightScheme::Custom(q) => format!("custom {}-bit {:?}", q.bits(), q.granularity()),
         }
     }
@@ -327,9 +356,17 @@ fn dequantize_int(q: &Quantized, y: &mut [f32]) -> Result<(), Error> {
     use crate::quant::Scheme;
     match q.scheme() {
         Scheme::Affine => AffineQuantizer::new(q.bits(), q.granularity())?.dequantize_into(q, y)?,
-        _ => AbsmaxQuantizer::new(q.bits(), q.granularity())?.dequantize_into(q, y)?,
+        Scheme::Symmetric => AbsmaxQuantizer::new(q.bits(), q.granularity())?.dequantize_into(q, y)?,
+        _ => mx::dequantize_into(q, y)?,
     }
     Ok(())
+}
+
+/// Quantize `data` with `z`, writing the dequantized values into `y`.
+fn quantize_with_quantizer(z: &dyn Quantizer, data: &[f32], y: &mut [f32]) -> Result<Quantized, Error> {
+    let q = z.quantize(data)?;
+    z.dequantize_into(&q, y)?;
+    Ok(q)
 }
 
 /// Quantize one weight with a given scheme (what [`Recipe::quantize_weight`] does after the
@@ -398,9 +435,17 @@ pub fn quantize_weight_with(
         }
         WeightScheme::Custom(z) => {
             WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;
-            let q = z.quantize(data)?;
-            z.dequantize_into(&q, &mut y)?;
-            QuantizedWeight::Int(q)
+            QuantizedWeight::Int(quantize_with_quantizer(z.as_ref(), data, &mut y)?)
+        }
+        WeightScheme::Mx { element, rule } => {
+            WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;
+            let z = MxQuantizer::new(*element, *rule)?;
+            QuantizedWeight::Int(quantize_with_quantizer(&z, data, &mut y)?)
+        }
+        WeightScheme::Nvfp4 { tensor_scale } => {
+            WeightScheme::granularity(WeightGranularity::PerTensor, data.len(), shape)?;
+            let z = Nvfp4Quantizer::new(*tensor_scale)?;
+            QuantizedWeight::Int(quantize_with_quantizer(&z, data, &mut y)?)
         }
     };
     let mut e = ErrStats::default();
