@@ -29,8 +29,15 @@ pub fn calibrate_activations(
     let mut cal = recipe.calibration();
     for (file, layer) in layers {
         let path = dir.join(file);
-        let mut npz = npyz::npz::NpzArchive::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let arr = npz.by_name("x")?.ok_or(format!("{}: no array x", path.display()))?;
+        // An .npz is a zip of .npy files.
+        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut npz =
+            zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+        let arr = match npz.by_name("x.npy") {
+            Ok(f) => npyz::NpyFile::new(f)?,
+            Err(zip::result::ZipError::FileNotFound) => return Err(format!("{}: no array x", path.display()).into()),
+            Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+        };
         let shape = arr.shape().to_vec();
         let x: Vec<f32> = arr.into_vec::<npyz::half::f16>()?.into_iter().map(f32::from).collect();
         let cols = *shape.last().unwrap_or(&1) as usize;

@@ -13,9 +13,9 @@
 //! - `e4m3`: FP8 E4M3 with one f32 scale per tensor (`amax / 448`).
 //!
 //! `--activations DIR` also calibrates the inputs of layer 0's query, FFN-up and FFN-down
-//! Linear layers from `DIR/minilm_L0_{query,ffn_up,ffn_down}_in.npz` (f16 rows × features, as
-//! in lowbit's shared references): int8 symmetric, histogram percentile 99.99, calibrated on
-//! the first half of the rows and measured on the second half.
+//! Linear layers from `DIR/minilm_L0_{query,ffn_up,ffn_down}_in.npz` (each an f16 array `x` of
+//! rows × features, captured from the model): int8 symmetric, histogram percentile 99.99,
+//! calibrated on the first half of the rows and measured on the second half.
 //!
 //! With `--out`, a 2-D weight `W` becomes `W.codes` (U8, packed codes, MSB first as
 //! `lowbit::quant` packs them), `W.scales` (F32) and `W.zero_points` (U8, affine only) for the

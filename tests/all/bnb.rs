@@ -10,7 +10,7 @@ use lowbit::compat::bnb::{self, Absmax, QuantType};
 use lowbit::quant::codebook::normal_float_levels;
 use lowbit::quant::double::{dynamic_map, torch_cuda_mean};
 
-use crate::common::{data, shared_ref};
+use crate::common::{data, shared_ref, Npz};
 
 enum Arr {
     F32(Vec<f32>),
@@ -22,7 +22,7 @@ struct Refs(BTreeMap<String, Arr>);
 
 impl Refs {
     fn load(path: &Path) -> Self {
-        let mut z = npyz::npz::NpzArchive::open(path).unwrap();
+        let mut z = Npz::open(path).unwrap();
         let names: Vec<String> = z.array_names().map(str::to_owned).collect();
         let mut m = BTreeMap::new();
         for n in names {

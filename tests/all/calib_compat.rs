@@ -3,7 +3,7 @@
 //! modelopt 0.47 `HistogramCalibrator(torch_hist=True)`, on three MiniLM layer-0 activations and
 //! three synthetic tensors, 8 batches (`np.array_split` along axis 0) fed in order and reversed.
 
-use crate::common::shared_ref;
+use crate::common::{shared_ref, Npz};
 use lowbit::compat::{modelopt, ort};
 use std::collections::BTreeMap;
 
@@ -24,7 +24,7 @@ const DATA: &[(&str, &str, &str)] = &[
 /// The array as f32 and its number of rows.
 pub fn load(file: &str, key: &str) -> Option<(Vec<f32>, usize)> {
     let path = shared_ref(file)?;
-    let mut npz = npyz::npz::NpzArchive::open(&path).expect("npz");
+    let mut npz = Npz::open(&path).expect("npz");
     let arr = npz.by_name(key).expect("read").expect("key");
     let rows = arr.shape()[0] as usize;
     let v: Vec<f32> = match arr.dtype() {

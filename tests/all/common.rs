@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `tests/data/<rel>`.
 pub fn data(rel: &str) -> PathBuf {
@@ -15,8 +15,33 @@ pub fn shared_ref(rel: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// A NumPy `.npz` archive: a zip of `.npy` files, stored or deflated (what npyz's `NpzArchive`
+/// does, on zip's deflate support alone).
+pub struct Npz(zip::ZipArchive<std::io::BufReader<std::fs::File>>);
+
+impl Npz {
+    pub fn open(path: impl AsRef<Path>) -> std::io::Result<Self> {
+        let file = std::io::BufReader::new(std::fs::File::open(path)?);
+        Ok(Npz(zip::ZipArchive::new(file)?))
+    }
+
+    /// The names of the arrays (the member names without `.npy`).
+    pub fn array_names(&self) -> impl Iterator<Item = &str> {
+        self.0.file_names().filter_map(|n| n.strip_suffix(".npy"))
+    }
+
+    /// The array `name`, or `None` when the archive has no such array.
+    pub fn by_name(&mut self, name: &str) -> std::io::Result<Option<npyz::NpyFile<zip::read::ZipFile<'_>>>> {
+        match self.0.by_name(&format!("{name}.npy")) {
+            Ok(f) => npyz::NpyFile::new(f).map(Some),
+            Err(zip::result::ZipError::FileNotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 /// Little-endian words of `width` bytes, widened to u64.
-pub fn read_words(path: &std::path::Path, width: usize) -> Vec<u64> {
+pub fn read_words(path: &Path, width: usize) -> Vec<u64> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(bytes.len() % width, 0, "{}", path.display());
     bytes

@@ -31,7 +31,7 @@ struct Refs(BTreeMap<String, (Vec<u64>, Arr)>);
 
 impl Refs {
     fn load(path: &Path) -> Self {
-        let mut z = npyz::npz::NpzArchive::open(path).unwrap();
+        let mut z = crate::common::Npz::open(path).unwrap();
         let names: Vec<String> = z.array_names().map(str::to_owned).collect();
         let mut m = BTreeMap::new();
         for n in names {

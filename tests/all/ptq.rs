@@ -1,6 +1,6 @@
 //! PTQ recipes, reports and the TFLite presets, against independent computations.
 
-use crate::common::shared_ref;
+use crate::common::{shared_ref, Npz};
 use lowbit::calib::{Method, Range};
 use lowbit::quant::Granularity;
 use lowbit::scheme::ptq::{
@@ -265,7 +265,7 @@ fn real_minilm_activations_full_integer() {
     let Some(path) = shared_ref("calib/minilm_L0_query_in.npz") else {
         return;
     };
-    let mut npz = npyz::npz::NpzArchive::open(path).unwrap();
+    let mut npz = Npz::open(path).unwrap();
     let x: Vec<f32> = npz
         .by_name("x")
         .unwrap()

@@ -1,7 +1,7 @@
 //! lowbit::scheme against independent computations: a NumPy reference
 //! (`tests/data/scheme/gen_scheme_refs.py`), exact f64 arithmetic, and finite differences.
 
-use crate::common::data;
+use crate::common::{data, Npz};
 use lowbit::scheme::amp::{count_non_finite, find_non_finite, GradScaler, MasterWeights};
 use lowbit::scheme::binary::Binary;
 use lowbit::scheme::fake_quant::{self, IntParams};
@@ -11,8 +11,8 @@ use lowbit::scheme::ternary::Ternary;
 use lowbit::{Bf16, FloatFormat, Fp16, E4M3, E5M2};
 use proptest::prelude::*;
 
-fn refs() -> npyz::npz::NpzArchive<std::io::BufReader<std::fs::File>> {
-    npyz::npz::NpzArchive::open(data("scheme/scheme_refs.npz")).unwrap()
+fn refs() -> Npz {
+    Npz::open(data("scheme/scheme_refs.npz")).unwrap()
 }
 
 fn arr<T: npyz::Deserialize>(name: &str) -> Vec<T> {

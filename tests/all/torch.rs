@@ -1,11 +1,11 @@
 //! Affine and symmetric qparams against torch.ao's `MinMaxObserver` (torch 2.11), see
 //! `tests/data/README.md`.
 
-use crate::common::{data, shared_ref};
+use crate::common::{data, shared_ref, Npz};
 use lowbit::quant::{AbsmaxQuantizer, AffineQuantizer, Granularity, QParams, QRange, Quantizer, TORCH_EPS};
 
 fn npz_f64(path: &std::path::Path, key: &str) -> Vec<f64> {
-    let mut npz = npyz::npz::NpzArchive::open(path).unwrap();
+    let mut npz = Npz::open(path).unwrap();
     npz.by_name(key).unwrap().unwrap().into_vec::<f64>().unwrap()
 }
 
@@ -42,7 +42,7 @@ fn minmax_observer_qparams() {
 #[test]
 fn quantize_per_tensor_ties_to_even() {
     let want: Vec<i32> = {
-        let mut npz = npyz::npz::NpzArchive::open(data("torch/torch_qparams.npz")).unwrap();
+        let mut npz = Npz::open(data("torch/torch_qparams.npz")).unwrap();
         let v: Vec<i8> = npz.by_name("qpt_ties_int").unwrap().unwrap().into_vec().unwrap();
         v.into_iter().map(i32::from).collect()
     };
@@ -67,7 +67,7 @@ fn quantizers_on_observer_data() {
     let Some(p) = shared_ref("torch/torch_refs.npz") else {
         return;
     };
-    let mut npz = npyz::npz::NpzArchive::open(&p).unwrap();
+    let mut npz = Npz::open(&p).unwrap();
     for d in DISTS {
         let x: Vec<f32> = npz.by_name(&format!("dist_{d}")).unwrap().unwrap().into_vec().unwrap();
         let aff = npz_f64(&p, &format!("obs_{d}_minmax_aff_u8"));

@@ -2,11 +2,11 @@
 //! `../shared/refs/torch/torch_refs.npz`). torch agrees with ml_dtypes, and so with us, on
 //! every number; where it differs on NaN and E8M0 the test pins the documented difference.
 
-use crate::common::data;
+use crate::common::{data, Npz};
 use lowbit::format::*;
 
 fn array<T: npyz::Deserialize>(name: &str) -> Vec<T> {
-    let mut npz = npyz::npz::NpzArchive::open(data("torch/casts.npz")).unwrap();
+    let mut npz = Npz::open(data("torch/casts.npz")).unwrap();
     npz.by_name(name)
         .unwrap()
         .unwrap_or_else(|| panic!("{name}"))

@@ -1,7 +1,7 @@
 //! Block-32 symmetric quantization against candle's ggml blocks and a memcpy.
 //!
 //! Throughput is in bytes of `f32` (input for quantize, output for dequantize).
-//! Run briefly: `cargo bench --bench quant -- --warm-up-time 1 --measurement-time 3`.
+//! Run briefly: `cargo bench -p lowbit-bench --bench quant -- --warm-up-time 1 --measurement-time 3`.
 
 use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ8_0, GgmlType};
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
