@@ -441,6 +441,20 @@ impl MxBlock {
         }
     }
 
+    /// The multiplier `m` with [`scaled`](Self::scaled)`(x) == clamp(x * m, -max, max)`
+    /// for every `x` that is not NaN (FP6/FP4 casts saturate, so clamping first changes
+    /// nothing): `1 / s` for a division by a power of two in `[2^-126, 2^127]` (exact, and both
+    /// round the same real value once), the reciprocal itself for RCEIL; `None` for a NaN
+    /// block, whose elements need the NaN rules.
+    #[inline]
+    pub fn multiplier(&self) -> Option<f32> {
+        match self.op {
+            MxOp::Div(s) if s.is_finite() => Some(1.0 / s),
+            MxOp::Mul(r) if !r.is_nan() => Some(r),
+            _ => None,
+        }
+    }
+
     /// The element code torchao stores for `x` (right-aligned, unpacked).
     #[inline]
     pub fn elem_code(&self, x: f32) -> u8 {
