@@ -95,9 +95,25 @@ fn overflow_magnitude(l: &Layout, opts: Options, infinite_input: bool) -> u64 {
     }
 }
 
+/// `x` as an `f64`, exactly, a NaN's payload bits included: `f64::from` quiets a signalling
+/// NaN on x86, which would make the `f32` and `f64` paths disagree.
+#[inline]
+pub(crate) fn widen(x: f32) -> f64 {
+    if x.is_nan() {
+        let b = u64::from(x.to_bits());
+        f64::from_bits((b >> 31) << 63 | 0x7ff0_0000_0000_0000 | (b & 0x007f_ffff) << 29)
+    } else {
+        f64::from(x)
+    }
+}
+
 /// Encode an `f64` into a code of layout `l`: one rounding from the exact value.
 pub(crate) fn encode_f64(l: &Layout, x: f64, opts: Options) -> u64 {
     if l.man_bits == 52 {
+        // binary64 is the identity; only saturation changes an infinity.
+        if x.is_infinite() && opts.overflow == Overflow::Saturate {
+            return (x.to_bits() & (1 << 63)) | f64::MAX.to_bits();
+        }
         return x.to_bits();
     }
     let bits = x.to_bits();
@@ -296,7 +312,8 @@ impl F32Fast {
             nan_payload,
             nan_exp: (l.exp_field_max() << l.man_bits) as u32,
             nan_quiet_bit: if quiet { 1 << (man - 1) } else { 0 },
-            sign_shift: 31 - (l.exp_bits + l.man_bits),
+            // Only read on the fast path; wider layouts (binary64) get a harmless 0.
+            sign_shift: if fast { 31 - (l.exp_bits + l.man_bits) } else { 0 },
             unsigned_zero: !l.has_negative_zero(),
         }
     }

@@ -162,7 +162,7 @@ impl Layout {
         } else if !(exp_bits >= 1 && exp_bits <= 8 && man_bits <= 23) {
             return Err(InvalidLayout("field widths: 1..=8 exponent bits, 0..=23 mantissa bits"));
         }
-        if bias < -1000 || bias > 1000 {
+        if !ieee64 && (bias < -1000 || bias > 1000) {
             return Err(InvalidLayout("bias outside -1000..=1000"));
         }
         match specials {

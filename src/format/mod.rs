@@ -190,7 +190,7 @@ pub trait FloatFormat: Copy + Clone + core::fmt::Debug + Default + Send + Sync +
         if Self::FAST.fast {
             Self::Code::from_u64(u64::from(codec::encode_f32_rne(&Self::FAST, x)))
         } else {
-            Self::encode_f64(f64::from(x))
+            Self::encode_f64(codec::widen(x))
         }
     }
 
@@ -211,7 +211,7 @@ pub trait FloatFormat: Copy + Clone + core::fmt::Debug + Default + Send + Sync +
     /// ```
     #[inline]
     fn encode_f32_with(x: f32, opts: Options) -> Self::Code {
-        Self::encode_f64_with(f64::from(x), opts)
+        Self::encode_f64_with(codec::widen(x), opts)
     }
 
     /// Encode an `f64` with the given options, rounding once.

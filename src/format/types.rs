@@ -108,7 +108,7 @@ impl FloatFormat for Fp64 {
 
     #[inline]
     fn encode_f32(x: f32) -> u64 {
-        f64::from(x).to_bits()
+        super::codec::widen(x).to_bits()
     }
 
     /// Rounds to nearest even, as `as f32` does.

@@ -1,0 +1,90 @@
+//! Every generic function of the crate, instantiated with every format it ships (including
+//! `Fp64` and `Fp32`, which are outside the small-format lists): it must compile and work.
+
+use lowbit::format::{cast, FloatFormat, Options, Overflow, Rounding};
+use lowbit::scheme::amp::MasterWeights;
+use lowbit::scheme::fake_quant;
+use lowbit::{Bf16, E4M3Fnuz, E5M2Fnuz, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0};
+
+fn every_function<F: FloatFormat>() {
+    let x = [0.0f32, 1.0, -0.5, 3.25, 1e-3];
+    let mut codes = vec![F::Code::default(); x.len()];
+    F::encode_slice(&x, &mut codes).unwrap();
+    let mut back = [0f32; 5];
+    F::decode_slice(&codes, &mut back).unwrap();
+    let mut back64 = [0f64; 5];
+    F::decode_slice_f64(&codes, &mut back64).unwrap();
+    for opts in [
+        Options::default(),
+        Options::default().with_overflow(Overflow::Saturate),
+        Options::rounding(Rounding::TowardZero),
+        Options::rounding(Rounding::NearestAway),
+    ] {
+        let mut c2 = vec![F::Code::default(); x.len()];
+        F::encode_slice_with(&x, &mut c2, opts).unwrap();
+        let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+        F::encode_slice_f64(&x64, &mut c2, opts).unwrap();
+    }
+    let mut c3 = vec![F::Code::default(); x.len()];
+    F::encode_slice_stochastic(&x, &[7; 5], &mut c3, Overflow::Native).unwrap();
+    let mut b16 = [0u16; 5];
+    cast::<F, Bf16>(&codes, &mut b16, Options::default()).unwrap();
+    let mut c4 = vec![F::Code::default(); x.len()];
+    cast::<Bf16, F>(&b16, &mut c4, Options::default()).unwrap();
+    let _ = F::decompose(codes[1]).to_string();
+    let mut y = [0f32; 5];
+    fake_quant::forward_float::<F>(&x, 1.0, &mut y).unwrap();
+    let mut dx = [0f32; 5];
+    fake_quant::backward_float::<F>(&x, &[1.0; 5], 1.0, &mut dx).unwrap();
+    let _ = MasterWeights::<F>::new(&x);
+    // Encoding round-trips every representable value it was given.
+    for (&v, &b) in x.iter().zip(&back) {
+        if F::decode_f32(F::encode_f32(v)) == v {
+            assert_eq!(b, v, "{}", F::NAME);
+        }
+    }
+}
+
+#[test]
+fn every_generic_function_with_every_format() {
+    every_function::<Fp64>();
+    every_function::<Fp32>();
+    every_function::<Tf32>();
+    every_function::<Bf16>();
+    every_function::<Fp16>();
+    every_function::<E4M3>();
+    every_function::<E5M2>();
+    every_function::<E4M3Fnuz>();
+    every_function::<E5M2Fnuz>();
+    every_function::<E3M4>();
+    every_function::<E8M0>();
+    every_function::<E3M2>();
+    every_function::<E2M3>();
+    every_function::<E2M1>();
+}
+
+#[test]
+fn fp64_saturates_like_the_others() {
+    let sat = Options::default().with_overflow(Overflow::Saturate);
+    assert_eq!(Fp64::encode_f64_with(f64::INFINITY, sat), f64::MAX.to_bits());
+    assert_eq!(Fp64::encode_f64_with(f64::NEG_INFINITY, sat), (-f64::MAX).to_bits());
+    assert_eq!(Fp32::encode_f64_with(f64::INFINITY, sat), f32::MAX.to_bits());
+    assert_eq!(Fp64::encode_f64(f64::INFINITY), f64::INFINITY.to_bits());
+}
+
+#[test]
+fn signalling_nan_gets_one_code_on_every_path() {
+    let snan = f32::from_bits(0x7f80_0001 | 0x0010_0000);
+    assert!(snan.is_nan());
+    let a = Fp16::encode_f32(snan);
+    let b = Fp16::encode_f32_with(snan, Options::default());
+    let mut c = [0u16; 1];
+    Fp16::encode_slice(&[snan], &mut c).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a, c[0]);
+    assert_eq!(
+        Fp64::encode_f32(snan) >> 51 & 1,
+        0,
+        "binary64 keeps a signalling NaN signalling"
+    );
+}
