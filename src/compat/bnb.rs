@@ -266,6 +266,8 @@ pub fn quantize_4bit_into(
 /// [`Error::LengthMismatch`] if `packed` is not `state.len.div_ceil(2)` bytes or the scales do not
 /// match the block count; [`Error::BlockSize`] for an unsupported block size.
 pub fn dequantize_4bit(packed: &[u8], state: &QuantState) -> Result<Vec<f32>, Error> {
+    // Check the input against the state before allocating what the state claims.
+    check_len("packed", state.len.div_ceil(2), packed.len())?;
     let mut out = vec![0f32; state.len];
     dequantize_4bit_into(packed, state, &mut out)?;
     Ok(out)

@@ -159,7 +159,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
             return Ok((zero_scale::<S>(), 0));
         }
         let raw = amax / self.qmax() as f32;
-        let s = Scale::store::<S>(raw);
+        let s = Scale::store_bounded::<S>(raw, self.qmax() as f32);
         if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });
         }
@@ -170,6 +170,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
         let q = self.qmax() as f32;
         IntEnc {
             inv: int_codes::inverse(scale),
+            scale,
             lo: -q,
             hi: q,
             offset: 0,

@@ -15,10 +15,8 @@ pub const TORCH_EPS: f32 = f32::EPSILON;
 /// An integer code range `[min, max]`, as torch's `quant_min` / `quant_max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct QRange {
-    /// Smallest code.
-    pub min: i32,
-    /// Largest code.
-    pub max: i32,
+    min: i32,
+    max: i32,
 }
 
 impl QRange {
@@ -29,12 +27,13 @@ impl QRange {
     /// The narrow signed range `-127 ..= 127` (torch's `weight_observer_range_neg_127_to_127`).
     pub const QINT8_NARROW: QRange = QRange { min: -127, max: 127 };
 
-    /// A custom range; it must hold 0 and have `min < max` (torch's `_validate_qmin_qmax`).
+    /// A custom range; it must hold 0 and have `min < max` (torch's `_validate_qmin_qmax`),
+    /// and `max - min` must fit an `i32`.
     ///
     /// # Errors
     /// [`Error::InvalidRange`] otherwise.
     pub fn new(min: i32, max: i32) -> Result<Self, Error> {
-        if min <= 0 && 0 <= max && min < max {
+        if min <= 0 && 0 <= max && min < max && max.checked_sub(min).is_some() {
             Ok(Self { min, max })
         } else {
             Err(Error::InvalidRange { min, max })
@@ -51,6 +50,16 @@ impl QRange {
             min: 0,
             max: (1 << bits) - 1,
         })
+    }
+
+    /// Smallest code.
+    pub const fn min(self) -> i32 {
+        self.min
+    }
+
+    /// Largest code.
+    pub const fn max(self) -> i32 {
+        self.max
     }
 
     /// torch's `reduce_range=True` for the default ranges: one bit less, `0 ..= 127` for
@@ -294,7 +303,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
             max: self.qmax(),
         };
         let raw = QParams::torch_affine(st.min, st.max, range, self.eps).scale;
-        let s = Scale::store::<S>(raw);
+        let s = Scale::store_bounded::<S>(raw, self.qmax() as f32);
         if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });
         }
@@ -305,6 +314,7 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
         let z = f32::from(zp);
         IntEnc {
             inv: int_codes::inverse(scale),
+            scale,
             lo: -z,
             hi: self.qmax() as f32 - z,
             offset: i32::from(zp),
@@ -360,5 +370,18 @@ mod tests {
         let z = q.quantize(&[2.0, 4.0]).unwrap();
         assert_eq!(z.zero_points(), &[0]);
         assert_eq!(z.scales(), &[4.0 / 255.0]);
+    }
+
+    #[test]
+    fn ranges_are_checked() {
+        assert!(QRange::new(5, -5).is_err());
+        assert_eq!(
+            QRange::new(i32::MIN, 1),
+            Err(Error::InvalidRange { min: i32::MIN, max: 1 })
+        );
+        let r = QRange::new(i32::MIN + 1, 0).unwrap();
+        let p = QParams::torch_affine(-1.0, 1.0, r, TORCH_EPS);
+        assert!(p.scale.is_finite());
+        assert_eq!((r.min(), r.max()), (i32::MIN + 1, 0));
     }
 }

@@ -169,7 +169,14 @@ pub fn torch_cuda_mean(x: &[f32]) -> f32 {
             partial[i] += partial[i + w];
         }
     }
-    partial[0] * (1.0 / n as f32)
+    let mean = partial[0] * (1.0 / n as f32);
+    if mean.is_finite() || x.iter().any(|v| !v.is_finite()) {
+        mean
+    } else {
+        // The f32 sum overflowed (scales near f32::MAX): the mean itself is finite, so take it
+        // in f64 (torch would give inf and then NaN codes).
+        (x.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64) as f32
+    }
 }
 
 /// Double-quantized scales: `absmax[i] ≈ map[codes[i]] * absmax2[i / blocksize2] + offset`.

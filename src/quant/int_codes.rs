@@ -33,6 +33,8 @@ impl Mode {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IntEnc {
     pub inv: f32,
+    /// The stored scale, divided by instead where `inv` overflows (a subnormal scale).
+    pub scale: f32,
     pub lo: f32,
     pub hi: f32,
     pub offset: i32,
@@ -60,10 +62,27 @@ pub(crate) fn inverse(scale: f32) -> f32 {
 /// Codes of `x` under `e`, one per byte (masked later by the packer).
 #[inline(always)]
 pub(crate) fn encode(e: &IntEnc, x: &[f32], out: &mut [u8]) {
+    if e.inv.is_infinite() {
+        return encode_dividing(e, x, out);
+    }
     match e.mode {
         Mode::Even => encode_in::<{ Mode::Even as u8 }>(e, x, out),
         Mode::Away => encode_in::<{ Mode::Away as u8 }>(e, x, out),
         Mode::TowardZero => encode_in::<{ Mode::TowardZero as u8 }>(e, x, out),
+    }
+}
+
+/// [`encode`] for a subnormal scale, whose reciprocal overflows: `x / scale` rounded, the
+/// same value the multiply gives for every other scale.
+#[cold]
+fn encode_dividing(e: &IntEnc, x: &[f32], out: &mut [u8]) {
+    let mut t = [0f32; 64];
+    let one = IntEnc { inv: 1.0, ..*e };
+    for (xs, os) in x.chunks(64).zip(out.chunks_mut(64)) {
+        for (d, &v) in t.iter_mut().zip(xs) {
+            *d = v / e.scale;
+        }
+        encode(&one, &t[..xs.len()], os);
     }
 }
 

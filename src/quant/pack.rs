@@ -51,8 +51,14 @@ pub enum BitOrder {
 /// ```
 #[inline]
 pub const fn packed_len(bits: u32, n: usize) -> usize {
-    // n * bits can overflow only for absurd n; split to stay exact.
-    (n / 8) * bits as usize + ((n % 8) * bits as usize).div_ceil(8)
+    // Exact in u128 for any arguments; a length no buffer can have saturates at usize::MAX
+    // (callers compare it with a real length, which then differs).
+    let b = (n as u128 * bits as u128).div_ceil(8);
+    if b > usize::MAX as u128 {
+        usize::MAX
+    } else {
+        b as usize
+    }
 }
 
 /// Check that `bits` is in `1..=8`.
@@ -433,6 +439,14 @@ mod tests {
         let mut p = [0u8; 1];
         pack(2, &[3, 0, 1], &mut p).unwrap();
         assert_eq!(p, [0b1100_0100]);
+    }
+
+    #[test]
+    fn packed_len_never_overflows() {
+        assert_eq!(packed_len(u32::MAX, usize::MAX), usize::MAX);
+        assert_eq!(packed_len(8, usize::MAX), usize::MAX);
+        assert_eq!(packed_len(1, usize::MAX), usize::MAX.div_ceil(8));
+        assert_eq!(packed_len(3, 8), 3);
     }
 
     #[test]

@@ -73,6 +73,27 @@ impl Scale {
             value: S::decode_f32(code),
         }
     }
+
+    /// [`store`](Self::store), stepped down to the next smaller scale where `qmax × scale`
+    /// would overflow `f32` (a group near `f32::MAX`), so that every code dequantizes to a
+    /// finite value.
+    #[inline(always)]
+    pub fn store_bounded<S: FloatFormat>(raw: f32, qmax: f32) -> Self {
+        let mut s = Self::store::<S>(raw);
+        // A positive scale's code minus one is the next smaller value in every layout; a
+        // couple of steps suffice (qmax × scale is within an ulp or two of f32::MAX).
+        for _ in 0..4 {
+            if (s.value * qmax).is_finite() || !raw.is_finite() || s.code == 0 {
+                break;
+            }
+            let code = S::Code::from_u64(u64::from(s.code - 1));
+            s = Scale {
+                code: s.code - 1,
+                value: S::decode_f32(code),
+            };
+        }
+        s
+    }
 }
 
 /// Two values are equal when every stored part is: the scales compare by their codes, so a

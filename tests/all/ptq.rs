@@ -440,3 +440,11 @@ fn fp8_scale_never_underflows() {
         assert!(r.mse.is_finite());
     }
 }
+
+#[test]
+fn shapes_whose_product_overflows_are_errors() {
+    use lowbit::scheme::ptq::{WeightGranularity, WeightScheme};
+    let s = WeightScheme::int(8, WeightGranularity::PerChannel).unwrap();
+    assert!(lowbit::scheme::ptq::quantize_weight_with(&s, "w", &[], &[1 << 32, 1 << 32]).is_err());
+    assert!(lowbit::scheme::ptq::quantize_weight_with(&s, "w", &[1.0], &[usize::MAX, 2]).is_err());
+}

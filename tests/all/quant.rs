@@ -371,3 +371,59 @@ fn every_header_byte_flip_is_handled() {
         }
     }
 }
+
+/// Findings of the robustness campaign (issue 13): each was a panic or a non-finite result.
+mod robustness {
+    use lowbit::quant::double::DoubleQuant;
+    use lowbit::quant::{
+        AbsmaxQuantizer, AffineQuantizer, Codebook, CodebookQuantizer, Granularity, Quantized, Quantizer,
+    };
+
+    #[test]
+    fn subnormal_scale_keeps_the_error_bound() {
+        let x = [1e-38f32, 1e-39];
+        let q = AbsmaxQuantizer::new(8, Granularity::PerTensor).unwrap();
+        let z = q.quantize(&x).unwrap();
+        let s = z.scales()[0];
+        let y = q.dequantize(&z).unwrap();
+        for (a, b) in x.iter().zip(&y) {
+            assert!((a - b).abs() <= s / 2.0 * 1.0001 + 1e-45, "{a} -> {b} (scale {s})");
+        }
+    }
+
+    #[test]
+    fn groups_near_f32_max_dequantize_finite() {
+        for bits in [6, 8] {
+            let q = AbsmaxQuantizer::new(bits, Granularity::PerTensor).unwrap();
+            let y = q.dequantize(&q.quantize(&[f32::MAX, -f32::MAX]).unwrap()).unwrap();
+            assert!(y.iter().all(|v| v.is_finite()), "{bits}: {y:?}");
+        }
+        let a = AffineQuantizer::new(8, Granularity::PerTensor).unwrap();
+        let y = a.dequantize(&a.quantize(&[-f32::MAX, 0.0]).unwrap()).unwrap();
+        assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+        let dq = DoubleQuant::quantize(&[f32::MAX; 2], 256).unwrap();
+        assert!(dq.restore().unwrap().iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn huge_block_sizes_are_one_group() {
+        let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(1 << 59)).unwrap();
+        let z = q.quantize(&[1.0]).unwrap();
+        assert_eq!(q.dequantize(&z).unwrap(), [1.0]);
+        let a = AbsmaxQuantizer::new(4, Granularity::PerBlock(usize::MAX)).unwrap();
+        assert_eq!(a.quantize(&[1.0, 2.0]).unwrap().groups(), 1);
+    }
+
+    #[test]
+    fn absurd_header_lengths_are_errors() {
+        let mut b = AbsmaxQuantizer::new(8, Granularity::PerBlock(2))
+            .unwrap()
+            .quantize(&[1.0; 4])
+            .unwrap()
+            .to_bytes();
+        b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Quantized::from_bytes(&b).is_err());
+        b[8..16].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(Quantized::from_bytes(&b).is_err());
+    }
+}

@@ -140,8 +140,8 @@ pub(crate) fn quantize_blocks15_with(
     // overlap), then the codes; the group's input stays in L1 between the two passes.
     const GROUP: usize = 32;
     for (gi, ((xg, og), ag)) in x
-        .chunks(block * GROUP)
-        .zip(packed.chunks_mut(half * GROUP))
+        .chunks(block.saturating_mul(GROUP))
+        .zip(packed.chunks_mut(half.saturating_mul(GROUP)))
         .zip(absmax.chunks_mut(GROUP))
         .enumerate()
     {

@@ -250,7 +250,11 @@ impl WeightScheme {
     }
 
     fn granularity(g: WeightGranularity, len: usize, shape: &[usize]) -> Result<Granularity, Error> {
-        let numel: usize = shape.iter().product();
+        // A product that overflows is no length at all.
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
         if numel != len {
             return Err(Error::Shape {
                 what: "shape",
