@@ -264,13 +264,15 @@ impl<S: FloatFormat> AffineQuantizer<S> {
         Self { non_finite, ..self }
     }
 
-    /// The same quantizer with another smallest scale (torch's `eps`; it must be positive
-    /// and finite, else the default is kept).
-    pub fn with_eps(self, eps: f32) -> Self {
+    /// The same quantizer with another smallest scale (torch's `eps`).
+    ///
+    /// # Errors
+    /// [`Error::ScaleOutOfRange`] unless `eps` is positive and finite.
+    pub fn with_eps(self, eps: f32) -> Result<Self, Error> {
         if eps.is_finite() && eps > 0.0 {
-            Self { eps, ..self }
+            Ok(Self { eps, ..self })
         } else {
-            self
+            Err(Error::ScaleOutOfRange { group: 0, scale: eps })
         }
     }
 
@@ -383,5 +385,13 @@ mod tests {
         let p = QParams::torch_affine(-1.0, 1.0, r, TORCH_EPS);
         assert!(p.scale.is_finite());
         assert_eq!((r.min(), r.max()), (i32::MIN + 1, 0));
+    }
+
+    #[test]
+    fn bad_eps_is_an_error() {
+        let q = AffineQuantizer::new(8, Granularity::PerTensor).unwrap();
+        assert!(q.with_eps(0.0).is_err());
+        assert!(q.with_eps(f32::NAN).is_err());
+        assert!(q.with_eps(1e-3).is_ok());
     }
 }
