@@ -275,6 +275,35 @@ pub(crate) enum MxEnc {
     Msx { se: f32, scale: f32, round: MsxRound },
 }
 
+/// `E8M0::decode_f32(code)` by bits (the walker asks for it once a block).
+#[inline(always)]
+fn e8m0_value(code: u8) -> f32 {
+    match code {
+        0 => f32::from_bits(0x0040_0000),
+        255 => f32::from_bits(0x7fc0_0000),
+        c => f32::from_bits(u32::from(c) << 23),
+    }
+}
+
+/// The E8M0 code of a scale value [`e8m0_value`] gave.
+#[inline(always)]
+fn e8m0_code(scale: f32) -> u8 {
+    let b = scale.to_bits();
+    if scale.is_nan() {
+        255
+    } else if b < 0x0080_0000 {
+        0
+    } else {
+        (b >> 23) as u8
+    }
+}
+
+/// Whether `x` holds a NaN (no early exit, so it vectorises).
+#[inline(always)]
+fn has_nan(x: &[f32]) -> bool {
+    x.iter().fold(false, |a, v| a | v.is_nan())
+}
+
 /// The shared exponent of an E8M0 scale code (NaN for 255).
 fn shared_exp(code: u8) -> f32 {
     if code == 255 {
@@ -306,14 +335,14 @@ impl Kernel for MxQuantizer {
         Ok((
             Scale {
                 code: u32::from(code),
-                value: E8M0::decode_f32(code),
+                value: e8m0_value(code),
             },
             0,
         ))
     }
     #[inline(always)]
     fn enc(&self, scale: f32, _zp: u8) -> MxEnc {
-        let code = if scale.is_nan() { 255 } else { E8M0::encode_f32(scale) };
+        let code = e8m0_code(scale);
         match (self.element.float(), self.msx_round()) {
             (Some(elem), None) => MxEnc::Torchao(MxBlock::from_code(code, elem, self.rule)),
             (_, round) => MxEnc::Msx {
@@ -329,7 +358,7 @@ impl Kernel for MxQuantizer {
             (MxEnc::Torchao(b), Some(elem)) => match b.multiplier() {
                 // No NaN can reach a block whose scale is not NaN (the walker refuses them
                 // under NonFinite::Error; under Propagate a NaN makes the block's scale NaN).
-                Some(m) if !x.iter().any(|v| v.is_nan()) => match elem {
+                Some(m) if self.non_finite == NonFinite::Error || !has_nan(x) => match elem {
                     Elem::E4M3 => scale_and_encode::<crate::E4M3>(m, 448.0, x, out),
                     Elem::E5M2 => scale_and_encode::<crate::E5M2>(m, 57344.0, x, out),
                     Elem::E2M3 => scale_and_encode::<crate::E2M3>(m, 7.5, x, out),
@@ -555,8 +584,16 @@ impl Kernel for Nvfp4Kernel {
     }
     #[inline(always)]
     fn encode(&self, b: &Nvfp4Block, x: &[f32], out: &mut [u8]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = b.elem_code(v);
+        match b.multiplier() {
+            // `clamp(x × r, ±6)` without NaN is what torch's NaN rules give too.
+            Some(r) if self.non_finite == NonFinite::Error || !has_nan(x) => {
+                scale_and_encode::<crate::E2M1>(r, 6.0, x, out)
+            }
+            _ => {
+                for (o, &v) in out.iter_mut().zip(x) {
+                    *o = b.elem_code(v);
+                }
+            }
         }
     }
     #[inline(always)]
@@ -571,8 +608,19 @@ impl Kernel for Nvfp4Kernel {
     }
     #[inline(always)]
     fn decode(&self, b: &Nvfp4Block, codes: &[u8], out: &mut [f32]) {
-        for (o, &c) in out.iter_mut().zip(codes) {
-            *o = b.dequant(c);
+        match b.finite_scales() {
+            // E2M1 values are never NaN: with finite scales the NaN rules change nothing.
+            Some((s, None)) => decode_and_scale::<crate::E2M1>(s, 0x0f, codes, out),
+            Some((s, Some(t))) => {
+                for (o, &c) in out.iter_mut().zip(codes) {
+                    *o = crate::E2M1::decode_f32(c & 0x0f) * s * t;
+                }
+            }
+            None => {
+                for (o, &c) in out.iter_mut().zip(codes) {
+                    *o = b.dequant(c);
+                }
+            }
         }
     }
 }

@@ -540,6 +540,24 @@ impl Nvfp4Block {
         }
     }
 
+    /// The element multiplier when it is finite (then `scaled(x) == clamp(x * m, -6, 6)` for
+    /// every `x` that is not NaN).
+    #[inline]
+    pub fn multiplier(&self) -> Option<f32> {
+        self.recip.is_finite().then_some(self.recip)
+    }
+
+    /// The block scale and the tensor scale when both are finite (then [`dequant`](Self::dequant)
+    /// is two plain multiplies).
+    #[inline]
+    pub fn finite_scales(&self) -> Option<(f32, Option<f32>)> {
+        match self.tensor_scale {
+            _ if !self.scale.is_finite() => None,
+            Some(t) if !t.is_finite() => None,
+            t => Some((self.scale, t)),
+        }
+    }
+
     /// `clamp(x * recip, -6, 6)`, the value cast to E2M1.
     #[inline]
     pub fn scaled(&self, x: f32) -> f32 {

@@ -375,6 +375,7 @@ pub(crate) fn quantize_portable<K: Kernel, G: GroupSink + ?Sized>(
     let n = x.len();
     let groups = gran.groups(n)?;
     match gran.run(n) {
+        Some(16) => fixed::<K, G, 16>(k, x, codes, params)?,
         Some(32) => fixed::<K, G, 32>(k, x, codes, params)?,
         Some(64) => fixed::<K, G, 64>(k, x, codes, params)?,
         Some(128) => fixed::<K, G, 128>(k, x, codes, params)?,
