@@ -475,14 +475,7 @@ mod props {
         })
     }
 
-    const ELEMENTS: [MxElement; 6] = [
-        MxElement::E4M3,
-        MxElement::E5M2,
-        MxElement::E2M3,
-        MxElement::E3M2,
-        MxElement::E2M1,
-        MxElement::Int8,
-    ];
+    const ELEMENTS: [MxElement; 6] = MxElement::ALL;
 
     proptest! {
         /// Floor's scale is the spec's: `amax / scale` lies in `[2^emax, 2^(emax+1))`; elements

@@ -92,6 +92,16 @@ pub enum MxElement {
 }
 
 impl MxElement {
+    /// Every element format.
+    pub const ALL: [MxElement; 6] = [
+        MxElement::E4M3,
+        MxElement::E5M2,
+        MxElement::E2M3,
+        MxElement::E3M2,
+        MxElement::E2M1,
+        MxElement::Int8,
+    ];
+
     /// Bits per element code.
     pub const fn bits(self) -> u32 {
         match self {
@@ -492,17 +502,10 @@ pub fn dequantize_into(q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
         };
         return walk::dequantize(&k, q, out);
     }
-    let element = [
-        MxElement::E4M3,
-        MxElement::E5M2,
-        MxElement::E2M3,
-        MxElement::E3M2,
-        MxElement::E2M1,
-        MxElement::Int8,
-    ]
-    .into_iter()
-    .find(|e| e.scheme() == q.scheme())
-    .ok_or(Error::Incompatible("not an MX or NVFP4 value"))?;
+    let element = MxElement::ALL
+        .into_iter()
+        .find(|e| e.scheme() == q.scheme())
+        .ok_or(Error::Incompatible("not an MX or NVFP4 value"))?;
     MxQuantizer::new(element, ScaleRule::Floor)?
         .with_block_size(block)?
         .dequantize_into(q, out)
@@ -530,16 +533,8 @@ mod tests {
         x[300] = f32::INFINITY;
         x[700] = 1e-40;
         x[1024..1056].fill(0.0);
-        let elems = [
-            MxElement::E4M3,
-            MxElement::E5M2,
-            MxElement::E2M3,
-            MxElement::E3M2,
-            MxElement::E2M1,
-            MxElement::Int8,
-        ];
         let rules = [ScaleRule::Floor, ScaleRule::Ceil, ScaleRule::Even, ScaleRule::RCeil];
-        for e in elems {
+        for e in MxElement::ALL {
             for r in rules {
                 let Ok(q) = MxQuantizer::new(e, r) else { continue };
                 let q = q.with_non_finite(NonFinite::Propagate).unwrap();
