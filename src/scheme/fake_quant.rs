@@ -350,6 +350,24 @@ pub fn backward_float_lsq<F: FloatFormat>(
     })
 }
 
+/// MX fake quantization (MXFP8, MXFP6, MXFP4, MXINT8) for QAT: `y` gets the values an MX
+/// round trip gives, one pass, no packed buffer ([`MxQuantizer::fake_quantize`]). Gradients
+/// pass straight through ([`backward`]'s STE applies with the block's range).
+///
+/// # Errors
+/// Those of [`MxQuantizer::fake_quantize`].
+pub fn forward_mx(q: &crate::quant::mx::MxQuantizer, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(q.fake_quantize(x, y)?)
+}
+
+/// NVFP4 fake quantization ([`Nvfp4Quantizer::fake_quantize`](crate::quant::mx::Nvfp4Quantizer::fake_quantize)).
+///
+/// # Errors
+/// Those of `Nvfp4Quantizer::fake_quantize`.
+pub fn forward_nvfp4(q: &crate::quant::mx::Nvfp4Quantizer, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(q.fake_quantize(x, y)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -267,6 +267,29 @@ impl MxQuantizer {
         self.block
     }
 
+    /// Fake quantization for QAT and error measurement: `y` gets what
+    /// [`quantize`](Quantizer::quantize) then [`dequantize`](Quantizer::dequantize) give,
+    /// block by block, with no packed buffer.
+    ///
+    /// ```
+    /// use lowbit::quant::mx::{MxElement, MxQuantizer, ScaleRule};
+    /// use lowbit::quant::Quantizer;
+    /// let q = MxQuantizer::new(MxElement::E2M1, ScaleRule::Floor)?;
+    /// let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).cos()).collect();
+    /// let mut y = vec![0f32; 64];
+    /// q.fake_quantize(&x, &mut y)?;
+    /// assert_eq!(y, q.dequantize(&q.quantize(&x)?)?);
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Quantizer::quantize_into`], and [`Error::LengthMismatch`] when `y` is not as long
+    /// as `x`.
+    pub fn fake_quantize(&self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        check_whole_blocks(x.len(), self.block)?;
+        walk::fake_quantize(self, x, y)
+    }
+
     /// microxcaling's arithmetic (MXINT8, or half-away rounding), and its tie rule.
     fn msx_round(&self) -> Option<MsxRound> {
         match (self.element == MxElement::Int8 || self.away, self.away) {

@@ -82,6 +82,46 @@ impl Nvfp4Quantizer {
     pub fn tensor_scale(&self) -> TensorScale {
         self.tensor_scale
     }
+
+    /// Fake quantization: `y` gets what [`quantize`](Quantizer::quantize) then
+    /// [`dequantize`](Quantizer::dequantize) give, block by block, with no packed buffer.
+    ///
+    /// # Errors
+    /// As [`Quantizer::quantize_into`], and [`Error::LengthMismatch`] when `y` is not as long
+    /// as `x`.
+    pub fn fake_quantize(&self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        check_whole_blocks(x.len(), math::NVFP4_BLOCK)?;
+        walk::fake_quantize(&self.kernel(x)?, x, y)
+    }
+
+    /// The kernel for the tensor `x`: its tensor scale decided.
+    fn kernel(&self, x: &[f32]) -> Result<Nvfp4Kernel, Error> {
+        let tensor_scale = match self.tensor_scale {
+            TensorScale::None => None,
+            TensorScale::Fixed(t) => Some(t),
+            TensorScale::FromAmax => {
+                let amax = math::block_amax(x);
+                if !amax.is_finite() && self.non_finite == NonFinite::Error {
+                    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                    return Err(Error::NonFinite {
+                        group: index / math::NVFP4_BLOCK,
+                        index,
+                    });
+                }
+                // An all-zero tensor would get a zero tensor scale, and torchao then NaN
+                // blocks (0 / 0); a scale of 1 codes it as zeros.
+                Some(if amax == 0.0 {
+                    1.0
+                } else {
+                    math::nvfp4_tensor_scale(amax)
+                })
+            }
+        };
+        Ok(Nvfp4Kernel {
+            tensor_scale,
+            non_finite: self.non_finite,
+        })
+    }
 }
 
 /// The kernel of one NVFP4 tensor: its tensor scale is known.
@@ -192,32 +232,7 @@ impl Quantizer for Nvfp4Quantizer {
     }
     fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
         check_whole_blocks(x.len(), math::NVFP4_BLOCK)?;
-        let tensor_scale = match self.tensor_scale {
-            TensorScale::None => None,
-            TensorScale::Fixed(t) => Some(t),
-            TensorScale::FromAmax => {
-                let amax = math::block_amax(x);
-                if !amax.is_finite() && self.non_finite == NonFinite::Error {
-                    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                    return Err(Error::NonFinite {
-                        group: index / math::NVFP4_BLOCK,
-                        index,
-                    });
-                }
-                // An all-zero tensor would get a zero tensor scale, and torchao then NaN
-                // blocks (0 / 0); a scale of 1 codes it as zeros.
-                Some(if amax == 0.0 {
-                    1.0
-                } else {
-                    math::nvfp4_tensor_scale(amax)
-                })
-            }
-        };
-        let k = Nvfp4Kernel {
-            tensor_scale,
-            non_finite: self.non_finite,
-        };
-        walk::quantize(&k, x, out)
+        walk::quantize(&self.kernel(x)?, x, out)
     }
     fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
         let k = Nvfp4Kernel {
