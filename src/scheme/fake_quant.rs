@@ -351,11 +351,11 @@ pub fn backward_float_lsq<F: FloatFormat>(
 }
 
 /// MX fake quantization (MXFP8, MXFP6, MXFP4, MXINT8) for QAT: `y` gets the values an MX
-/// round trip gives, one pass, no packed buffer ([`MxQuantizer::fake_quantize`]). Gradients
+/// round trip gives, one pass, no packed buffer ([`MxQuantizer::fake_quantize`](crate::quant::mx::MxQuantizer::fake_quantize)). Gradients
 /// pass straight through ([`backward`]'s STE applies with the block's range).
 ///
 /// # Errors
-/// Those of [`MxQuantizer::fake_quantize`].
+/// Those of [`MxQuantizer::fake_quantize`](crate::quant::mx::MxQuantizer::fake_quantize).
 pub fn forward_mx(q: &crate::quant::mx::MxQuantizer, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
     Ok(q.fake_quantize(x, y)?)
 }
