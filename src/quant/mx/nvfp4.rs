@@ -100,7 +100,9 @@ impl Nvfp4Quantizer {
             TensorScale::None => None,
             TensorScale::Fixed(t) => Some(t),
             TensorScale::FromAmax => {
-                let amax = math::block_amax(x);
+                // One vectorised pass; torchao's NaN rules only where a value is not finite.
+                let (a, finite) = crate::arch::run(Amax(x));
+                let amax = if finite { a } else { math::block_amax(x) };
                 if !amax.is_finite() && self.non_finite == NonFinite::Error {
                     let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
                     return Err(Error::NonFinite {
@@ -243,5 +245,16 @@ impl Quantizer for Nvfp4Quantizer {
             return Err(Error::Incompatible("tensor scale"));
         }
         walk::dequantize(&k, q, out)
+    }
+}
+
+/// `max |x|` and whether every value is finite, compiled for the widest instruction set.
+struct Amax<'a>(&'a [f32]);
+
+impl crate::arch::Job for Amax<'_> {
+    type Out = (f32, bool);
+    #[inline(always)]
+    fn run(self) -> (f32, bool) {
+        crate::arch::portable::absmax_finite(self.0)
     }
 }
