@@ -7,6 +7,8 @@ mod codebook;
 mod common;
 mod exhaustive;
 mod generic;
+#[cfg(feature = "safetensors")]
+mod io_safetensors;
 mod ggml;
 mod mx;
 mod props;

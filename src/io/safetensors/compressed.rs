@@ -122,11 +122,10 @@ impl Strategy {
         }
     }
 
-    /// Groups per row and the run length, for `[rows, cols]`.
-    fn groups(self, name: &str, rows: usize, cols: usize) -> Result<(usize, usize, usize), Error> {
-        Ok(match self {
-            Strategy::Tensor => (1, 1, rows * cols),
-            Strategy::Channel => (rows, 1, cols),
+    /// Scales per row of a `[rows, cols]` weight (1 for tensor and channel).
+    fn per_row(self, name: &str, cols: usize) -> Result<usize, Error> {
+        match self {
+            Strategy::Tensor | Strategy::Channel => Ok(1),
             Strategy::Group(g) => {
                 if g == 0 || cols % g != 0 {
                     return Err(Error::tensor(
@@ -134,9 +133,9 @@ impl Strategy {
                         format!("group size {g} does not divide the row length {cols}"),
                     ));
                 }
-                (rows, cols / g, g)
+                Ok(cols / g)
             }
-        })
+        }
     }
 }
 
@@ -389,7 +388,7 @@ pub fn quantize(prefix: &str, shape: &[usize], w: &[f32], scheme: &Scheme) -> Re
     match *scheme {
         Scheme::Fp8 { strategy, .. } => {
             let (codes, scales, _) = int_or_fp8(w, rows, cols, strategy, 8, true, true, &name)?;
-            let (gpr, _, _) = strategy.groups(&name, rows, cols)?;
+            let gpr = strategy.per_row(&name, cols)?;
             Ok(vec![
                 Tensor::raw(name.clone(), vec![rows, cols], Dtype::F8_E4M3, codes.iter().map(|&c| c as u8).collect())?,
                 Tensor::raw(
@@ -407,7 +406,7 @@ pub fn quantize(prefix: &str, shape: &[usize], w: &[f32], scheme: &Scheme) -> Re
             packed,
         } => {
             let (codes, scales, zps) = int_or_fp8(w, rows, cols, strategy, bits, symmetric, false, &name)?;
-            let (gpr, _, _) = strategy.groups(&name, rows, cols)?;
+            let gpr = strategy.per_row(&name, cols)?;
             let sshape = scale_shape(strategy, rows, gpr);
             let mut out = Vec::new();
             if packed {
@@ -492,7 +491,7 @@ fn int_or_fp8(
         Strategy::Tensor => vec![0..n],
         Strategy::Channel => (0..rows).map(|r| r * cols..(r + 1) * cols).collect(),
         Strategy::Group(g) => {
-            strategy.groups(name, rows, cols)?;
+            strategy.per_row(name, cols)?;
             // g divides the rows, so runs of g in row-major order are the (row, group) order.
             (0..n / g).map(|k| k * g..(k + 1) * g).collect()
         }
@@ -641,6 +640,8 @@ impl Parts {
     /// The dequantized weight (row-major), as compressed-tensors' `decompress` computes it in
     /// `f32`: `(code - zero_point) * scale` for INT, `e4m3 * scale` for FP8,
     /// `e2m1 * (scale / global_scale)` for NVFP4, `element * 2^(e - 127)` for MX.
+    /// (compressed-tensors' NVFP4 `decompress` then rounds these to `bfloat16`, the dtype it
+    /// unpacks FP4 codes to; this returns the `f32` values before that cast.)
     ///
     /// # Errors
     /// [`Error::Tensor`] if the parts do not fit together.
@@ -811,7 +812,7 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                 let w = file.view(&name)?;
                 rows_cols(&name, &w.shape, w.numel())?
             };
-            let (gpr, _, _) = strategy.groups(&name, rows, cols)?;
+            let gpr = strategy.per_row(&name, cols)?;
             let sshape = scale_shape(strategy, rows, gpr);
             parts.codes = if packed {
                 let wcols = (cols * bits as usize).div_ceil(32);
