@@ -21,7 +21,9 @@ fn same(a: &Tensor, b: &Tensor) -> bool {
 }
 
 fn bf16(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|&x| Bf16::decode_f32(Bf16::encode_f32(x)).to_bits()).collect()
+    v.iter()
+        .map(|&x| Bf16::decode_f32(Bf16::encode_f32(x)).to_bits())
+        .collect()
 }
 
 fn weight(rows: usize, cols: usize) -> Vec<f32> {
@@ -70,10 +72,20 @@ fn floats_and_integers_round_trip() {
     let bf = file.tensor("bf16").unwrap().to_f32().unwrap();
     assert!(w.iter().zip(&bf).all(|(a, b)| (a - b).abs() <= a.abs() / 256.0));
     let ids_back = file.tensor("position_ids").unwrap();
-    assert_eq!(ids_back.data, TensorData::Raw { dtype: Dtype::I64, bytes: ids });
+    assert_eq!(
+        ids_back.data,
+        TensorData::Raw {
+            dtype: Dtype::I64,
+            bytes: ids
+        }
+    );
     assert_eq!(file.tensor("scalar").unwrap().shape, Vec::<usize>::new());
     // What is read writes back to the same bytes.
-    let again = to_bytes(&file.names().iter().map(|n| file.raw(n).unwrap()).collect::<Vec<_>>(), None).unwrap();
+    let again = to_bytes(
+        &file.names().iter().map(|n| file.raw(n).unwrap()).collect::<Vec<_>>(),
+        None,
+    )
+    .unwrap();
     assert_eq!(again, bytes);
     // Through std::io, with metadata.
     let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -110,7 +122,16 @@ fn bnb_write_read_back() {
         let again = bnb::tensors("layer", &q.shape, q.packed.clone(), &q.state, Dtype::F16).unwrap();
         assert_eq!(to_bytes(&again, None).unwrap(), bytes);
     }
-    let t = bnb::quantize("l", &[3, 5], &weight(3, 64)[..15], QuantType::Nf4, 64, false, Dtype::F32).unwrap();
+    let t = bnb::quantize(
+        "l",
+        &[3, 5],
+        &weight(3, 64)[..15],
+        QuantType::Nf4,
+        64,
+        false,
+        Dtype::F32,
+    )
+    .unwrap();
     assert_eq!(t[0].shape, [8, 1]); // ceil(15 / 2) bytes, as bitsandbytes' [n/2, 1]
     assert!(bnb::quantize("l", &[3, 5], &[0.0; 14], QuantType::Nf4, 64, false, Dtype::F32).is_err());
     assert!(bnb::quantize("l", &[2, 32], &[0.0; 64], QuantType::Nf4, 48, false, Dtype::F32).is_err());
@@ -137,12 +158,22 @@ fn bnb_reads_and_writes_what_bitsandbytes_does() {
                 // lowbit's is the CUDA-built map. Same length, values within an ulp.
                 let a = t.to_f32().unwrap();
                 let b = theirs.to_f32().unwrap();
-                assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= y.abs() * 2e-7), "{}", t.name);
+                assert!(
+                    a.iter().zip(&b).all(|(x, y)| (x - y).abs() <= y.abs() * 2e-7),
+                    "{}",
+                    t.name
+                );
                 continue;
             }
             assert!(same(t, &theirs), "{}: {t:?} vs {theirs:?}", t.name);
         }
-        assert_eq!(ours.len(), file.names().iter().filter(|n| n.starts_with(&format!("{prefix}.weight"))).count());
+        assert_eq!(
+            ours.len(),
+            file.names()
+                .iter()
+                .filter(|n| n.starts_with(&format!("{prefix}.weight")))
+                .count()
+        );
         // lowbit's quantizer (bit-exact with bitsandbytes' CUDA kernel) gives the CPU build's
         // codes and block scales too on this input.
         let (qt, dq) = match prefix {
@@ -155,7 +186,10 @@ fn bnb_reads_and_writes_what_bitsandbytes_does() {
             // Except the sign of FP4's zero: the CUDA kernel (which lowbit reproduces) codes a
             // small negative value as -0 (code 8), the CPU build's bucketize as +0 (code 0).
             let zero = |b: &u8| [b >> 4, b & 15].map(|c| if c == 8 { 0 } else { c });
-            assert_eq!(packed.iter().map(zero).collect::<Vec<_>>(), q.packed.iter().map(zero).collect::<Vec<_>>());
+            assert_eq!(
+                packed.iter().map(zero).collect::<Vec<_>>(),
+                q.packed.iter().map(zero).collect::<Vec<_>>()
+            );
             assert_ne!(packed, q.packed);
         } else {
             assert_eq!(packed, q.packed, "{prefix}");
@@ -301,7 +335,13 @@ fn ct_write_read_back_every_scheme() {
         assert_eq!(parts.shape, [8, 128]);
         let y = parts.dequantize().unwrap();
         // Within half a step of each group's scale (plus the clamp of symmetric INT).
-        let step = |i: usize| parts.scales[if parts.scales.len() == 1 { 0 } else { i * parts.scales.len() / w.len() }];
+        let step = |i: usize| {
+            parts.scales[if parts.scales.len() == 1 {
+                0
+            } else {
+                i * parts.scales.len() / w.len()
+            }]
+        };
         let tol = |i: usize| match scheme {
             Scheme::Int { .. } => step(i) * 1.0001,
             Scheme::Fp8 { .. } | Scheme::Mxfp8 => w[i].abs() / 16.0 + step(i) * 0.002,
@@ -338,7 +378,10 @@ fn ct_write_read_back_every_scheme() {
 fn ct_mx_and_nvfp4_parts_are_lowbit_values() {
     let w = weight(4, 64);
     for element in [MxElement::E2M1, MxElement::E4M3] {
-        let q = MxQuantizer::new(element, ScaleRule::Floor).unwrap().quantize(&w).unwrap();
+        let q = MxQuantizer::new(element, ScaleRule::Floor)
+            .unwrap()
+            .quantize(&w)
+            .unwrap();
         let tensors = compressed::quantize_mx("m", &[4, 64], &q).unwrap();
         let bytes = to_bytes(&tensors, None).unwrap();
         let scheme = if element == MxElement::E2M1 {

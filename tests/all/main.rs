@@ -7,9 +7,9 @@ mod codebook;
 mod common;
 mod exhaustive;
 mod generic;
+mod ggml;
 #[cfg(feature = "safetensors")]
 mod io_safetensors;
-mod ggml;
 mod mx;
 mod props;
 mod ptq;

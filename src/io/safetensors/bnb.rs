@@ -61,7 +61,12 @@ fn torch_name(name: &str, dtype: Dtype) -> Result<&'static str, Error> {
         Dtype::F16 => "float16",
         Dtype::BF16 => "bfloat16",
         Dtype::F64 => "float64",
-        other => return Err(Error::tensor(name, format!("{other:?} is not a dtype bitsandbytes quantizes"))),
+        other => {
+            return Err(Error::tensor(
+                name,
+                format!("{other:?} is not a dtype bitsandbytes quantizes"),
+            ))
+        }
     })
 }
 
@@ -254,10 +259,13 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str) -> Result<Bnb4bit, Error> 
         .map(|qt| (format!("{name}.quant_state.bitsandbytes__{}", qt.name()), qt))
         .find(|(n, _)| file.contains(n))
         .ok_or_else(|| Error::Missing(format!("{name}.quant_state.bitsandbytes__nf4 (or __fp4)")))?;
-    let qs: Value = serde_json::from_slice(file.view(&qs_name)?.bytes)
-        .map_err(|e| Error::Json(format!("{qs_name}: {e}")))?;
+    let qs: Value =
+        serde_json::from_slice(file.view(&qs_name)?.bytes).map_err(|e| Error::Json(format!("{qs_name}: {e}")))?;
     if qs.get("quant_type").and_then(Value::as_str) != Some(quant_type.name()) {
-        return Err(Error::Json(format!("{qs_name}: `quant_type` is not {:?}", quant_type.name())));
+        return Err(Error::Json(format!(
+            "{qs_name}: `quant_type` is not {:?}",
+            quant_type.name()
+        )));
     }
     let blocksize = json_usize(&qs, "blocksize")?;
     let dtype = qs
@@ -291,7 +299,11 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str) -> Result<Bnb4bit, Error> 
             ));
         }
         let b2 = json_usize(&qs, "nested_blocksize")?;
-        let absmax2 = f32_vec(file, &format!("{name}.nested_absmax"), if b2 == 0 { 0 } else { blocks.div_ceil(b2) })?;
+        let absmax2 = f32_vec(
+            file,
+            &format!("{name}.nested_absmax"),
+            if b2 == 0 { 0 } else { blocks.div_ceil(b2) },
+        )?;
         let map2 = f32_vec(file, &format!("{name}.nested_quant_map"), 256)?;
         let offset = qs
             .get("nested_offset")

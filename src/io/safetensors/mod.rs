@@ -45,19 +45,20 @@
 //! assert_eq!((ids.dtype, ids.bytes.len()), (Dtype::I64, 16)); // untouched
 //! # Ok::<(), lowbit::io::safetensors::Error>(())
 //! ```
-
 use std::borrow::Cow;
-use std::collections::HashMap;
-use std::io::{Read, Write};
 
 pub use ::safetensors::Dtype;
-use ::safetensors::{SafeTensors, View};
 
 use crate::{Bf16, FloatFormat, Fp16, E4M3, E5M2, E8M0};
 
 pub mod bnb;
 pub mod compressed;
 mod json;
+mod read;
+mod write;
+
+pub use read::{read, SafetensorsFile, TensorRef};
+pub use write::{to_bytes, write};
 
 /// Errors of reading and writing safetensors files. Each names the tensor it is about.
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +247,7 @@ impl Tensor {
     }
 
     /// The view [`SafetensorsFile`] gives of this tensor.
-    pub fn as_ref(&self) -> TensorRef<'_> {
+    pub fn view(&self) -> TensorRef<'_> {
         match &self.data {
             TensorData::F32(v) => TensorRef {
                 dtype: Dtype::F32,
@@ -275,7 +276,7 @@ fn f32_bytes(v: &[f32]) -> Cow<'_, [u8]> {
 }
 
 /// `f32` values of a float tensor's bytes.
-fn decode_f32(name: &str, dtype: Dtype, b: &[u8]) -> Result<Vec<f32>, Error> {
+pub(crate) fn decode_f32(name: &str, dtype: Dtype, b: &[u8]) -> Result<Vec<f32>, Error> {
     Ok(match dtype {
         Dtype::F32 => b
             .chunks_exact(4)
@@ -299,229 +300,6 @@ fn decode_f32(name: &str, dtype: Dtype, b: &[u8]) -> Result<Vec<f32>, Error> {
         Dtype::F8_E8M0 => b.iter().map(|&c| E8M0::decode_f32(c)).collect(),
         other => return Err(Error::tensor(name, format!("{other:?} is not a float dtype"))),
     })
-}
-
-/// A tensor in a [`SafetensorsFile`]: its dtype, shape and bytes, borrowed from the buffer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorRef<'a> {
-    /// The safetensors dtype.
-    pub dtype: Dtype,
-    /// The shape, outermost first.
-    pub shape: Vec<usize>,
-    /// The little-endian bytes, borrowed from the file's buffer.
-    pub bytes: &'a [u8],
-}
-
-impl<'a> TensorRef<'a> {
-    /// Number of elements.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-
-    /// The values of an F32 tensor without a copy, if its bytes are 4-byte aligned in memory
-    /// and the target is little-endian; `None` otherwise. Files written by the safetensors
-    /// libraries (Rust or Python) pad the header to 8 bytes and order tensors by decreasing
-    /// dtype size, so every F32 tensor is aligned whenever the buffer itself is (a `Vec<u8>`
-    /// from the system allocator or a memory map is, in practice).
-    pub fn as_f32(&self) -> Option<&'a [f32]> {
-        if self.dtype != Dtype::F32 || cfg!(target_endian = "big") {
-            return None;
-        }
-        bytemuck::try_cast_slice(self.bytes).ok()
-    }
-
-    /// The values decoded to `f32`: F32 as they are, F64 rounded to nearest even, F16 and BF16
-    /// exactly, F8_E4M3 / F8_E5M2 / F8_E8M0 exactly (their NaN codes give NaN).
-    ///
-    /// # Errors
-    /// [`Error::Tensor`] for a dtype that is not a float (integers are passed through as
-    /// bytes instead: see [`bytes`](Self::bytes)).
-    pub fn to_f32(&self) -> Result<Vec<f32>, Error> {
-        decode_f32("?", self.dtype, self.bytes)
-    }
-}
-
-/// A parsed safetensors buffer: tensors are read from it by name, without copying until asked.
-pub struct SafetensorsFile<'a> {
-    inner: SafeTensors<'a>,
-    metadata: Option<HashMap<String, String>>,
-}
-
-impl std::fmt::Debug for SafetensorsFile<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SafetensorsFile")
-            .field("tensors", &self.names())
-            .field("metadata", &self.metadata)
-            .finish()
-    }
-}
-
-impl<'a> SafetensorsFile<'a> {
-    /// Parse a whole safetensors file held in memory (read it with [`std::fs::read`], or map
-    /// it).
-    ///
-    /// # Errors
-    /// [`Error::Safetensors`] if the header or the offsets are invalid.
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
-        let (_, meta) = SafeTensors::read_metadata(bytes)?;
-        let metadata = meta.metadata().clone();
-        Ok(Self {
-            inner: SafeTensors::deserialize(bytes)?,
-            metadata,
-        })
-    }
-
-    /// The tensor names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut n = self.inner.names();
-        n.sort_unstable();
-        n
-    }
-
-    /// Whether the file has a tensor of this name.
-    pub fn contains(&self, name: &str) -> bool {
-        self.inner.tensor(name).is_ok()
-    }
-
-    /// The header's `__metadata__` string map, if any.
-    pub fn metadata(&self) -> Option<&HashMap<String, String>> {
-        self.metadata.as_ref()
-    }
-
-    /// A tensor's dtype, shape and bytes, borrowed.
-    ///
-    /// # Errors
-    /// [`Error::Missing`] if there is no such tensor.
-    pub fn view(&self, name: &str) -> Result<TensorRef<'a>, Error> {
-        let v = self.inner.tensor(name).map_err(|_| Error::Missing(name.to_string()))?;
-        Ok(TensorRef {
-            dtype: v.dtype(),
-            shape: v.shape().to_vec(),
-            bytes: v.data(),
-        })
-    }
-
-    /// A float tensor's values as `f32`: borrowed for an aligned F32 tensor, decoded otherwise.
-    ///
-    /// # Errors
-    /// [`Error::Missing`], or [`Error::Tensor`] for a dtype that is not a float.
-    pub fn f32s(&self, name: &str) -> Result<Cow<'a, [f32]>, Error> {
-        let v = self.view(name)?;
-        match v.as_f32() {
-            Some(s) => Ok(Cow::Borrowed(s)),
-            None => Ok(Cow::Owned(decode_f32(name, v.dtype, v.bytes)?)),
-        }
-    }
-
-    /// A tensor, owned: float dtypes (F64, F32, F16, BF16) decoded to [`TensorData::F32`],
-    /// every other dtype passed through as [`TensorData::Raw`].
-    ///
-    /// # Errors
-    /// [`Error::Missing`] if there is no such tensor.
-    pub fn tensor(&self, name: &str) -> Result<Tensor, Error> {
-        let v = self.view(name)?;
-        let data = match v.dtype {
-            Dtype::F64 | Dtype::F32 | Dtype::F16 | Dtype::BF16 => TensorData::F32(decode_f32(name, v.dtype, v.bytes)?),
-            dtype => TensorData::Raw {
-                dtype,
-                bytes: v.bytes.to_vec(),
-            },
-        };
-        Ok(Tensor {
-            name: name.to_string(),
-            shape: v.shape,
-            data,
-        })
-    }
-
-    /// A tensor exactly as stored ([`TensorData::Raw`] whatever its dtype).
-    ///
-    /// # Errors
-    /// [`Error::Missing`] if there is no such tensor.
-    pub fn raw(&self, name: &str) -> Result<Tensor, Error> {
-        let v = self.view(name)?;
-        Ok(Tensor {
-            name: name.to_string(),
-            shape: v.shape,
-            data: TensorData::Raw {
-                dtype: v.dtype,
-                bytes: v.bytes.to_vec(),
-            },
-        })
-    }
-
-    /// Every tensor, in name order, as [`tensor`](Self::tensor) gives them.
-    ///
-    /// # Errors
-    /// As [`tensor`](Self::tensor).
-    pub fn tensors(&self) -> Result<Vec<Tensor>, Error> {
-        self.names().into_iter().map(|n| self.tensor(n)).collect()
-    }
-}
-
-/// Read a whole safetensors file from a reader: its tensors (as
-/// [`SafetensorsFile::tensor`] gives them) and its `__metadata__`.
-///
-/// # Errors
-/// [`Error::Io`] if reading fails, [`Error::Safetensors`] for an invalid file.
-pub fn read<R: Read>(mut reader: R) -> Result<(Vec<Tensor>, Option<HashMap<String, String>>), Error> {
-    let mut buf = Vec::new();
-    reader.read_to_end(&mut buf)?;
-    let file = SafetensorsFile::parse(&buf)?;
-    Ok((file.tensors()?, file.metadata().cloned()))
-}
-
-struct Entry<'t>(&'t Tensor);
-
-impl View for Entry<'_> {
-    fn dtype(&self) -> Dtype {
-        self.0.dtype()
-    }
-    fn shape(&self) -> &[usize] {
-        &self.0.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        self.0.bytes()
-    }
-    fn data_len(&self) -> usize {
-        match &self.0.data {
-            TensorData::F32(v) => 4 * v.len(),
-            TensorData::Raw { bytes, .. } => bytes.len(),
-        }
-    }
-}
-
-/// The safetensors bytes of `tensors` (with an optional `__metadata__` map), as the
-/// `safetensors` crate writes them: tensors ordered by dtype alignment then name, as the
-/// Python library orders them too.
-///
-/// # Errors
-/// [`Error::Tensor`] for two tensors of one name, [`Error::Safetensors`] if the crate refuses
-/// them.
-pub fn to_bytes(tensors: &[Tensor], metadata: Option<&HashMap<String, String>>) -> Result<Vec<u8>, Error> {
-    let mut seen = std::collections::HashSet::new();
-    for t in tensors {
-        if !seen.insert(t.name.as_str()) {
-            return Err(Error::tensor(&t.name, "two tensors have this name"));
-        }
-    }
-    Ok(::safetensors::serialize(
-        tensors.iter().map(|t| (t.name.as_str(), Entry(t))),
-        metadata.cloned(),
-    )?)
-}
-
-/// [`to_bytes`] written to `writer`.
-///
-/// # Errors
-/// As [`to_bytes`], and [`Error::Io`] if writing fails.
-pub fn write<W: Write>(
-    tensors: &[Tensor],
-    metadata: Option<&HashMap<String, String>>,
-    mut writer: W,
-) -> Result<(), Error> {
-    writer.write_all(&to_bytes(tensors, metadata)?)?;
-    Ok(())
 }
 
 #[cfg(test)]
