@@ -411,3 +411,58 @@ fn ct_mx_and_nvfp4_parts_are_lowbit_values() {
     assert!(y.iter().zip(deq.iter()).all(|(a, b)| (a - b).abs() <= b.abs() / 256.0));
     assert_eq!(bf16(&parts.dequantize().unwrap()), bits(&deq));
 }
+
+/// Run by hand (see `tests/data/safetensors/README.md`): quantize every 2-D `*_proj.weight` of
+/// `$LOWBIT_TINY_MODEL/model.safetensors` (a model saved by transformers' `save_pretrained`) and
+/// write `$LOWBIT_TINY_MODEL/{bnb-nf4,ct-w4a16,ct-fp8,ct-nvfp4}/` with `model.safetensors` and
+/// a `config.json` carrying the `quantization_config`, for transformers to load.
+#[test]
+#[ignore = "writes checkpoints for a transformers load check; needs LOWBIT_TINY_MODEL"]
+fn write_tiny_model_for_transformers() {
+    let Ok(dir) = std::env::var("LOWBIT_TINY_MODEL") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let file = SafetensorsFile::parse(&bytes).unwrap();
+    let config: Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let w4 = Scheme::Int {
+        bits: 4,
+        symmetric: false,
+        strategy: Strategy::Group(32),
+        packed: true,
+    };
+    let fp8 = Scheme::Fp8 {
+        strategy: Strategy::Channel,
+        activations: Activations::None,
+    };
+    for out in ["bnb-nf4", "ct-w4a16", "ct-fp8", "ct-nvfp4"] {
+        let mut tensors = Vec::new();
+        for name in file.names() {
+            let t = file.tensor(name).unwrap();
+            let Some(prefix) = name.strip_suffix(".weight").filter(|p| p.ends_with("_proj")) else {
+                tensors.push(file.raw(name).unwrap());
+                continue;
+            };
+            let w = t.to_f32().unwrap();
+            tensors.extend(match out {
+                "bnb-nf4" => bnb::quantize(prefix, &t.shape, &w, QuantType::Nf4, 64, true, Dtype::F32).unwrap(),
+                "ct-w4a16" => compressed::quantize(prefix, &t.shape, &w, &w4).unwrap(),
+                "ct-fp8" => compressed::quantize(prefix, &t.shape, &w, &fp8).unwrap(),
+                _ => compressed::quantize(prefix, &t.shape, &w, &Scheme::Nvfp4).unwrap(),
+            });
+        }
+        let mut config = config.clone();
+        config["quantization_config"] = match out {
+            "bnb-nf4" => bnb::quantization_config(&bnb::Config::new(QuantType::Nf4, true, Dtype::F32)),
+            "ct-w4a16" => compressed::quantization_config(&[(w4, vec!["Linear".into()])], &["lm_head".into()]),
+            "ct-fp8" => compressed::quantization_config(&[(fp8, vec!["Linear".into()])], &["lm_head".into()]),
+            _ => compressed::quantization_config(&[(Scheme::Nvfp4, vec!["Linear".into()])], &["lm_head".into()]),
+        };
+        let d = dir.join(out);
+        std::fs::create_dir_all(&d).unwrap();
+        let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+        std::fs::write(d.join("model.safetensors"), to_bytes(&tensors, Some(&meta)).unwrap()).unwrap();
+        std::fs::write(d.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    }
+}
