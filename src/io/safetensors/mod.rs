@@ -1,6 +1,6 @@
 //! safetensors files in and out, in the layouts the runtimes load (feature `safetensors`).
 //!
-//! Parsing and serialising go through the [`safetensors`](::safetensors) crate (0.7); this
+//! Parsing and serialising go through the `safetensors` crate (0.7); this
 //! module adds what a quantization tool needs on top:
 //!
 //! - **In**: [`SafetensorsFile`] over a byte buffer. F64, F32, F16, BF16 (and FP8) tensors of
@@ -8,9 +8,9 @@
 //!   copy when its bytes are 4-byte aligned ([`TensorRef::as_f32`], [`SafetensorsFile::f32s`]).
 //!   Integer tensors (`position_ids`, packed codes) are passed through untouched as bytes, a
 //!   [`Dtype`] and a shape.
-//! - **Out**: [`Tensor`]s (a name, a shape and [`TensorData`]) to [`to_bytes`] / [`write`], with
-//!   [`Tensor::cast`] for BF16 / F16 copies through lowbit's [`Bf16`](crate::Bf16) /
-//!   [`Fp16`](crate::Fp16) encoders (round to nearest even).
+//! - **Out**: [`Tensor`]s (a name, a shape and [`TensorData`]) to [`to_bytes`] / [`write()`], with
+//!   [`Tensor::cast`] for BF16 / F16 copies through lowbit's [`Bf16`] /
+//!   [`Fp16`] encoders (round to nearest even).
 //! - **Quantized layouts** and the `quantization_config` entries of `config.json` that go with
 //!   them: [`bnb`] (bitsandbytes' NF4 / FP4 with or without double quantization, as
 //!   `QuantState.as_dict(packed=True)` writes it, for transformers' `Bnb4BitHfQuantizer`) and
@@ -48,6 +48,9 @@
 use std::borrow::Cow;
 
 pub use ::safetensors::Dtype;
+
+/// A safetensors header's `__metadata__`: free-form string pairs.
+pub type Metadata = std::collections::HashMap<String, String>;
 
 use crate::{Bf16, FloatFormat, Fp16, E4M3, E5M2, E8M0};
 
@@ -311,7 +314,7 @@ mod tests {
         let x = [0.1f32, -2.5, 448.0, 1e-3];
         for dtype in [Dtype::F32, Dtype::F64, Dtype::F16, Dtype::BF16, Dtype::F8_E4M3] {
             let t = Tensor::cast("x", vec![2, 2], &x, dtype).unwrap();
-            let bytes = to_bytes(&[t.clone()], None).unwrap();
+            let bytes = to_bytes(std::slice::from_ref(&t), None).unwrap();
             let f = SafetensorsFile::parse(&bytes).unwrap();
             let back = f.tensor("x").unwrap();
             assert_eq!(back.shape, [2, 2]);

@@ -1,12 +1,11 @@
 //! Reading: a parsed buffer, borrowed tensor views, decoding to `f32`.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Read;
 
 use ::safetensors::SafeTensors;
 
-use super::{decode_f32, Dtype, Error, Tensor, TensorData};
+use super::{decode_f32, Dtype, Error, Metadata, Tensor, TensorData};
 
 /// A tensor in a [`SafetensorsFile`]: its dtype, shape and bytes, borrowed from the buffer.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +50,7 @@ impl<'a> TensorRef<'a> {
 /// A parsed safetensors buffer: tensors are read from it by name, without copying until asked.
 pub struct SafetensorsFile<'a> {
     inner: SafeTensors<'a>,
-    metadata: Option<HashMap<String, String>>,
+    metadata: Option<Metadata>,
 }
 
 impl std::fmt::Debug for SafetensorsFile<'_> {
@@ -91,7 +90,7 @@ impl<'a> SafetensorsFile<'a> {
     }
 
     /// The header's `__metadata__` string map, if any.
-    pub fn metadata(&self) -> Option<&HashMap<String, String>> {
+    pub fn metadata(&self) -> Option<&Metadata> {
         self.metadata.as_ref()
     }
 
@@ -171,7 +170,7 @@ impl<'a> SafetensorsFile<'a> {
 ///
 /// # Errors
 /// [`Error::Io`] if reading fails, [`Error::Safetensors`] for an invalid file.
-pub fn read<R: Read>(mut reader: R) -> Result<(Vec<Tensor>, Option<HashMap<String, String>>), Error> {
+pub fn read<R: Read>(mut reader: R) -> Result<(Vec<Tensor>, Option<Metadata>), Error> {
     let mut buf = Vec::new();
     reader.read_to_end(&mut buf)?;
     let file = SafetensorsFile::parse(&buf)?;

@@ -1,12 +1,11 @@
 //! Writing: tensors to safetensors bytes through the `safetensors` crate.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io::Write;
 
 use ::safetensors::View;
 
-use super::{Dtype, Error, Tensor, TensorData};
+use super::{Dtype, Error, Metadata, Tensor, TensorData};
 
 struct Entry<'t>(&'t Tensor);
 
@@ -35,7 +34,7 @@ impl View for Entry<'_> {
 /// # Errors
 /// [`Error::Tensor`] for two tensors of one name, [`Error::Safetensors`] if the crate refuses
 /// them.
-pub fn to_bytes(tensors: &[Tensor], metadata: Option<&HashMap<String, String>>) -> Result<Vec<u8>, Error> {
+pub fn to_bytes(tensors: &[Tensor], metadata: Option<&Metadata>) -> Result<Vec<u8>, Error> {
     let mut seen = std::collections::HashSet::new();
     for t in tensors {
         if !seen.insert(t.name.as_str()) {
@@ -52,11 +51,7 @@ pub fn to_bytes(tensors: &[Tensor], metadata: Option<&HashMap<String, String>>) 
 ///
 /// # Errors
 /// As [`to_bytes`], and [`Error::Io`] if writing fails.
-pub fn write<W: Write>(
-    tensors: &[Tensor],
-    metadata: Option<&HashMap<String, String>>,
-    mut writer: W,
-) -> Result<(), Error> {
+pub fn write<W: Write>(tensors: &[Tensor], metadata: Option<&Metadata>, mut writer: W) -> Result<(), Error> {
     writer.write_all(&to_bytes(tensors, metadata)?)?;
     Ok(())
 }

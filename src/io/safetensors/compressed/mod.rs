@@ -128,7 +128,7 @@ impl Strategy {
         match self {
             Strategy::Tensor | Strategy::Channel => Ok(1),
             Strategy::Group(g) => {
-                if g == 0 || cols % g != 0 {
+                if g == 0 || !cols.is_multiple_of(g) {
                     return Err(Error::tensor(
                         name,
                         format!("group size {g} does not divide the row length {cols}"),

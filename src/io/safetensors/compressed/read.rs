@@ -43,7 +43,7 @@ impl Parts {
         let (rows, cols) = rows_cols(name, &self.shape, self.codes.len())?;
         let k = self.scales.len();
         let per_row = k / rows.max(1);
-        if k == 0 || (k != 1 && (k % rows.max(1) != 0 || per_row == 0 || cols % per_row != 0)) {
+        if k == 0 || (k != 1 && (!k.is_multiple_of(rows.max(1)) || per_row == 0 || !cols.is_multiple_of(per_row))) {
             return Err(Error::tensor(name, "the scales do not fit the shape"));
         }
         let run = if k == 1 { 1 } else { cols / per_row };

@@ -130,6 +130,9 @@ pub fn quantize(prefix: &str, shape: &[usize], w: &[f32], scheme: &Scheme) -> Re
     }
 }
 
+/// Codes (one per element), scales and zero points (one per group).
+type Coded = (Vec<i8>, Vec<f32>, Vec<i8>);
+
 /// Codes, scales and zero points of an INT or FP8 weight, by compressed-tensors' arithmetic.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn int_or_fp8(
@@ -141,10 +144,10 @@ pub(super) fn int_or_fp8(
     symmetric: bool,
     fp8: bool,
     name: &str,
-) -> Result<(Vec<i8>, Vec<f32>, Vec<i8>), Error> {
+) -> Result<Coded, Error> {
     let n = rows * cols;
     let ranges: Vec<std::ops::Range<usize>> = match strategy {
-        Strategy::Tensor => vec![0..n],
+        Strategy::Tensor => std::iter::once(0..n).collect(),
         Strategy::Channel => (0..rows).map(|r| r * cols..(r + 1) * cols).collect(),
         Strategy::Group(g) => {
             strategy.per_row(name, cols)?;
@@ -192,7 +195,7 @@ pub(super) fn int_or_fp8(
 /// NVFP4 by compressed-tensors' arithmetic.
 fn nvfp4(prefix: &str, rows: usize, cols: usize, w: &[f32]) -> Result<Vec<Tensor>, Error> {
     let name = format!("{prefix}.weight");
-    if cols % 16 != 0 {
+    if !cols.is_multiple_of(16) {
         return Err(Error::tensor(
             &name,
             format!("NVFP4 rows are whole blocks of 16 ({cols} columns)"),
@@ -271,7 +274,7 @@ pub fn quantize_mx(prefix: &str, shape: &[usize], q: &Quantized) -> Result<Vec<T
     }
 }
 
-/// The static input scale of an FP8 layer ([`Activations::StaticPerTensor`]): `amax / 448` as
+/// The static input scale of an FP8 layer ([`Activations::StaticPerTensor`](super::Activations::StaticPerTensor)): `amax / 448` as
 /// an F32 `[1]` tensor named `prefix.input_scale`.
 ///
 /// # Errors
