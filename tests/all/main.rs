@@ -8,6 +8,8 @@ mod common;
 mod exhaustive;
 mod generic;
 mod ggml;
+#[cfg(feature = "safetensors")]
+mod io_safetensors;
 mod mx;
 mod props;
 mod ptq;
