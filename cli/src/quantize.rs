@@ -200,18 +200,14 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut recipe_name = None;
     let mut output = None;
     let mut as_json = false;
+    let mut format = "safetensors".to_string();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or(format!("{flag} needs a value"));
         match a.as_str() {
             "--recipe" => recipe_name = Some(value("--recipe")?),
             "-o" | "--out" => output = Some(value("-o")?),
-            "--format" => {
-                let f = value("--format")?;
-                if f != "safetensors" {
-                    return Err(format!("--format {f}: only safetensors is written so far").into());
-                }
-            }
+            "--format" => format = value("--format")?,
             "--json" => as_json = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}\n{}", crate::USAGE).into()),
             s => input = Some(s.to_string()),
@@ -219,18 +215,30 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let input = input.ok_or(format!("quantize needs an input file\n{}", crate::USAGE))?;
     let recipe_name = recipe_name.ok_or("quantize needs --recipe")?;
-    let recipe = Recipe::new().weights("*", scheme(&recipe_name)?);
+    if format == "safetensors" {
+        scheme(&recipe_name)?; // a bad recipe is reported before the file is read
+    }
     let bytes = std::fs::read(&input).map_err(|e| format!("{input}: {e}"))?;
     let (tensors, _) = tensors::read(&bytes, &input)?;
-    let (report, out) = quantize(&tensors, &recipe, &input)?;
-    if let Some(path) = &output {
-        let mut meta = HashMap::new();
-        meta.insert("lowbit.recipe".to_string(), recipe_name.clone());
-        for l in &report.layers {
-            meta.insert(format!("lowbit.{}", l.name), l.scheme.clone());
+    let report = match format.as_str() {
+        "safetensors" => {
+            let recipe = Recipe::new().weights("*", scheme(&recipe_name)?);
+            let (report, out) = quantize(&tensors, &recipe, &input)?;
+            if let Some(path) = &output {
+                let mut meta = HashMap::new();
+                meta.insert("lowbit.recipe".to_string(), recipe_name.clone());
+                for l in &report.layers {
+                    meta.insert(format!("lowbit.{}", l.name), l.scheme.clone());
+                }
+                write(path, &out, meta)?;
+            }
+            report
         }
-        write(path, &out, meta)?;
-    }
+        "bnb" | "compressed-tensors" => {
+            crate::runtime::run(&tensors, &format, &recipe_name, output.as_deref(), &input)?
+        }
+        f => return Err(format!("unknown --format {f} (safetensors, bnb, compressed-tensors)").into()),
+    };
     if as_json {
         println!("{}", json(&report));
     } else {

@@ -119,3 +119,43 @@ fn errors_are_one_line_and_fail() {
     assert!(!ok && err.contains("unknown recipe"), "{err}");
     assert!(!lowbit(&["frobnicate"]).0);
 }
+
+#[test]
+fn runtime_layouts_read_back() {
+    use lowbit::io::safetensors::{bnb, compressed, SafetensorsFile};
+    let src = tmp("rt_in.safetensors");
+    checkpoint(&src);
+    let out = tmp("rt_nf4.safetensors");
+    let (ok, _, err) = lowbit(&["quantize", &src, "--recipe", "nf4", "--format", "bnb", "-o", &out]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    assert_eq!(bnb::read(&f, "l").unwrap().dequantize().unwrap().len(), 64 * 32);
+    assert!(f.contains("l.bias"));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{out}.quantization_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["bnb_4bit_quant_type"], "nf4");
+    let out = tmp("rt_fp8.safetensors");
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &src,
+        "--recipe",
+        "fp8",
+        "--format",
+        "compressed-tensors",
+        "-o",
+        &out,
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let scheme = compressed::Scheme::Fp8 {
+        strategy: compressed::Strategy::Channel,
+        activations: compressed::Activations::DynamicPerToken,
+    };
+    assert_eq!(
+        compressed::read(&f, "l", &scheme).unwrap().dequantize().unwrap().len(),
+        64 * 32
+    );
+    assert!(!lowbit(&["quantize", &src, "--recipe", "int8", "--format", "bnb"]).0);
+}
