@@ -116,11 +116,10 @@ const MAX_BINS: usize = 1 << 16;
 /// # Memory
 ///
 /// Fine bins are allocated a page at a time, one page per sign and binary exponent that occurs,
-/// each `2^M` × (4-byte count + 4-byte extremes): **16 KiB** for `M = 11`, 512 KiB for
-/// 65536 bins (`M = 16`) (counts that could
-/// pass 2^32 are moved to a second, 8-byte-per-bin array first, which then doubles it). Values
-/// spanning 2^-20..2^6 of both signs use 54 pages (864 KiB); the worst case is 508 pages
-/// (8 MiB). [`Calibrator::range`] needs two vectors of `bins` counts more. A calibrator
+/// each `2^M` × (4-byte count + 4-byte extremes): **16 KiB** for `M = 11` (512 KiB for 65536
+/// bins, `M = 16`); counts that could pass 2^32 are moved to a second, 8-byte-per-bin array
+/// first, which then doubles it. Values spanning 2^-20..2^6 of both signs use 54 pages
+/// (864 KiB); the worst case is 508 pages (8 MiB at `M = 11`). [`Calibrator::range`] needs two vectors of `bins` counts more. A calibrator
 /// rebuilt by [`Calibrator::from_bytes`] holds its pages sparsely (16 bytes per non-empty fine
 /// bin, in proportion to the bytes read) until a batch counts into them.
 ///
