@@ -25,7 +25,7 @@ impl Any {
                 _ => return Err(format!("unknown method {p:?} (minmax, percentile[=P], entropy, mse)").into()),
             },
         };
-        Ok(Any::Histogram(Box::new(HistogramCalibrator::new(m))))
+        Ok(Any::Histogram(Box::new(HistogramCalibrator::new(m)?)))
     }
 
     pub fn observe(&mut self, batch: &[f32]) -> Result<()> {
