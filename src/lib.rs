@@ -103,6 +103,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `rayon` | parallel slice encode and decode (`format::par`) |
+//! | `gguf` | GGUF (llama.cpp) files: read, write, re-quantize as `llama-quantize` does (`io::gguf`) |
 //!
 //! ## Speed
 //!
@@ -119,6 +120,7 @@ pub mod calib;
 pub mod compat;
 pub mod error;
 pub mod format;
+pub mod io;
 mod non_finite;
 pub mod quant;
 pub mod scheme;
