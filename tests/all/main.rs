@@ -8,6 +8,8 @@ mod common;
 mod exhaustive;
 mod generic;
 mod ggml;
+#[cfg(feature = "gguf")]
+mod gguf;
 mod mx;
 mod props;
 mod ptq;
