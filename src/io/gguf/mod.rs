@@ -7,8 +7,8 @@
 //! tensor padded to the alignment. Everything is little-endian.
 //!
 //! - [`Gguf::read`] parses a byte slice (a memory-mapped file, say) and borrows the tensor
-//!   data from it; [`GgufReader`] reads from any [`Read`](std::io::Read) +
-//!   [`Seek`](std::io::Seek), one tensor at a time.
+//!   data from it; [`GgufReader`] reads from any [`Read`] +
+//!   [`Seek`], one tensor at a time.
 //! - [`Gguf::write`] and the streaming [`GgufWriter`] write the layout gguf-py's `GGUFWriter`
 //!   and ggml's `gguf_write_to_file` write, so reading a file those tools wrote and writing it
 //!   back gives the same bytes.
