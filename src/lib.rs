@@ -104,6 +104,7 @@
 //! |---|---|
 //! | `rayon` | parallel slice encode and decode (`format::par`) |
 //! | `safetensors` | safetensors files in and out, with bitsandbytes' and compressed-tensors' quantized layouts (`io::safetensors`) |
+//! | `gguf` | GGUF (llama.cpp) files: read, write, re-quantize as `llama-quantize` does (`io::gguf`) |
 //!
 //! ## Speed
 //!

@@ -8,6 +8,8 @@ mod common;
 mod exhaustive;
 mod generic;
 mod ggml;
+#[cfg(feature = "gguf")]
+mod gguf;
 #[cfg(feature = "safetensors")]
 mod io_safetensors;
 mod mx;

@@ -1,0 +1,636 @@
+//! GGUF v3, llama.cpp's model file: read, write, and re-quantize as `llama-quantize` does.
+//!
+//! A file is a header (magic `GGUF`, version, tensor count, key/value count), the key/value
+//! metadata ([`Metadata`], every [`ValueType`]), one [`TensorInfo`] per tensor (name, dims in
+//! ggml order — `dims[0]` is the fastest-varying axis, the row length — [`GgmlType`] and offset),
+//! zero padding to the alignment (`general.alignment`, default 32), then the tensor data, each
+//! tensor padded to the alignment. Everything is little-endian.
+//!
+//! - [`Gguf::read`] parses a byte slice (a memory-mapped file, say) and borrows the tensor
+//!   data from it; [`GgufReader`] reads from any [`Read`] +
+//!   [`Seek`], one tensor at a time.
+//! - [`Gguf::write`] and the streaming [`GgufWriter`] write the layout gguf-py's `GGUFWriter`
+//!   and ggml's `gguf_write_to_file` write, so reading a file those tools wrote and writing it
+//!   back gives the same bytes.
+//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `F16` or `BF16`,
+//!   choosing the tensors as `llama-quantize` does (see its docs for the rules).
+//!
+//! Tensors of types lowbit has (F32, F16, BF16, Q8_0, Q4_0, Q4_1; the blocks in
+//! [`crate::compat::ggml`]) and of every other ggml type (K-quants, IQ types, integers, ...)
+//! are read and written as bytes with their type id; the sizes come from ggml's type table
+//! ([`GgmlType::block_size`], [`GgmlType::type_size`]).
+//!
+//! Input is untrusted: every count, length and offset is checked against the bytes that are
+//! left before anything is allocated (a header claiming 2^60 tensors is an
+//! [`Error::CountTooLarge`], not an allocation), every error names the key or tensor, and
+//! nothing panics. The checks are ggml's (`gguf_init_from_file`): version 2 or 3, unique
+//! non-empty keys, unique tensor names, at most 4 dims, rows of whole blocks, sizes that fit
+//! in 64 bits, tensor data inside the file; lowbit also reads nested arrays (gguf-py writes
+//! them, ggml refuses them) and tensor offsets that are not consecutive (gguf-py reads them,
+//! ggml refuses them).
+//!
+//! Checked against gguf-py 0.19 (`GGUFWriter`, `GGUFReader`, `gguf.quants`): lowbit reads its
+//! files with every key and tensor byte equal and writes them back byte for byte, and gguf-py
+//! reads the files lowbit writes (`tests/data/gguf/`).
+//!
+//! ```
+//! use lowbit::io::gguf::{Gguf, GgmlType, Tensor, Value};
+//! use lowbit::compat::ggml;
+//!
+//! // Build a file: metadata and a Q8_0 tensor of 2 rows of 64.
+//! let w: Vec<f32> = (0..128).map(|i| (i as f32 * 0.1).sin()).collect();
+//! let blocks = ggml::quantize_q8_0(&w)?;
+//! let mut file = Gguf::new();
+//! file.metadata.insert("general.architecture", "llama");
+//! file.tensors.push(Tensor::new("blk.0.ffn_up.weight", vec![64, 2], GgmlType::Q8_0, bytemuck::cast_slice(&blocks))?);
+//! let bytes = file.to_bytes()?;
+//!
+//! // Read it back without copying the tensor data.
+//! let read = Gguf::read(&bytes)?;
+//! assert_eq!(read.metadata.get_str("general.architecture"), Some("llama"));
+//! let t = read.tensor("blk.0.ffn_up.weight").unwrap();
+//! assert_eq!((t.info.ty, t.info.shape()), (GgmlType::Q8_0, vec![2, 64]));
+//! let mut back = vec![0f32; 128];
+//! ggml::dequantize_q8_0(bytemuck::cast_slice(&t.data), &mut back)?;
+//! assert_eq!(read.to_bytes()?, bytes); // written back byte for byte
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Cow;
+use std::io::{Read, Seek, Write};
+
+mod read;
+mod requantize;
+mod value;
+mod write;
+
+pub use read::GgufReader;
+pub use requantize::{requantize, Report, RequantizeOptions, Target, TensorReport};
+pub use value::{Array, GgufString, Metadata, Value, ValueType};
+pub use write::GgufWriter;
+
+/// The magic at the start of every file.
+pub const MAGIC: [u8; 4] = *b"GGUF";
+/// The version lowbit writes (it reads 2 and 3, which have the same little-endian layout).
+pub const VERSION: u32 = 3;
+/// Data alignment when `general.alignment` is absent.
+pub const DEFAULT_ALIGNMENT: u32 = 32;
+/// The key that sets the data alignment (a `u32` power of two).
+pub const ALIGNMENT_KEY: &str = "general.alignment";
+/// ggml's limit on tensor dimensions (`GGML_MAX_DIMS`).
+pub const MAX_DIMS: usize = 4;
+
+/// Errors of GGUF reading, writing and re-quantization. Each names the key or tensor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O error of the underlying reader or writer.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The file does not start with `GGUF`.
+    #[error("not a GGUF file: magic {0:02x?}, expected \"GGUF\"")]
+    BadMagic([u8; 4]),
+    /// A version other than 2 or 3.
+    #[error("GGUF version {0} is not supported (only 2 and 3)")]
+    UnsupportedVersion(u32),
+    /// A file written for big-endian machines (its version reads byte-swapped).
+    #[error("big-endian GGUF files are not supported")]
+    BigEndian,
+    /// Fewer bytes left than a field needs.
+    #[error("{context}: needs {needed} bytes at offset {offset}, only {available} left")]
+    Truncated {
+        /// What was being read.
+        context: String,
+        /// Byte offset in the file.
+        offset: u64,
+        /// Bytes needed.
+        needed: u64,
+        /// Bytes left.
+        available: u64,
+    },
+    /// A count (tensors, keys, array elements) that the bytes left cannot hold.
+    #[error("{context}: count {count} cannot fit in the {available} bytes left")]
+    CountTooLarge {
+        /// What was being counted.
+        context: String,
+        /// The count in the file.
+        count: u64,
+        /// Bytes left.
+        available: u64,
+    },
+    /// A key or tensor name that is not UTF-8.
+    #[error("{context} is not valid UTF-8")]
+    InvalidUtf8 {
+        /// Which key or tensor name.
+        context: String,
+    },
+    /// An empty key.
+    #[error("key #{index} is empty")]
+    EmptyKey {
+        /// Position of the key.
+        index: u64,
+    },
+    /// A key that appears twice.
+    #[error("duplicate key '{0}'")]
+    DuplicateKey(String),
+    /// A tensor name that appears twice.
+    #[error("duplicate tensor '{0}'")]
+    DuplicateTensor(String),
+    /// A value type id GGUF does not define.
+    #[error("key '{key}': unknown value type {type_id}")]
+    UnknownValueType {
+        /// The key.
+        key: String,
+        /// The type id in the file.
+        type_id: u32,
+    },
+    /// Arrays nested deeper than lowbit reads (64 levels).
+    #[error("key '{key}': arrays nested too deeply")]
+    NestingTooDeep {
+        /// The key.
+        key: String,
+    },
+    /// `general.alignment` that is not a `u32` power of two.
+    #[error("general.alignment must be a u32 power of two, found {0}")]
+    BadAlignment(String),
+    /// A tensor type id that is not in ggml's type table, so its size is unknown.
+    #[error("tensor '{tensor}': unknown ggml type {type_id}")]
+    UnknownTensorType {
+        /// The tensor.
+        tensor: String,
+        /// The type id in the file.
+        type_id: u32,
+    },
+    /// More dimensions than ggml's [`MAX_DIMS`].
+    #[error("tensor '{tensor}': {n_dims} dimensions, at most 4")]
+    TooManyDims {
+        /// The tensor.
+        tensor: String,
+        /// Dimensions in the file.
+        n_dims: u64,
+    },
+    /// An element count or byte size beyond what 64-bit ggml can index.
+    #[error("tensor '{tensor}': too many elements")]
+    TensorTooLarge {
+        /// The tensor.
+        tensor: String,
+    },
+    /// A row length (`dims[0]`) that is not a whole number of the type's blocks.
+    #[error("tensor '{tensor}': row length {row} is not a multiple of the {ty} block size {block}")]
+    NotWholeBlocks {
+        /// The tensor.
+        tensor: String,
+        /// `dims[0]`.
+        row: u64,
+        /// The type.
+        ty: GgmlType,
+        /// Elements per block.
+        block: u64,
+    },
+    /// Tensor data that does not lie inside the file.
+    #[error(
+        "tensor '{tensor}': data at offset {offset} of {size} bytes is beyond the {available} bytes of tensor data"
+    )]
+    TensorOutOfBounds {
+        /// The tensor.
+        tensor: String,
+        /// Offset in the data section.
+        offset: u64,
+        /// Bytes of the tensor.
+        size: u64,
+        /// Bytes of the data section in the file.
+        available: u64,
+    },
+    /// Tensor data of the wrong length for its dims and type.
+    #[error("tensor '{tensor}': {actual} bytes of data, its dims and type need {expected}")]
+    DataSizeMismatch {
+        /// The tensor.
+        tensor: String,
+        /// Bytes its dims and type need.
+        expected: u64,
+        /// Bytes given.
+        actual: u64,
+    },
+    /// A [`GgufWriter`] finished before every tensor was written, or got one too many.
+    #[error("{written} tensors written, the header lists {expected}")]
+    TensorCount {
+        /// Tensors in the header.
+        expected: usize,
+        /// Tensors written.
+        written: usize,
+    },
+    /// A tensor name not in the file.
+    #[error("no tensor named '{0}'")]
+    NoSuchTensor(String),
+    /// A NaN or an infinity met while converting a tensor (llama-quantize refuses them too:
+    /// `ggml_validate_row_data`), or a value that overflows the target type.
+    #[error("tensor '{tensor}': non-finite value at element {index}")]
+    NonFinite {
+        /// The tensor.
+        tensor: String,
+        /// Index of the element.
+        index: u64,
+    },
+    /// A quantization error of [`crate::compat::ggml`] on a tensor.
+    #[error("tensor '{tensor}': {source}")]
+    Quant {
+        /// The tensor.
+        tensor: String,
+        /// The error.
+        source: crate::quant::Error,
+    },
+    /// A conversion lowbit (or llama-quantize) does not do.
+    #[error("tensor '{tensor}': {reason}")]
+    Unsupported {
+        /// The tensor (empty for file-wide refusals).
+        tensor: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A ggml tensor type: its id in the file, and its block size and bytes per block from
+/// ggml's type table (`ggml/src/ggml.c`; the same as gguf-py's `GGML_QUANT_SIZES` except
+/// `Q8_1`, where gguf-py says 40 bytes and ggml's `block_q8_1` has 36).
+///
+/// lowbit quantizes and dequantizes F32, F16, BF16, Q8_0, Q4_0 and Q4_1; tensors of the other
+/// types pass through as bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types, missing_docs)] // ggml's names
+pub enum GgmlType {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
+    IQ2_XXS,
+    IQ2_XS,
+    IQ3_XXS,
+    IQ1_S,
+    IQ4_NL,
+    IQ3_S,
+    IQ2_S,
+    IQ4_XS,
+    I8,
+    I16,
+    I32,
+    I64,
+    F64,
+    IQ1_M,
+    BF16,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
+}
+
+/// (type, id, name, block size, type size), in id order.
+const TYPES: [(GgmlType, u32, &str, u64, u64); 35] = {
+    use GgmlType::*;
+    [
+        (F32, 0, "f32", 1, 4),
+        (F16, 1, "f16", 1, 2),
+        (Q4_0, 2, "q4_0", 32, 18),
+        (Q4_1, 3, "q4_1", 32, 20),
+        (Q5_0, 6, "q5_0", 32, 22),
+        (Q5_1, 7, "q5_1", 32, 24),
+        (Q8_0, 8, "q8_0", 32, 34),
+        (Q8_1, 9, "q8_1", 32, 36),
+        (Q2_K, 10, "q2_K", 256, 84),
+        (Q3_K, 11, "q3_K", 256, 110),
+        (Q4_K, 12, "q4_K", 256, 144),
+        (Q5_K, 13, "q5_K", 256, 176),
+        (Q6_K, 14, "q6_K", 256, 210),
+        (Q8_K, 15, "q8_K", 256, 292),
+        (IQ2_XXS, 16, "iq2_xxs", 256, 66),
+        (IQ2_XS, 17, "iq2_xs", 256, 74),
+        (IQ3_XXS, 18, "iq3_xxs", 256, 98),
+        (IQ1_S, 19, "iq1_s", 256, 50),
+        (IQ4_NL, 20, "iq4_nl", 32, 18),
+        (IQ3_S, 21, "iq3_s", 256, 110),
+        (IQ2_S, 22, "iq2_s", 256, 82),
+        (IQ4_XS, 23, "iq4_xs", 256, 136),
+        (I8, 24, "i8", 1, 1),
+        (I16, 25, "i16", 1, 2),
+        (I32, 26, "i32", 1, 4),
+        (I64, 27, "i64", 1, 8),
+        (F64, 28, "f64", 1, 8),
+        (IQ1_M, 29, "iq1_m", 256, 56),
+        (BF16, 30, "bf16", 1, 2),
+        (TQ1_0, 34, "tq1_0", 256, 54),
+        (TQ2_0, 35, "tq2_0", 256, 66),
+        (MXFP4, 39, "mxfp4", 32, 17),
+        (NVFP4, 40, "nvfp4", 64, 36),
+        (Q1_0, 41, "q1_0", 128, 18),
+        (Q2_0, 42, "q2_0", 64, 18),
+    ]
+};
+
+impl GgmlType {
+    /// Every type, in id order.
+    pub const ALL: [GgmlType; 35] = {
+        let mut all = [GgmlType::F32; 35];
+        let mut i = 0;
+        while i < 35 {
+            all[i] = TYPES[i].0;
+            i += 1;
+        }
+        all
+    };
+
+    const fn entry(self) -> (GgmlType, u32, &'static str, u64, u64) {
+        // `TYPES` lists the variants in declaration order (checked by a test).
+        TYPES[self as usize]
+    }
+
+    /// The id written in the file (`ggml_type`).
+    pub const fn id(self) -> u32 {
+        self.entry().1
+    }
+
+    /// The type of an id, `None` for ids ggml does not define (or no longer does: 4, 5,
+    /// 31–33, 36–38).
+    pub fn from_id(id: u32) -> Option<Self> {
+        TYPES.iter().find(|t| t.1 == id).map(|t| t.0)
+    }
+
+    /// ggml's name (`ggml_type_name`): `"f32"`, `"q8_0"`, `"q4_K"`, ...
+    pub const fn name(self) -> &'static str {
+        self.entry().2
+    }
+
+    /// Elements per block (1 for the plain types).
+    pub const fn block_size(self) -> u64 {
+        self.entry().3
+    }
+
+    /// Bytes per block.
+    pub const fn type_size(self) -> u64 {
+        self.entry().4
+    }
+
+    /// Whether the type is a block-quantized one (`ggml_is_quantized`).
+    pub const fn is_quantized(self) -> bool {
+        !matches!(
+            self,
+            Self::F32 | Self::F16 | Self::BF16 | Self::F64 | Self::I8 | Self::I16 | Self::I32 | Self::I64
+        )
+    }
+
+    /// Bytes of `n` elements, `None` unless `n` is a whole number of blocks and the size
+    /// fits in `u64`.
+    pub fn bytes_for(self, n: u64) -> Option<u64> {
+        if !n.is_multiple_of(self.block_size()) {
+            return None;
+        }
+        (n / self.block_size()).checked_mul(self.type_size())
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A tensor's description: name, dims in ggml order (`dims[0]` is the row length, the
+/// fastest-varying axis; the reverse of a NumPy or PyTorch shape) and type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorInfo {
+    /// The name.
+    pub name: String,
+    /// Dims, ggml order (`ne`).
+    pub dims: Vec<u64>,
+    /// The type.
+    pub ty: GgmlType,
+}
+
+impl TensorInfo {
+    /// A tensor description, checked as ggml checks a file's: at most [`MAX_DIMS`] dims,
+    /// rows of whole blocks, an element count below 2^63.
+    ///
+    /// # Errors
+    /// [`Error::TooManyDims`], [`Error::NotWholeBlocks`], [`Error::TensorTooLarge`].
+    pub fn new(name: impl Into<String>, dims: Vec<u64>, ty: GgmlType) -> Result<Self, Error> {
+        let info = Self {
+            name: name.into(),
+            dims,
+            ty,
+        };
+        info.checked_n_bytes()?;
+        Ok(info)
+    }
+
+    /// Number of elements (1 for no dims).
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().fold(1u64, |a, &d| a.saturating_mul(d))
+    }
+
+    /// Bytes of the tensor's data (saturating for a description that [`TensorInfo::new`]
+    /// would refuse).
+    pub fn n_bytes(&self) -> u64 {
+        self.checked_n_bytes().unwrap_or(u64::MAX)
+    }
+
+    /// The shape in NumPy order (`dims` reversed).
+    pub fn shape(&self) -> Vec<u64> {
+        self.dims.iter().rev().copied().collect()
+    }
+
+    /// Rows (all dims but the first multiplied).
+    pub fn n_rows(&self) -> u64 {
+        self.dims.iter().skip(1).fold(1u64, |a, &d| a.saturating_mul(d))
+    }
+
+    /// `ggml_n_dims`: 1 + the index of the last dim above 1 (at least 1).
+    pub fn ggml_n_dims(&self) -> usize {
+        self.dims.iter().rposition(|&d| d > 1).map_or(1, |i| i + 1)
+    }
+
+    /// The checks of [`TensorInfo::new`] and the byte size.
+    pub(crate) fn checked_n_bytes(&self) -> Result<u64, Error> {
+        if self.dims.len() > MAX_DIMS {
+            return Err(Error::TooManyDims {
+                tensor: self.name.clone(),
+                n_dims: self.dims.len() as u64,
+            });
+        }
+        let too_large = || Error::TensorTooLarge {
+            tensor: self.name.clone(),
+        };
+        let mut n: u64 = 1;
+        for &d in &self.dims {
+            // ggml's dims are i64, checked non-negative.
+            if d > i64::MAX as u64 {
+                return Err(too_large());
+            }
+            n = n.checked_mul(d).ok_or_else(too_large)?;
+        }
+        if n > i64::MAX as u64 {
+            return Err(too_large());
+        }
+        let row = self.dims.first().copied().unwrap_or(1);
+        let block = self.ty.block_size();
+        if !row.is_multiple_of(block) {
+            return Err(Error::NotWholeBlocks {
+                tensor: self.name.clone(),
+                row,
+                ty: self.ty,
+                block,
+            });
+        }
+        self.ty.bytes_for(n).ok_or_else(too_large)
+    }
+}
+
+/// A tensor: its description and its bytes, borrowed from the file when read with
+/// [`Gguf::read`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<'a> {
+    /// Name, dims and type.
+    pub info: TensorInfo,
+    /// The data, [`TensorInfo::n_bytes`] long.
+    pub data: Cow<'a, [u8]>,
+}
+
+impl<'a> Tensor<'a> {
+    /// A tensor, checked: the description as [`TensorInfo::new`], and the data's length.
+    ///
+    /// # Errors
+    /// Those of [`TensorInfo::new`], and [`Error::DataSizeMismatch`].
+    pub fn new(
+        name: impl Into<String>,
+        dims: Vec<u64>,
+        ty: GgmlType,
+        data: impl Into<Cow<'a, [u8]>>,
+    ) -> Result<Self, Error> {
+        let info = TensorInfo::new(name, dims, ty)?;
+        let data = data.into();
+        check_size(&info, data.len())?;
+        Ok(Self { info, data })
+    }
+
+    /// The same tensor owning its data.
+    pub fn into_owned(self) -> Tensor<'static> {
+        Tensor {
+            info: self.info,
+            data: Cow::Owned(self.data.into_owned()),
+        }
+    }
+}
+
+fn check_size(info: &TensorInfo, len: usize) -> Result<(), Error> {
+    let expected = info.checked_n_bytes()?;
+    if expected != len as u64 {
+        return Err(Error::DataSizeMismatch {
+            tensor: info.name.clone(),
+            expected,
+            actual: len as u64,
+        });
+    }
+    Ok(())
+}
+
+/// A whole GGUF file in memory: version, metadata and tensors in file order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gguf<'a> {
+    /// The version (2 or 3); [`Gguf::new`] sets [`VERSION`].
+    pub version: u32,
+    /// Key/value metadata.
+    pub metadata: Metadata,
+    /// Tensors, in file order.
+    pub tensors: Vec<Tensor<'a>>,
+}
+
+impl Default for Gguf<'_> {
+    fn default() -> Self {
+        Self {
+            version: VERSION,
+            metadata: Metadata::new(),
+            tensors: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Gguf<'a> {
+    /// An empty version-3 file.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parse a file held in memory; the tensors borrow their data from `bytes`.
+    ///
+    /// # Errors
+    /// Any of the format errors listed on [`Error`].
+    pub fn read(bytes: &'a [u8]) -> Result<Self, Error> {
+        read::read_slice(bytes)
+    }
+
+    /// Read a whole file from a reader, from its current position to its end.
+    ///
+    /// # Errors
+    /// As [`Gguf::read`], and [`Error::Io`].
+    pub fn read_from<R: Read + Seek>(reader: R) -> Result<Gguf<'static>, Error> {
+        GgufReader::new(reader)?.into_gguf()
+    }
+
+    /// Write the file: header, metadata, tensor infos with offsets laid out consecutively
+    /// (each tensor padded to the alignment), padding, data.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::BadAlignment`], [`Error::EmptyKey`], [`Error::DuplicateTensor`],
+    /// [`Error::UnsupportedVersion`], the [`TensorInfo::new`] errors and
+    /// [`Error::DataSizeMismatch`] for a file that cannot be written as it is.
+    pub fn write<W: Write>(&self, writer: W) -> Result<(), Error> {
+        let infos: Vec<TensorInfo> = self.tensors.iter().map(|t| t.info.clone()).collect();
+        let mut w = GgufWriter::new(writer, self.version, &self.metadata, &infos)?;
+        for t in &self.tensors {
+            w.write_tensor(&t.data)?;
+        }
+        w.finish()?;
+        Ok(())
+    }
+
+    /// [`Gguf::write`] into a new buffer.
+    ///
+    /// # Errors
+    /// As [`Gguf::write`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.write(&mut out)?;
+        Ok(out)
+    }
+
+    /// The tensor with this name.
+    pub fn tensor(&self, name: &str) -> Option<&Tensor<'a>> {
+        self.tensors.iter().find(|t| t.info.name == name)
+    }
+
+    /// The same file owning all its data.
+    pub fn into_owned(self) -> Gguf<'static> {
+        Gguf {
+            version: self.version,
+            metadata: self.metadata,
+            tensors: self.tensors.into_iter().map(Tensor::into_owned).collect(),
+        }
+    }
+
+    /// Re-quantize as [`requantize`] does, in memory.
+    ///
+    /// # Errors
+    /// As [`requantize`].
+    pub fn requantize(&self, target: Target, options: &RequantizeOptions) -> Result<(Gguf<'static>, Report), Error> {
+        requantize::requantize_gguf(self, target, options)
+    }
+}
