@@ -40,7 +40,7 @@
 //! let q = bnb::read(&file, "model.layers.0.mlp.down_proj")?;
 //! assert_eq!((q.shape.as_slice(), q.dtype.as_str()), (&[64, 32][..], "bfloat16"));
 //! let y = q.dequantize()?;
-//! assert!(w.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.1));
+//! assert!(w.iter().zip(&y).all(|(a, b)| (a - b).abs() <= 0.15)); // half the widest NF4 step
 //!
 //! let config = bnb::quantization_config(&bnb::Config::new(QuantType::Nf4, true, Dtype::BF16));
 //! assert_eq!(config["quant_method"], "bitsandbytes");

@@ -134,6 +134,7 @@ run("w3_group_asym", scheme("pack-quantized", num_bits=3, strategy="group", grou
 run("int8_channel", preset_name_to_scheme("W8A8", ["Linear"]), "int-quantized")
 run("nvfp4", preset_name_to_scheme("NVFP4A16", ["Linear"]), "nvfp4-pack-quantized")
 run("mxfp4", preset_name_to_scheme("MXFP4A16", ["Linear"]), "mxfp4-pack-quantized")
+run("mxfp8", preset_name_to_scheme("MXFP8A16", ["Linear"]), "mxfp8-quantized")
 
 meta = {"compressed-tensors": compressed_tensors.__version__, "torch": torch.__version__,
         "configs": json.dumps(configs, sort_keys=True)}

@@ -34,14 +34,15 @@
 //!   [`Nvfp4Quantizer`](crate::quant::mx::Nvfp4Quantizer) keeps the reciprocal instead, the
 //!   *multiplier* `tensor_scale = amax / 2688`; [`Parts::to_quantized`] converts (exactly only
 //!   when `1 / global_scale` is exact in `f32`).
-//! - MX: [`quantize_mx`] lays out values from lowbit's
-//!   [`MxQuantizer`](crate::quant::mx::MxQuantizer) (E8M0 scale bytes as they are, FP4 two a
-//!   byte with the first element in the low nibble, as compressed-tensors' `pack_fp4_to_uint8`).
-//!   compressed-tensors' own MX scale (`generate_mx_scales`: the amax rounded to a power of
-//!   two with FP4's mantissa width, then `floor(log2) - emax`) is the `Even` rule of
-//!   [`ScaleRule`](crate::quant::mx::ScaleRule) for MXFP4; for MXFP8 it rounds with FP4's
-//!   mantissa width too, which no lowbit rule reproduces, so the scales lowbit writes for
-//!   MXFP8 are lowbit's (any E8M0 scale loads the same way).
+//! - MX (`generate_mx_scales`): the block amax rounded to a power of two keeping one mantissa
+//!   bit (up from `1.75 · 2^e`), E8M0 code `127 + floor(log2) - emax` (`emax` 2 for FP4, 8 for
+//!   FP8) clamped to `0..=255`, elements `clamp(x / 2^(code - 127), ±max)` to nearest even.
+//!   For MXFP4 this is the `Even` rule of [`ScaleRule`](crate::quant::mx::ScaleRule); for
+//!   MXFP8 compressed-tensors rounds the amax with FP4's one mantissa bit too, which no lowbit
+//!   rule does. [`quantize_mx`] lays out values of lowbit's own
+//!   [`MxQuantizer`](crate::quant::mx::MxQuantizer) instead (E8M0 scale bytes as they are, FP4
+//!   two a byte with the first element in the low nibble, as compressed-tensors'
+//!   `pack_fp4_to_uint8`): any E8M0 scale loads the same way.
 //!
 //! # Layouts
 //!

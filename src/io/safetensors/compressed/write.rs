@@ -8,9 +8,8 @@ use crate::quant::{Granularity, Quantized};
 use crate::{E2M1, E4M3};
 
 /// The tensors of module `prefix` with weight `w` (`[out, in]`, row-major) quantized with
-/// `scheme` by compressed-tensors' arithmetic (see the [module docs](super)). For
-/// [`Scheme::Mxfp4`] / [`Scheme::Mxfp8`] this quantizes with lowbit's MX quantizer and the
-/// `Even` scale rule ([`quantize_mx`] takes a value of your own).
+/// `scheme` by compressed-tensors' arithmetic, MX included (see the [module docs](super));
+/// [`quantize_mx`] lays out an MX value of lowbit's own instead.
 ///
 /// # Errors
 /// [`Error::Tensor`] for a shape that is not 2-D or does not match `w`, a group size that does
@@ -116,17 +115,7 @@ pub fn quantize(prefix: &str, shape: &[usize], w: &[f32], scheme: &Scheme) -> Re
             Ok(out)
         }
         Scheme::Nvfp4 => nvfp4(prefix, rows, cols, w),
-        Scheme::Mxfp4 | Scheme::Mxfp8 => {
-            let element = if *scheme == Scheme::Mxfp4 {
-                MxElement::E2M1
-            } else {
-                MxElement::E4M3
-            };
-            let q = crate::quant::mx::MxQuantizer::new(element, crate::quant::mx::ScaleRule::Even)
-                .and_then(|q| crate::quant::Quantizer::quantize(&q, w))
-                .map_err(Error::quant(&name))?;
-            quantize_mx(prefix, shape, &q)
-        }
+        Scheme::Mxfp4 | Scheme::Mxfp8 => mx(prefix, rows, cols, w, *scheme == Scheme::Mxfp4),
     }
 }
 
@@ -235,6 +224,50 @@ fn nvfp4(prefix: &str, rows: usize, cols: usize, w: &[f32]) -> Result<Vec<Tensor
             scale_codes,
         )?,
         Tensor::f32(format!("{prefix}.weight_global_scale"), vec![1], vec![g])?,
+    ])
+}
+
+/// MXFP4 / MXFP8 by compressed-tensors' arithmetic (`generate_mx_scales`, then `quantize`).
+fn mx(prefix: &str, rows: usize, cols: usize, w: &[f32], fp4: bool) -> Result<Vec<Tensor>, Error> {
+    let name = format!("{prefix}.weight");
+    if !cols.is_multiple_of(32) {
+        return Err(Error::tensor(
+            &name,
+            format!("MX rows are whole blocks of 32 ({cols} columns)"),
+        ));
+    }
+    // The element's max and floor(log2(max)); both round the amax with FP4's one mantissa bit.
+    let (max, emax) = if fp4 { (6.0f32, 2.0f32) } else { (448.0, 8.0) };
+    let mut scales = Vec::with_capacity(w.len() / 32);
+    let mut codes = Vec::with_capacity(w.len());
+    for x in w.chunks_exact(32) {
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        // round_to_power_2: add half of the second mantissa bit, keep sign and exponent.
+        let p = f32::from_bits(amax.to_bits().wrapping_add(1 << 21) & 0xff80_0000);
+        // 127 + floor(log2(p)) - emax, then rounded into uint8 (log2(0) = -inf clamps to 0).
+        let e = (127.0 + p.log2().floor() - emax).clamp(0.0, 255.0);
+        let code = e as u8;
+        let scale = 2f32.powi(i32::from(code) - 127);
+        scales.push(code);
+        for &v in x {
+            let y = (v / scale).clamp(-max, max);
+            codes.push(if fp4 { E2M1::encode_f32(y) } else { E4M3::encode_f32(y) });
+        }
+    }
+    let weight = if fp4 {
+        let packed = codes.chunks_exact(2).map(|p| p[0] | p[1] << 4).collect();
+        Tensor::raw(
+            format!("{prefix}.weight_packed"),
+            vec![rows, cols / 2],
+            Dtype::U8,
+            packed,
+        )?
+    } else {
+        Tensor::raw(name.clone(), vec![rows, cols], Dtype::F8_E4M3, codes)?
+    };
+    Ok(vec![
+        weight,
+        Tensor::raw(format!("{name}_scale"), vec![rows, cols / 32], Dtype::U8, scales)?,
     ])
 }
 
