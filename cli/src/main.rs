@@ -3,7 +3,8 @@
 //! ```text
 //! lowbit                                      the embedded MiniLM layer, every main recipe
 //! lowbit quantize IN.safetensors --recipe R [--format safetensors|bnb|compressed-tensors] [-o OUT] [--json]
-//! lowbit inspect FILE.safetensors
+//! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit inspect FILE.safetensors|FILE.gguf
 //! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--state-out F] [--merge F]... [--json]
 //! ```
 //!
@@ -11,6 +12,7 @@
 
 mod calibrate;
 mod demo;
+mod gguf;
 mod quantize;
 mod runtime;
 mod tensors;
@@ -21,11 +23,13 @@ const USAGE: &str = "usage:
   lowbit                                   quantize the embedded MiniLM layer with every main recipe
   lowbit quantize IN.safetensors --recipe RECIPE [--format safetensors|bnb|compressed-tensors]
                   [-o OUT.safetensors] [--json]
-  lowbit inspect FILE.safetensors
+  lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+  lowbit inspect FILE.safetensors|FILE.gguf
   lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
                    [--state-out STATE] [--merge STATE]... [--json]
 recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
   --format bnb: nf4 fp4; --format compressed-tensors: fp8 int8 int4 nvfp4 mxfp4 mxfp8
+  a GGUF input is re-quantized as llama-quantize does: q8_0 q4_0 q4_1 f16 bf16
   (also writes OUT.quantization_config.json for the model's config.json)";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

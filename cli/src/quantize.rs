@@ -215,10 +215,13 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let input = input.ok_or(format!("quantize needs an input file\n{}", crate::USAGE))?;
     let recipe_name = recipe_name.ok_or("quantize needs --recipe")?;
-    if format == "safetensors" {
-        scheme(&recipe_name)?; // a bad recipe is reported before the file is read
-    }
     let bytes = std::fs::read(&input).map_err(|e| format!("{input}: {e}"))?;
+    if crate::gguf::is_gguf(&bytes) {
+        return crate::gguf::quantize(&bytes, &input, &recipe_name, output.as_deref(), as_json);
+    }
+    if format == "safetensors" {
+        scheme(&recipe_name)?;
+    }
     let (tensors, _) = tensors::read(&bytes, &input)?;
     let report = match format.as_str() {
         "safetensors" => {

@@ -75,6 +75,9 @@ pub fn inspect(args: &[String]) -> Result<()> {
         return Err(format!("inspect takes one file\n{}", crate::USAGE).into());
     };
     let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    if crate::gguf::is_gguf(&bytes) {
+        return crate::gguf::inspect(&bytes, path);
+    }
     let (tensors, metadata) = read(&bytes, path)?;
     for (k, v) in &metadata {
         println!("{k}: {v}");

@@ -115,7 +115,9 @@ fn errors_are_one_line_and_fail() {
     assert!(!ok);
     assert!(err.starts_with("lowbit: /nonexistent.safetensors"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let (ok, _, err) = lowbit(&["quantize", "x", "--recipe", "int3"]);
+    let src = tmp("err_in.safetensors");
+    checkpoint(&src);
+    let (ok, _, err) = lowbit(&["quantize", &src, "--recipe", "int3"]);
     assert!(!ok && err.contains("unknown recipe"), "{err}");
     assert!(!lowbit(&["frobnicate"]).0);
 }
@@ -158,4 +160,17 @@ fn runtime_layouts_read_back() {
         64 * 32
     );
     assert!(!lowbit(&["quantize", &src, "--recipe", "int8", "--format", "bnb"]).0);
+}
+
+#[test]
+fn gguf_requantizes_as_llama_quantize() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/gguf/tiny_llama_f16.gguf").to_string();
+    let out = tmp("out.gguf");
+    let (ok, stdout, err) = lowbit(&["quantize", &src, "--recipe", "q8_0", "-o", &out, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["file_type"], 7);
+    let (ok, stdout, err) = lowbit(&["inspect", &out]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("general.file_type"), "{stdout}");
 }

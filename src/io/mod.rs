@@ -3,8 +3,8 @@
 //!
 //! | feature | module | what |
 //! |---|---|---|
-//! | `safetensors` | [`safetensors`] | safetensors files: float tensors in, BF16/F16 casts and the quantized layouts of bitsandbytes and compressed-tensors out, and back in |
-//! | `gguf` | [`gguf`] | GGUF v3 (llama.cpp) read and write, and re-quantization as `llama-quantize` does |
+//! | `safetensors` | `safetensors` | safetensors files: float tensors in, BF16/F16 casts and the quantized layouts of bitsandbytes and compressed-tensors out, and back in |
+//! | `gguf` | `gguf` | GGUF v3 (llama.cpp) read and write, and re-quantization as `llama-quantize` does |
 
 #[cfg(feature = "safetensors")]
 #[cfg_attr(docsrs, doc(cfg(feature = "safetensors")))]
