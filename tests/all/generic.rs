@@ -88,3 +88,11 @@ fn signalling_nan_gets_one_code_on_every_path() {
         "binary64 keeps a signalling NaN signalling"
     );
 }
+
+#[test]
+fn half_and_bytemuck_are_reexported() {
+    let blocks = lowbit::compat::ggml::quantize_q8_0(&[1.0; 32]).unwrap();
+    let bytes: &[u8] = lowbit::bytemuck::cast_slice(&blocks);
+    assert_eq!(bytes.len(), 34);
+    assert_eq!(blocks[0].d, lowbit::half::f16::from_f32(1.0 / 127.0));
+}
