@@ -122,16 +122,17 @@ pub mod compat;
 pub mod error;
 pub mod format;
 pub mod io;
+pub mod metrics;
 mod non_finite;
 pub mod quant;
 pub mod scheme;
 
-/// The `half` crate, whose `f16`/`bf16` appear in this crate's API (ggml block scales, the
-/// `half` interop), re-exported so that the versions match.
-pub use half;
 /// The `bytemuck` crate, whose `Pod` casts this crate's block types support (ggml blocks as
 /// bytes), re-exported so that the versions match.
 pub use bytemuck;
+/// The `half` crate, whose `f16`/`bf16` appear in this crate's API (ggml block scales, the
+/// `half` interop), re-exported so that the versions match.
+pub use half;
 
 pub use calib::Error as CalibError;
 pub use error::Error;

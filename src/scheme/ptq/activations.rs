@@ -230,7 +230,7 @@ impl ActivationQuant {
 
     /// The report row for the data evaluated so far.
     pub fn report(&self) -> LayerReport {
-        let n = self.stats.n;
+        let n = self.stats.metrics.count();
         let bytes_after = (n * self.bits as usize).div_ceil(8);
         LayerReport {
             name: self.name.clone(),
@@ -243,7 +243,7 @@ impl ActivationQuant {
             mse: self.stats.mse(),
             signal_power: self.stats.power(),
             sqnr_db: self.stats.sqnr(),
-            max_abs_error: self.stats.max,
+            max_abs_error: self.stats.metrics.max_abs_error(),
             range: Some(self.range),
             clipped_fraction: Some(if n == 0 {
                 0.0

@@ -1,6 +1,7 @@
 //! The per-layer report: one row per weight or activation ([`LayerReport`]), the error sums
 //! behind it, and the whole [`Report`] as an aligned table.
 
+use crate::metrics::{sqnr_db, ErrorMetrics};
 use std::fmt;
 
 use crate::calib::Range;
@@ -48,47 +49,22 @@ pub struct LayerReport {
 /// Running error sums.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(super) struct ErrStats {
-    pub(super) n: usize,
-    signal: f64,
-    noise: f64,
-    pub(super) max: f32,
+    pub(super) metrics: ErrorMetrics,
     pub(super) clipped: usize,
 }
 
 impl ErrStats {
     pub(super) fn add(&mut self, x: &[f32], y: &[f32]) {
-        for (&a, &b) in x.iter().zip(y) {
-            let e = f64::from(a) - f64::from(b);
-            self.signal += f64::from(a) * f64::from(a);
-            self.noise += e * e;
-            self.max = self.max.max((a - b).abs());
-        }
-        self.n += x.len();
+        self.metrics.add(x, y);
     }
     pub(super) fn mse(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.noise / self.n as f64
-        }
+        self.metrics.mse()
     }
     pub(super) fn power(&self) -> f64 {
-        if self.n == 0 {
-            0.0
-        } else {
-            self.signal / self.n as f64
-        }
+        self.metrics.signal_power()
     }
     pub(super) fn sqnr(&self) -> f64 {
-        sqnr_db(self.signal, self.noise)
-    }
-}
-
-fn sqnr_db(signal: f64, noise: f64) -> f64 {
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
+        self.metrics.sqnr_db()
     }
 }
 

@@ -427,7 +427,7 @@ pub fn quantize_weight_with(
             mse: e.mse(),
             signal_power: e.power(),
             sqnr_db: e.sqnr(),
-            max_abs_error: e.max,
+            max_abs_error: e.metrics.max_abs_error(),
             range: None,
             clipped_fraction: None,
         },
