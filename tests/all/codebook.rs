@@ -139,3 +139,22 @@ fn storage_report() {
     let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64)).unwrap();
     assert_eq!(q.quantize(&x).unwrap().bits_per_element(), 4.5);
 }
+
+#[test]
+fn values_remember_their_codebook() {
+    use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantizer};
+    let x: Vec<f32> = (0..128).map(|i| (i as f32 * 0.37).sin()).collect();
+    let nf4 = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64)).unwrap();
+    let fp4 = CodebookQuantizer::new(Codebook::bnb_fp4(), Granularity::PerBlock(64)).unwrap();
+    let z = nf4.quantize(&x).unwrap();
+    assert_eq!(z.scheme(), Codebook::nf4().scheme());
+    assert!(fp4.dequantize(&z).is_err(), "NF4 codes decoded with the FP4 table");
+    assert_eq!(nf4.dequantize(&z).unwrap().len(), 128);
+    // The byte layout keeps it.
+    let back = lowbit::quant::Quantized::from_bytes(&z.to_bytes()).unwrap();
+    assert!(fp4.dequantize(&back).is_err());
+    assert_ne!(
+        Codebook::normal_float(3).unwrap().scheme(),
+        Codebook::normal_float(4).unwrap().scheme()
+    );
+}

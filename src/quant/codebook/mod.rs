@@ -166,6 +166,9 @@ pub struct Codebook {
     values: Vec<f32>,
     /// The code bitsandbytes' kernels give a NaN input (its all-zero blocks).
     nan_code: u8,
+    /// The [`Scheme`](super::Scheme) tag of the values it makes: which known codebook it is
+    /// (0 for a table of your own).
+    tag: u8,
     /// The block kernels' table, for 16-level books (its zero-block fields are set per call).
     fast15: Option<Levels16>,
     /// Byte -> (high-nibble value, low-nibble value), for nibble books.
@@ -265,6 +268,7 @@ impl Codebook {
             t
         });
         Ok(Self {
+            tag: 0,
             levels: levels.to_vec(),
             bounds,
             codes,
@@ -279,7 +283,9 @@ impl Codebook {
     /// (`x > bound`: a tie goes to the lower level). `Codebook::new(&NF4_LEVELS)` differs only
     /// in being exactly nearest at the one bound where bitsandbytes' constant is a hair high.
     pub fn nf4() -> Self {
-        Self::with_bounds(&NF4_LEVELS, &NF4_BOUNDS).expect("NF4 table is valid")
+        let mut cb = Self::with_bounds(&NF4_LEVELS, &NF4_BOUNDS).expect("NF4 table is valid");
+        cb.tag = 8;
+        cb
     }
 
     /// NFk from [`normal_float_levels`].
@@ -288,7 +294,9 @@ impl Codebook {
     ///
     /// [`Error::InvalidBits`] unless `2 <= k <= 8`.
     pub fn normal_float(k: u32) -> Result<Self, Error> {
-        Self::new(&normal_float_levels(k)?)
+        let mut cb = Self::new(&normal_float_levels(k)?)?;
+        cb.tag = 16 + k as u8;
+        Ok(cb)
     }
 
     /// bitsandbytes' FP4: its 16 values (including a negative zero) sorted, its thresholds
@@ -317,6 +325,7 @@ impl Codebook {
         let cb = Self::with_bounds(&levels, &bounds).expect("bnb FP4 table is valid");
         let mut cb = cb.with_codes(&codes).expect("bnb FP4 codes are valid");
         cb.nan_code = 0; // bitsandbytes: NaN < 0 is false and |NaN| > t is false
+        cb.tag = 9;
         cb
     }
 
@@ -340,7 +349,17 @@ impl Codebook {
             })
             .collect();
         let cb = Self::with_bounds(&levels, &bounds).expect("E2M1 table is valid");
-        cb.with_codes(&codes).expect("E2M1 codes are valid")
+        let mut cb = cb.with_codes(&codes).expect("E2M1 codes are valid");
+        cb.tag = 10;
+        cb
+    }
+
+    /// The [`Scheme`](super::Scheme) of the values a [`CodebookQuantizer`] makes with this
+    /// codebook: `Other(8)` NF4, `Other(9)` bitsandbytes FP4, `Other(10)` E2M1,
+    /// `Other(16 + k)` NFk, and [`CODEBOOK_SCHEME`] (`Other(0)`) for a table of your own, so
+    /// that decoding with another known codebook is refused.
+    pub fn scheme(&self) -> super::Scheme {
+        super::Scheme::Other(self.tag)
     }
 
     /// The levels, ascending.

@@ -23,13 +23,15 @@ pub enum ZeroBlock {
     Bitsandbytes,
 }
 
-/// The [`Scheme`] tag of codebook quantization in a [`Quantized`].
+/// The [`Scheme`] tag of codebook quantization with a table of your own in a [`Quantized`]
+/// (the known codebooks have their own, [`Codebook::scheme`]).
 pub const CODEBOOK_SCHEME: Scheme = Scheme::Other(0);
 
 /// A codebook quantizer: per group (block, row or the whole tensor) `absmax = max |x|`, codes
 /// of the levels nearest to `x / absmax`, `x' = level * absmax` (see the [module docs](super)).
 ///
-/// Implements [`Quantizer`]: the [`Quantized`] it makes has scheme [`CODEBOOK_SCHEME`],
+/// Implements [`Quantizer`]: the [`Quantized`] it makes has the codebook's scheme
+/// ([`Codebook::scheme`]; decoding with another known codebook is an error),
 /// [`Codebook::code_bits`]-bit codes packed MSB first ([`pack`]; for 4-bit codes the first
 /// element is the high nibble, as bitsandbytes), `f32` absmax scales and no zero points.
 /// Dequantizing needs the same codebook.
@@ -161,7 +163,7 @@ pub(crate) struct CodebookEnc {
 
 impl Kernel for CodebookQuantizer {
     fn scheme(&self) -> Scheme {
-        CODEBOOK_SCHEME
+        self.codebook.scheme()
     }
     const ABSMAX_ONLY: bool = true;
     type Enc = CodebookEnc;
@@ -234,7 +236,7 @@ impl Quantizer for CodebookQuantizer {
     }
 
     fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-        check_compatible(q, CODEBOOK_SCHEME, self.bits(), out.len())?;
+        check_compatible(q, self.codebook.scheme(), self.bits(), out.len())?;
         if q.granularity() != self.granularity {
             return Err(Error::Incompatible("granularity"));
         }
