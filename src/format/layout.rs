@@ -165,6 +165,11 @@ impl Layout {
         if !ieee64 && (bias < -1000 || bias > 1000) {
             return Err(InvalidLayout("bias outside -1000..=1000"));
         }
+        // Every value a normal or subnormal f64: the top binade below 2^1024, the smallest
+        // step at least 2^-1074.
+        if !ieee64 && (((1i32 << exp_bits) - 1 - bias > 1023) || (1 - bias - man_bits as i32) < -1074) {
+            return Err(InvalidLayout("values outside the f64 range"));
+        }
         match specials {
             Specials::Ieee | Specials::FiniteNan if man_bits == 0 => {
                 return Err(InvalidLayout("this special-code convention needs a mantissa bit"))
@@ -173,6 +178,10 @@ impl Layout {
                 return Err(InvalidLayout("a power-of-two layout has no mantissa bits"))
             }
             _ => {}
+        }
+        // Payloads live in the IEEE top binade; the other conventions have one NaN code.
+        if matches!(nan_rule, NanRule::Payload { .. }) && !matches!(specials, Specials::Ieee) {
+            return Err(InvalidLayout("a NaN payload rule needs IEEE specials"));
         }
         Ok(Self {
             exp_bits,

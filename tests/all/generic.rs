@@ -96,3 +96,26 @@ fn half_and_bytemuck_are_reexported() {
     assert_eq!(bytes.len(), 34);
     assert_eq!(blocks[0].d, lowbit::half::f16::from_f32(1.0 / 127.0));
 }
+
+/// Fuzz findings (fuzz/FINDINGS.md F1, F12–F15, F17): each was a debug panic or a wrong value.
+#[test]
+fn fuzz_findings_are_errors_or_right() {
+    use lowbit::format::{Layout, NanRule, Specials};
+    // F1: values beyond f64's range; F17: a payload rule without IEEE specials.
+    assert!(Layout::try_new(8, 23, -1000, Specials::Finite, NanRule::Canonical).is_err());
+    assert!(Layout::try_new(6, 1, -1000, Specials::Ieee, NanRule::Canonical).is_err());
+    assert!(Layout::try_new(4, 3, 7, Specials::FiniteNan, NanRule::Payload { quiet: false }).is_err());
+    assert!(Layout::try_new(5, 10, 15, Specials::Ieee, NanRule::Payload { quiet: false }).is_ok());
+    // F12, F13.
+    assert_eq!(lowbit::quant::mx_math::msx_scale_code(3e9), 255);
+    assert!(lowbit::quant::codebook::normal_float_offset(32).is_finite());
+    // F14.
+    let r = lowbit::calib::amax_from_histogram(lowbit::calib::Method::Percentile(99.0), &[u64::MAX, 1], 1.0);
+    assert!(r.is_err());
+    // F15.
+    use lowbit::quant::mx::{MxElement, MxQuantizer, ScaleRule};
+    assert!(MxQuantizer::new(MxElement::E4M3, ScaleRule::Floor)
+        .unwrap()
+        .with_block_size(usize::MAX)
+        .is_err());
+}

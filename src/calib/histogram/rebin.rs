@@ -150,7 +150,10 @@ pub fn amax_from_histogram(method: Method, counts: &[u64], amax: f32) -> Result<
     if !(amax >= 0.0 && amax.is_finite()) {
         return Err(Error::InvalidRange { min: -amax, max: amax });
     }
-    let total: u64 = counts.iter().sum();
+    let total = counts
+        .iter()
+        .try_fold(0u64, |a, &c| a.checked_add(c))
+        .ok_or(Error::CountOverflow)?;
     if total == 0 {
         return Err(Error::NoData);
     }

@@ -136,7 +136,7 @@ pub fn normal_float_offset(k: u32) -> f64 {
     if k == 4 {
         return f64::from(NF4_OFFSET);
     }
-    let n = f64::from(1u32 << k);
+    let n = 2f64.powi(k.min(1023) as i32);
     1.0 - 0.5 * (1.0 / (2.0 * (n - 1.0)) + 1.0 / (2.0 * n))
 }
 

@@ -213,7 +213,10 @@ impl MxQuantizer {
         if block == 0 {
             return Err(Error::ZeroGroupSize);
         }
-        if !(block * self.element.bits() as usize).is_multiple_of(8) {
+        if !block
+            .checked_mul(self.element.bits() as usize)
+            .is_some_and(|b| b.is_multiple_of(8))
+        {
             return Err(Error::BlockSize {
                 size: block,
                 supported: "a block whose codes fill whole bytes (even for FP4, a multiple of 4 for FP6)",

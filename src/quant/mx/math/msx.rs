@@ -152,7 +152,8 @@ pub fn msx_scale_code(shared_exp: f32) -> u8 {
     if shared_exp.is_nan() {
         255
     } else {
-        (shared_exp as i32 + 127) as u8
+        // A shared exponent is in -127..=127 from `msx_shared_exp`; clamp anything else.
+        (shared_exp.clamp(-127.0, 128.0) as i32 + 127) as u8
     }
 }
 
