@@ -431,6 +431,8 @@ fn types_of(report: &lowbit::io::gguf::Report) -> Vec<(String, GgmlType, GgmlTyp
         .collect()
 }
 
+/// The committed `tiny_llama_q8_0.gguf` and `tiny_llama_q4_0.gguf` are byte for byte what
+/// llama.cpp's `llama-quantize` writes for this model (see `tests/data/README.md`).
 #[test]
 fn gguf_requantize_tiny_llama_as_llama_quantize() {
     use GgmlType::*;

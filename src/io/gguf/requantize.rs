@@ -523,6 +523,10 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 /// Metadata alignment other than 32 is kept and honoured (llama-quantize keeps the key but pads
 /// to 32). Split files are refused.
 ///
+/// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36) on
+/// small llama models with F32, F16 and BF16 weights, to each target, with and without
+/// `--pure`: the same file byte for byte, except the Q6_K tensor above.
+///
 /// ```
 /// use std::io::Cursor;
 /// use lowbit::io::gguf::{requantize, Gguf, GgmlType, GgufReader, RequantizeOptions, Target, Tensor};
