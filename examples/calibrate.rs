@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ours = Vec::new();
     let mut mo = Vec::new();
     for order in [&fwd, &rev] {
-        let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+        let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 })?;
         let mut m = modelopt::HistogramCalibrator::new();
         for b in order.iter() {
             h.observe(b)?;

@@ -72,12 +72,12 @@
 //!
 //! let data: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
 //! let (a, b) = data.split_at(1000);
-//! let mut shard = HistogramCalibrator::new(Method::Percentile(99.9));
+//! let mut shard = HistogramCalibrator::new(Method::Percentile(99.9))?;
 //! shard.observe(b)?;
-//! let mut total = HistogramCalibrator::new(Method::Percentile(99.9));
+//! let mut total = HistogramCalibrator::new(Method::Percentile(99.9))?;
 //! total.observe(a)?;
 //! total.merge(&shard)?;
-//! let mut other_order = HistogramCalibrator::new(Method::Percentile(99.9));
+//! let mut other_order = HistogramCalibrator::new(Method::Percentile(99.9))?;
 //! other_order.observe(b)?;
 //! other_order.observe(a)?;
 //! assert_eq!(total.range()?, other_order.range()?); // bit for bit
@@ -103,6 +103,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `rayon` | parallel slice encode and decode (`format::par`) |
+//! | `safetensors` | safetensors files in and out, with bitsandbytes' and compressed-tensors' quantized layouts (`io::safetensors`) |
 //! | `gguf` | GGUF (llama.cpp) files: read, write, re-quantize as `llama-quantize` does (`io::gguf`) |
 //!
 //! ## Speed

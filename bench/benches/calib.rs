@@ -30,7 +30,7 @@ fn collect(c: &mut Criterion) {
     g.throughput(Throughput::Bytes((n * 4) as u64));
     g.sample_size(10);
     g.bench_function("memcpy", |b| b.iter(|| dst.copy_from_slice(black_box(&src))));
-    let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+    let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).unwrap();
     g.bench_function("lowbit_histogram_observe", |b| {
         b.iter(|| h.observe(black_box(&src)).unwrap())
     });
@@ -57,7 +57,7 @@ fn collect(c: &mut Criterion) {
 
 fn range(c: &mut Criterion) {
     let src = data(4 << 20);
-    let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+    let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 }).unwrap();
     h.observe(&src).unwrap();
     let amax = h.amax().unwrap();
     // The 2048-bin histogram of |x| the methods work on.

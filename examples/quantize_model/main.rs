@@ -30,9 +30,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use lowbit::compat::bnb::{Absmax, QuantType};
+use lowbit::format::Format;
 use lowbit::quant::mx::{MxElement, ScaleRule, TensorScale};
 use lowbit::scheme::ptq::{
-    ActivationScheme, CalibratorKind, FloatCast, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme,
+    ActivationScheme, CalibratorKind, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme,
 };
 use lowbit::{Bf16, FloatFormat, Fp16};
 use safetensors::{Dtype, SafeTensors};
@@ -107,7 +108,7 @@ fn recipe(name: RecipeName) -> Result<Recipe, Box<dyn Error>> {
         RecipeName::Int8 => WeightScheme::int(8, WeightGranularity::PerChannel)?,
         RecipeName::Int4 => WeightScheme::int(4, WeightGranularity::PerBlock(32))?,
         RecipeName::E4M3 => WeightScheme::Float {
-            format: FloatCast::E4M3,
+            format: Format::E4M3,
             scaled: true,
         },
         RecipeName::Nf4 => WeightScheme::Bnb4 {
@@ -301,10 +302,14 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
                 scaled,
             } => {
                 let dtype = match format {
-                    FloatCast::E4M3 => Dtype::F8_E4M3,
-                    FloatCast::E5M2 => Dtype::F8_E5M2,
-                    FloatCast::Fp16 => Dtype::F16,
-                    FloatCast::Bf16 => Dtype::BF16,
+                    Format::E4M3 => Dtype::F8_E4M3,
+                    Format::E5M2 => Dtype::F8_E5M2,
+                    Format::Fp16 => Dtype::F16,
+                    Format::Bf16 => Dtype::BF16,
+                    Format::Fp32 => Dtype::F32,
+                    Format::Fp64 => Dtype::F64,
+                    // The other formats have no safetensors dtype: their code bytes as U8.
+                    _ => Dtype::U8,
                 };
                 outputs.push(OutTensor {
                     name: name.clone(),

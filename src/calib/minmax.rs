@@ -99,17 +99,18 @@ impl Calibrator for MinMaxCalibrator {
         if batch.is_empty() {
             return Ok(());
         }
+        let count = self.count.checked_add(batch.len() as u64).ok_or(Error::CountOverflow)?;
         let (lo, hi) = scan(batch)?;
         self.lo = self.lo.min(lo);
         self.hi = self.hi.max(hi);
-        self.count += batch.len() as u64;
+        self.count = count;
         Ok(())
     }
 
     fn merge(&mut self, other: &Self) -> Result<(), Error> {
+        self.count = self.count.checked_add(other.count).ok_or(Error::CountOverflow)?;
         self.lo = self.lo.min(other.lo);
         self.hi = self.hi.max(other.hi);
-        self.count += other.count;
         Ok(())
     }
 
@@ -152,7 +153,9 @@ impl Calibrator for MinMaxCalibrator {
 
 /// Moving average of each batch's min and max, as torch.ao `MovingAverageMinMaxObserver`:
 /// the first non-empty batch sets the range, then `min += c * (batch_min - min)` (and the same
-/// for max) in `f32`, with `c` the averaging constant (torch's default 0.01).
+/// for max) in `f32`, with `c` the averaging constant (torch's default 0.01). When the two
+/// values are more than `f32::MAX` apart, where torch's `f32` difference overflows to an
+/// infinite range, the average is computed in `f64` instead (so the range stays finite).
 ///
 /// **Order dependent by definition**: the last batches weigh most. [`Calibrator::merge`] returns
 /// [`Error::NotMergeable`].
@@ -190,6 +193,18 @@ impl MovingAverageMinMaxCalibrator {
     }
 }
 
+/// `old + c * (new - old)` in `f32`, as torch computes it; where `new - old` overflows (the two
+/// are more than `f32::MAX` apart, and torch gets an infinity or NaN), the same average
+/// computed in `f64`, which lies between `old` and `new`.
+fn average(old: f32, new: f32, c: f32) -> f32 {
+    let v = old + c * (new - old);
+    if v.is_finite() {
+        return v;
+    }
+    let (o, n) = (f64::from(old), f64::from(new));
+    (o + f64::from(c) * (n - o)) as f32
+}
+
 impl Calibrator for MovingAverageMinMaxCalibrator {
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error> {
         if batch.is_empty() {
@@ -199,7 +214,7 @@ impl Calibrator for MovingAverageMinMaxCalibrator {
         let (lo, hi) = (from_order_key(lo), from_order_key(hi));
         self.state = Some(match self.state {
             None => (lo, hi),
-            Some((mn, mx)) => (mn + self.c * (lo - mn), mx + self.c * (hi - mx)),
+            Some((mn, mx)) => (average(mn, lo, self.c), average(mx, hi, self.c)),
         });
         Ok(())
     }
@@ -231,7 +246,7 @@ impl Calibrator for MovingAverageMinMaxCalibrator {
         let mut s = Self::new(c).map_err(|_| Error::Decode("bad averaging constant"))?;
         match has {
             0 => {}
-            1 if mn.is_finite() && mx.is_finite() => s.state = Some((mn, mx)),
+            1 if mn.is_finite() && mx.is_finite() && mn <= mx => s.state = Some((mn, mx)),
             _ => return Err(Error::Decode("bad state")),
         }
         Ok(s)
@@ -244,8 +259,15 @@ impl Calibrator for MovingAverageMinMaxCalibrator {
 /// [`Calibrator::range`] gives the range over all channels; [`PerChannelMinMaxCalibrator::ranges`]
 /// one per channel. Order independent and exactly mergeable, like [`MinMaxCalibrator`].
 ///
-/// Serialised layout (little endian): `b"LBMC"`, version `1u8`, channels `u32`, rows `u64`,
-/// then per channel min `f32`, max `f32`.
+/// Memory follows the data: the per-channel extremes (8 bytes a channel) are allocated by the
+/// first batch that holds a row (so at most twice that batch's size), not by
+/// [`PerChannelMinMaxCalibrator::new`].
+///
+/// Serialised layout (little endian): `b"LBMC"`, version `2u8`, channels `u32`, rows `u64`,
+/// then, unless rows is 0, per channel the order keys of its min and max as `u32` (the key of
+/// an `f32` with bits `b` is `b | 0x8000_0000` for a positive sign, `!b` for a negative one:
+/// keys compare as the values do). Version 1, which [`Calibrator::from_bytes`] also reads, wrote
+/// the per-channel keys for 0 rows too.
 ///
 /// # Examples
 ///
@@ -259,31 +281,43 @@ impl Calibrator for MovingAverageMinMaxCalibrator {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerChannelMinMaxCalibrator {
+    channels: usize,
+    /// Per-channel order keys; empty while `rows` is 0.
     lo: Vec<u32>,
     hi: Vec<u32>,
     rows: u64,
 }
 
+/// Largest channel count: the serialised layout holds it in a `u32`.
+const MAX_CHANNELS: usize = u32::MAX as usize;
+
 impl PerChannelMinMaxCalibrator {
-    /// A calibrator for `channels` channels.
+    /// A calibrator for `channels` channels, in `1..=u32::MAX`. Nothing is allocated until a
+    /// row is observed.
     ///
     /// # Errors
     ///
-    /// [`Error::ChannelMismatch`] for zero channels.
+    /// [`Error::ChannelMismatch`] for zero channels or more than `u32::MAX`.
     pub fn new(channels: usize) -> Result<Self, Error> {
-        if channels == 0 || channels > u32::MAX as usize {
+        if channels == 0 || channels > MAX_CHANNELS {
             return Err(Error::ChannelMismatch { len: 0, channels });
         }
         Ok(Self {
-            lo: vec![u32::MAX; channels],
-            hi: vec![0; channels],
+            channels,
+            lo: Vec::new(),
+            hi: Vec::new(),
             rows: 0,
         })
     }
 
     /// Number of channels.
     pub fn channels(&self) -> usize {
-        self.lo.len()
+        self.channels
+    }
+
+    /// Number of rows observed.
+    pub fn rows(&self) -> u64 {
+        self.rows
     }
 
     /// The range of each channel.
@@ -305,11 +339,20 @@ impl PerChannelMinMaxCalibrator {
             })
             .collect())
     }
+
+    /// The extremes, allocated on first use.
+    fn extremes(&mut self) -> (&mut [u32], &mut [u32]) {
+        if self.lo.is_empty() {
+            self.lo = vec![u32::MAX; self.channels];
+            self.hi = vec![0; self.channels];
+        }
+        (&mut self.lo, &mut self.hi)
+    }
 }
 
 impl Calibrator for PerChannelMinMaxCalibrator {
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error> {
-        let ch = self.channels();
+        let ch = self.channels;
         if !batch.len().is_multiple_of(ch) {
             return Err(Error::ChannelMismatch {
                 len: batch.len(),
@@ -319,32 +362,42 @@ impl Calibrator for PerChannelMinMaxCalibrator {
         if batch.is_empty() {
             return Ok(());
         }
+        let rows = self
+            .rows
+            .checked_add((batch.len() / ch) as u64)
+            .ok_or(Error::CountOverflow)?;
         if batch.iter().any(|x| !x.is_finite()) {
             return Err(first_non_finite(batch));
         }
+        let (los, his) = self.extremes();
         for row in batch.chunks_exact(ch) {
-            for ((lo, hi), &x) in self.lo.iter_mut().zip(self.hi.iter_mut()).zip(row) {
+            for ((lo, hi), &x) in los.iter_mut().zip(his.iter_mut()).zip(row) {
                 let b = x.to_bits();
                 let k = b ^ ((((b as i32) >> 31) as u32) | 0x8000_0000);
                 *lo = (*lo).min(k);
                 *hi = (*hi).max(k);
             }
         }
-        self.rows += (batch.len() / ch) as u64;
+        self.rows = rows;
         Ok(())
     }
 
     fn merge(&mut self, other: &Self) -> Result<(), Error> {
-        if other.channels() != self.channels() {
+        if other.channels != self.channels {
             return Err(Error::ConfigMismatch);
         }
-        for (a, b) in self.lo.iter_mut().zip(&other.lo) {
+        let rows = self.rows.checked_add(other.rows).ok_or(Error::CountOverflow)?;
+        if other.rows == 0 {
+            return Ok(());
+        }
+        let (los, his) = self.extremes();
+        for (a, b) in los.iter_mut().zip(&other.lo) {
             *a = (*a).min(*b);
         }
-        for (a, b) in self.hi.iter_mut().zip(&other.hi) {
+        for (a, b) in his.iter_mut().zip(&other.hi) {
             *a = (*a).max(*b);
         }
-        self.rows += other.rows;
+        self.rows = rows;
         Ok(())
     }
 
@@ -362,28 +415,51 @@ impl Calibrator for PerChannelMinMaxCalibrator {
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.bytes(b"LBMC").u8(1).u32(self.channels() as u32).u64(self.rows);
-        for (&l, &h) in self.lo.iter().zip(&self.hi) {
-            w.u32(l).u32(h);
+        w.bytes(b"LBMC").u8(2).u32(self.channels as u32).u64(self.rows);
+        if self.rows > 0 {
+            for (&l, &h) in self.lo.iter().zip(&self.hi) {
+                w.u32(l).u32(h);
+            }
         }
         w.0
     }
 
     fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let mut r = Reader(bytes);
-        r.header(b"LBMC", 1)?;
+        if r.take(4)? != b"LBMC" {
+            return Err(Error::Decode("wrong magic (another calibrator?)"));
+        }
+        let version = r.u8()?;
+        if version != 1 && version != 2 {
+            return Err(Error::Decode("unsupported version"));
+        }
         let ch = r.u32()? as usize;
         let rows = r.u64()?;
-        if ch == 0 || r.0.len() != ch * 8 {
+        let mut s = Self::new(ch).map_err(|_| Error::Decode("bad channel count"))?;
+        let entries = r.0.len() / 8;
+        if r.0.len() % 8 != 0 || (entries != ch && !(entries == 0 && rows == 0 && version == 2)) {
             return Err(Error::Decode("bad channel count"));
         }
-        let mut s = Self::new(ch).map_err(|_| Error::Decode("bad channel count"))?;
-        for i in 0..ch {
-            s.lo[i] = r.u32()?;
-            s.hi[i] = r.u32()?;
+        if rows == 0 {
+            // Nothing observed: version 1 wrote the empty extremes, read without allocating.
+            for _ in 0..entries {
+                if (r.u32()?, r.u32()?) != (u32::MAX, 0) {
+                    return Err(Error::Decode("extremes without rows"));
+                }
+            }
+            return Ok(s);
+        }
+        let (mut lo, mut hi) = (Vec::with_capacity(ch), Vec::with_capacity(ch));
+        for _ in 0..ch {
+            let (l, h) = (r.u32()?, r.u32()?);
+            if !from_order_key(l).is_finite() || !from_order_key(h).is_finite() || l > h {
+                return Err(Error::Decode("bad channel min/max"));
+            }
+            lo.push(l);
+            hi.push(h);
         }
         r.finish()?;
-        s.rows = rows;
+        (s.lo, s.hi, s.rows) = (lo, hi, rows);
         Ok(s)
     }
 }
@@ -435,5 +511,140 @@ mod tests {
         assert_eq!(MinMaxCalibrator::from_bytes(&c.to_bytes()).unwrap(), c);
         assert!(MinMaxCalibrator::from_bytes(&m.to_bytes()).is_err());
         assert!(MinMaxCalibrator::from_bytes(&c.to_bytes()[..10]).is_err());
+    }
+
+    /// States whose counts are at the `u64` limit decode, and refuse to count past it (merge
+    /// and observe) with `CountOverflow`, unchanged.
+    #[test]
+    fn counts_at_the_u64_limit() {
+        let mut w = Writer::default();
+        w.bytes(b"LBMM").u8(1).u64(u64::MAX).f32(-1.0).f32(2.0);
+        let mut full = MinMaxCalibrator::from_bytes(&w.0).unwrap();
+        let mut one = MinMaxCalibrator::new();
+        one.observe(&[5.0]).unwrap();
+        assert_eq!(full.merge(&one), Err(Error::CountOverflow));
+        assert_eq!(one.merge(&full), Err(Error::CountOverflow));
+        assert_eq!(full.observe(&[7.0]), Err(Error::CountOverflow));
+        assert_eq!(full.range().unwrap(), Range { min: -1.0, max: 2.0 });
+        assert_eq!(one.range().unwrap(), Range { min: 5.0, max: 5.0 });
+        full.merge(&MinMaxCalibrator::new()).unwrap();
+
+        let mut w = Writer::default();
+        w.bytes(b"LBMC")
+            .u8(2)
+            .u32(2)
+            .u64(u64::MAX)
+            .u32(0x8000_0000)
+            .u32(0xbf80_0000);
+        w.u32(0x3fff_ffff).u32(0x8000_0000);
+        let mut pc = PerChannelMinMaxCalibrator::from_bytes(&w.0).unwrap();
+        let mut row = PerChannelMinMaxCalibrator::new(2).unwrap();
+        row.observe(&[1.0, 2.0]).unwrap();
+        assert_eq!(pc.merge(&row), Err(Error::CountOverflow));
+        assert_eq!(row.merge(&pc), Err(Error::CountOverflow));
+        assert_eq!(pc.observe(&[1.0, 2.0]), Err(Error::CountOverflow));
+        assert_eq!(pc.to_bytes(), w.0);
+        assert_eq!(
+            pc.ranges().unwrap(),
+            vec![Range { min: 0.0, max: 1.0 }, Range { min: -2.0, max: 0.0 }]
+        );
+    }
+
+    /// A per-channel state must hold finite values with min <= max in every channel, and no
+    /// extremes without rows.
+    #[test]
+    fn per_channel_states_are_checked() {
+        let bytes = |version: u8, rows: u64, keys: &[(u32, u32)]| {
+            let mut w = Writer::default();
+            w.bytes(b"LBMC").u8(version).u32(keys.len().max(1) as u32).u64(rows);
+            for &(l, h) in keys {
+                w.u32(l).u32(h);
+            }
+            w.0
+        };
+        let key = |x: f32| super::super::order_key(x.to_bits());
+        let good = bytes(2, 3, &[(key(-1.0), key(1.0)), (key(2.0), key(2.0))]);
+        assert!(PerChannelMinMaxCalibrator::from_bytes(&good).is_ok());
+        for keys in [
+            [(key(1.0), key(-1.0)), (key(2.0), key(2.0))], // min > max
+            [(key(f32::NAN), key(1.0)), (key(2.0), key(2.0))],
+            [(key(0.0), key(f32::INFINITY)), (key(2.0), key(2.0))],
+            [(u32::MAX, 0), (key(2.0), key(2.0))], // the empty state in one channel
+        ] {
+            let r = PerChannelMinMaxCalibrator::from_bytes(&bytes(2, 3, &keys));
+            assert_eq!(r, Err(Error::Decode("bad channel min/max")), "{keys:?}");
+        }
+        // Zero rows: version 1 wrote the empty extremes, version 2 nothing; either reads.
+        let empty = PerChannelMinMaxCalibrator::new(2).unwrap();
+        assert_eq!(empty.to_bytes()[..9], bytes(2, 0, &[(0, 0), (0, 0)])[..9]);
+        assert_eq!(empty.to_bytes().len(), 17);
+        let mut v1 = bytes(1, 0, &[(u32::MAX, 0), (u32::MAX, 0)]);
+        assert_eq!(PerChannelMinMaxCalibrator::from_bytes(&v1), Ok(empty.clone()));
+        v1[17] = 0;
+        assert!(PerChannelMinMaxCalibrator::from_bytes(&v1).is_err());
+        assert!(PerChannelMinMaxCalibrator::from_bytes(&bytes(2, 1, &[])).is_err());
+        // Version 1 with rows reads as before.
+        let mut c = PerChannelMinMaxCalibrator::new(2).unwrap();
+        c.observe(&[1.0, -1.0, 3.0, 0.5]).unwrap();
+        let mut v1 = c.to_bytes();
+        v1[4] = 1;
+        assert_eq!(PerChannelMinMaxCalibrator::from_bytes(&v1), Ok(c));
+    }
+
+    /// The channel count allocates nothing by itself: `u32::MAX` channels cost nothing until
+    /// a batch of that many values arrives, and a shorter one is a channel mismatch.
+    #[test]
+    fn channels_allocate_with_the_data() {
+        let n = u32::MAX as usize;
+        let mut c = PerChannelMinMaxCalibrator::new(n).unwrap();
+        assert_eq!(c.channels(), n);
+        assert_eq!(
+            c.observe(&[1.0; 3]),
+            Err(Error::ChannelMismatch { len: 3, channels: n })
+        );
+        c.observe(&[]).unwrap();
+        assert_eq!(c.range(), Err(Error::NoData));
+        assert_eq!(c.ranges(), Err(Error::NoData));
+        let bytes = c.to_bytes();
+        assert_eq!(bytes.len(), 17);
+        let d = PerChannelMinMaxCalibrator::from_bytes(&bytes).unwrap();
+        c.merge(&d).unwrap();
+        assert_eq!(c, d);
+        assert!(c.lo.capacity() == 0 && c.hi.capacity() == 0);
+        assert!(PerChannelMinMaxCalibrator::new(n + 1).is_err());
+    }
+
+    /// The moving average of two values more than `f32::MAX` apart stays finite (torch's
+    /// `f32` difference overflows to infinity) and between them; otherwise it is torch's.
+    #[test]
+    fn moving_average_of_extremes_stays_finite() {
+        let mut m = MovingAverageMinMaxCalibrator::new(0.5).unwrap();
+        m.observe(&[-3e38]).unwrap();
+        m.observe(&[3e38]).unwrap();
+        let r = m.range().unwrap();
+        assert_eq!(r, Range { min: 0.0, max: 0.0 });
+        let mut m = MovingAverageMinMaxCalibrator::new(0.01).unwrap();
+        m.observe(&[-f32::MAX, f32::MAX]).unwrap();
+        m.observe(&[f32::MAX, f32::MAX]).unwrap();
+        m.observe(&[-f32::MAX, -f32::MAX]).unwrap();
+        let r = m.range().unwrap();
+        assert!(r.min.is_finite() && r.max.is_finite() && r.min <= r.max, "{r:?}");
+        assert!(r.affine_uint8().is_ok());
+        // torch's f32 formula where it is finite.
+        let mut m = MovingAverageMinMaxCalibrator::new(0.3).unwrap();
+        m.observe(&[-1.0, 2.0]).unwrap();
+        m.observe(&[0.7, 5.5]).unwrap();
+        let (c, lo, hi) = (0.3f32, -1.0f32, 2.0f32);
+        assert_eq!(
+            m.range().unwrap(),
+            Range {
+                min: lo + c * (0.7 - lo),
+                max: hi + c * (5.5 - hi)
+            }
+        );
+        // A state with min > max is refused.
+        let mut w = Writer::default();
+        w.bytes(b"LBMA").u8(1).f32(0.5).u8(1).f32(2.0).f32(1.0);
+        assert!(MovingAverageMinMaxCalibrator::from_bytes(&w.0).is_err());
     }
 }

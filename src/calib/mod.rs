@@ -35,8 +35,8 @@
 //! use lowbit::calib::{Calibrator, HistogramCalibrator, Method};
 //!
 //! let data: Vec<f32> = (0..10_000).map(|i| ((i * 7919 % 10_000) as f32 / 5_000.0) - 1.0).collect();
-//! let mut a = HistogramCalibrator::new(Method::Percentile(99.9));
-//! let mut b = HistogramCalibrator::new(Method::Percentile(99.9));
+//! let mut a = HistogramCalibrator::new(Method::Percentile(99.9))?;
+//! let mut b = HistogramCalibrator::new(Method::Percentile(99.9))?;
 //! for batch in data.chunks(1000) {
 //!     a.observe(batch)?;
 //! }
@@ -125,6 +125,30 @@ pub enum Error {
     /// Serialised state that is truncated, corrupt or of another kind or version.
     #[error("cannot decode calibrator state: {0}")]
     Decode(&'static str),
+    /// A histogram would need more bins than supported. The histograms of
+    /// [`crate::compat::ort`] and [`crate::compat::modelopt`] keep the first batch's bin width
+    /// and add bins when a later batch holds a larger value, as the tools do; data spanning
+    /// too many widths (a first batch of tiny or zero values, then large ones) would make
+    /// them grow without bound. The limit is on the type that reports it.
+    #[error("the histogram would need {needed} bins, more than the supported {max}")]
+    TooManyBins {
+        /// Bins the histogram would need (may be infinite).
+        needed: f64,
+        /// Largest supported number of bins.
+        max: usize,
+    },
+    /// A value too large in magnitude for the `f32` arithmetic a reproduced tool does (its
+    /// bin index or range width would overflow to infinity).
+    #[error("magnitude {value} is too large: at most {max} is supported here")]
+    MagnitudeTooLarge {
+        /// The largest magnitude of the batch.
+        value: f32,
+        /// Largest supported magnitude.
+        max: f32,
+    },
+    /// The number of values (or rows) observed would pass `u64::MAX`; the state is unchanged.
+    #[error("the number of observed values would exceed 2^64 - 1")]
+    CountOverflow,
 }
 
 /// A clipping range: values are quantized within `[min, max]`.
@@ -178,6 +202,7 @@ pub trait Calibrator {
     /// [`Error::NonFinite`] if the batch holds a NaN or an infinity (unless the calibrator is
     /// set to skip them); the state is then unchanged. Per-channel calibrators return
     /// [`Error::ChannelMismatch`] for a length that is not a multiple of the channel count.
+    /// [`Error::CountOverflow`] if the number of values observed would pass `u64::MAX`.
     fn observe(&mut self, batch: &[f32]) -> Result<(), Error>;
 
     /// Add the state of another calibrator of the same configuration.
@@ -185,7 +210,8 @@ pub trait Calibrator {
     /// # Errors
     ///
     /// [`Error::ConfigMismatch`] if the configurations differ, [`Error::NotMergeable`] for the
-    /// moving-average calibrator.
+    /// moving-average calibrator, [`Error::CountOverflow`] if the combined count would pass
+    /// `u64::MAX` (the state is then unchanged).
     fn merge(&mut self, other: &Self) -> Result<(), Error>
     where
         Self: Sized;

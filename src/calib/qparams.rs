@@ -55,7 +55,9 @@ impl Range {
     /// Affine uint8 parameters, with torch.ao's formula (`MinMaxObserver._calculate_qparams`,
     /// `quant_min = 0`, `quant_max = 255`): the range is widened to contain 0, `scale =
     /// (max - min) / 255` (at least `f32::EPSILON`) in `f32`, `zero_point = clamp(-round(min /
-    /// scale), 0, 255)` with ties to even.
+    /// scale), 0, 255)` with ties to even. A range wider than `f32::MAX`, whose width torch
+    /// computes as infinity (an infinite scale), has its scale computed in `f64` instead: the
+    /// scale is always finite.
     ///
     /// # Errors
     ///
@@ -74,7 +76,10 @@ impl Range {
         self.check()?;
         let min_neg = self.min.min(0.0);
         let max_pos = self.max.max(0.0);
-        let scale = ((max_pos - min_neg) / 255.0).max(f32::EPSILON);
+        let mut scale = ((max_pos - min_neg) / 255.0).max(f32::EPSILON);
+        if scale.is_infinite() {
+            scale = ((f64::from(max_pos) - f64::from(min_neg)) / 255.0) as f32;
+        }
         let zp = -(min_neg / scale).round_ties_even();
         let zero_point = zp.clamp(0.0, 255.0) as u8;
         Ok(AffineQParams { scale, zero_point })
@@ -143,5 +148,37 @@ mod tests {
             assert!(r.affine_uint8().is_err());
             assert!(r.fp8_scale::<crate::E4M3>().is_err());
         }
+    }
+
+    /// A range wider than `f32::MAX` still has a finite scale (and its zero point in the
+    /// middle); ranges that fit keep torch's `f32` formula.
+    #[test]
+    fn widest_ranges_have_finite_scales() {
+        let q = Range {
+            min: -f32::MAX,
+            max: f32::MAX,
+        }
+        .affine_uint8()
+        .unwrap();
+        assert!(q.scale.is_finite());
+        assert_eq!(q.scale, (2.0 * f64::from(f32::MAX) / 255.0) as f32);
+        assert_eq!(q.zero_point, 128); // round(127.5) to even
+        let q = Range { min: -3e38, max: 1e38 }.affine_uint8().unwrap();
+        assert_eq!(q.scale, (4e38 / 255.0) as f32);
+        assert_eq!(q.zero_point, 191); // 3e38 / (4e38 / 255) = 191.25
+        let q = Range {
+            min: -f32::MAX,
+            max: 0.0,
+        }
+        .affine_uint8()
+        .unwrap();
+        assert_eq!((q.scale, q.zero_point), (f32::MAX / 255.0, 255));
+        let s = Range {
+            min: -f32::MAX,
+            max: f32::MAX,
+        }
+        .symmetric_int8()
+        .unwrap();
+        assert_eq!(s.scale, f32::MAX / 127.0);
     }
 }

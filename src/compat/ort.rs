@@ -18,6 +18,18 @@
 //! `nanmin`/`nanmax`, here they are an error); empty batches (ONNX Runtime records a range of
 //! `[0, 0]` for them, here they change nothing).
 //!
+//! # Limits
+//!
+//! ONNX Runtime grows its histogram by whole bins of the first batch's width, without bound: a
+//! first batch of `1e-6` then one of `1e6` asks for 2^50 bins (512 TB of counts), and a first
+//! batch of zeros or subnormals leaves a zero width it cannot grow by. Here a histogram holds at
+//! most [`MAX_BINS`] bins, and an entropy histogram at most [`MAX_ENTROPY_BINS`] (the entropy
+//! search is quadratic in the bins: ONNX Runtime's own takes hours at 2^16 bins); a batch that
+//! would grow it further is refused with [`Error::TooManyBins`] before anything is allocated,
+//! the state unchanged. The signed histogram spans `[-t, t]` in `f32`, so magnitudes above
+//! `f32::MAX / 2` (where NumPy's bin edges overflow to infinity and NaN) are refused with
+//! [`Error::MagnitudeTooLarge`].
+//!
 //! # Examples
 //!
 //! ```
@@ -45,6 +57,15 @@ pub enum Method {
     /// `"percentile"`.
     Percentile,
 }
+
+/// Largest number of bins of a histogram: `num_bins` at most this, and growth refused past it
+/// (12 bytes a bin: 192 MiB).
+pub const MAX_BINS: usize = 1 << 24;
+
+/// Largest number of bins of an entropy histogram: the threshold search evaluates the
+/// divergence of `num_bins / 2` windows of up to `num_bins` bins each, in ONNX Runtime's exact
+/// `float32` operations, about a second at this size.
+pub const MAX_ENTROPY_BINS: usize = 1 << 14;
 
 #[derive(Debug, Clone)]
 struct State {
@@ -78,9 +99,9 @@ impl HistogramCollector {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidBins`] for `num_bins` or `num_quantized_bins` of 0 (or, for entropy,
-    /// more quantized bins than bins), [`Error::InvalidPercentile`] outside `[0, 100]` (as
-    /// ONNX Runtime).
+    /// [`Error::InvalidBins`] for `num_bins` of 0 or above [`MAX_BINS`] ([`MAX_ENTROPY_BINS`]
+    /// for entropy), for entropy `num_quantized_bins` below 2 or above `num_bins`;
+    /// [`Error::InvalidPercentile`] outside `[0, 100]` (as ONNX Runtime).
     pub fn new(
         method: Method,
         symmetric: bool,
@@ -88,16 +109,23 @@ impl HistogramCollector {
         num_quantized_bins: usize,
         percentile: f64,
     ) -> Result<Self, Error> {
-        let bad = |bins| Error::InvalidBins {
-            bins,
-            min: 1,
-            max: 1 << 24,
+        let max = match method {
+            Method::Entropy => MAX_ENTROPY_BINS,
+            Method::Percentile => MAX_BINS,
         };
-        if num_bins == 0 || num_bins > 1 << 24 {
-            return Err(bad(num_bins));
+        if num_bins == 0 || num_bins > max {
+            return Err(Error::InvalidBins {
+                bins: num_bins,
+                min: 1,
+                max,
+            });
         }
         if method == Method::Entropy && (num_quantized_bins < 2 || num_quantized_bins > num_bins) {
-            return Err(bad(num_quantized_bins));
+            return Err(Error::InvalidBins {
+                bins: num_quantized_bins,
+                min: 2,
+                max: num_bins,
+            });
         }
         if method == Method::Percentile && !(0.0..=100.0).contains(&percentile) {
             return Err(Error::InvalidPercentile(percentile));
@@ -121,7 +149,11 @@ impl HistogramCollector {
     ///
     /// # Errors
     ///
-    /// [`Error::NonFinite`] if the batch holds NaN or an infinity (state unchanged).
+    /// [`Error::NonFinite`] if the batch holds NaN or an infinity; [`Error::TooManyBins`] if
+    /// the histogram would grow past [`MAX_BINS`] ([`MAX_ENTROPY_BINS`] for entropy), or
+    /// cannot grow (a first batch of zeros or subnormals, whose bins have no width);
+    /// [`Error::MagnitudeTooLarge`] for the signed histogram (entropy, asymmetric percentile)
+    /// of a magnitude above `f32::MAX / 2`. The state is then unchanged.
     pub fn collect(&mut self, batch: &[f32]) -> Result<(), Error> {
         if batch.is_empty() {
             return Ok(());
@@ -132,18 +164,26 @@ impl HistogramCollector {
         let min = batch.iter().copied().fold(f32::INFINITY, f32::min);
         let max = batch.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         if self.method == Method::Percentile && self.symmetric {
-            self.collect_absolute_value(batch, min, max);
+            self.collect_absolute_value(batch, min, max)
         } else {
-            self.collect_value(batch, min, max);
+            self.collect_value(batch, min, max)
         }
-        Ok(())
     }
 
-    fn collect_absolute_value(&mut self, batch: &[f32], min: f32, max: f32) {
-        let abs: Vec<f32> = batch.iter().map(|x| x.abs()).collect();
-        let amax = abs.iter().copied().fold(0.0f32, f32::max);
+    /// The most bins this collector's histogram may hold.
+    fn max_bins(&self) -> usize {
+        match self.method {
+            Method::Entropy => MAX_ENTROPY_BINS,
+            Method::Percentile => MAX_BINS,
+        }
+    }
+
+    fn collect_absolute_value(&mut self, batch: &[f32], min: f32, max: f32) -> Result<(), Error> {
+        let amax = batch.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let max_bins = self.max_bins();
         match &mut self.state {
             None => {
+                let abs: Vec<f32> = batch.iter().map(|x| x.abs()).collect();
                 let amin = abs.iter().copied().fold(f32::INFINITY, f32::min);
                 let (hist, edges) = histogram_uniform_f32(&abs, self.num_bins, amin, amax);
                 self.state = Some(State {
@@ -158,8 +198,17 @@ impl HistogramCollector {
                 let last = *s.edges.last().expect("edges");
                 if amax > last {
                     let width = s.edges[1] - s.edges[0];
-                    s.edges.extend(arange_f32(last + width, amax + width, width));
+                    let (start, stop) = (last + width, amax + width);
+                    // `np.arange`'s length, checked before it is allocated.
+                    let more = f64::from((stop - start) / width).ceil();
+                    let needed = s.hist.len() as f64 + more.max(0.0);
+                    if !(width > 0.0 && needed <= max_bins as f64) {
+                        let needed = if needed.is_nan() { f64::INFINITY } else { needed };
+                        return Err(Error::TooManyBins { needed, max: max_bins });
+                    }
+                    s.edges.extend(arange_f32(start, stop, width));
                 }
+                let abs: Vec<f32> = batch.iter().map(|x| x.abs()).collect();
                 let mut hist = histogram_edges_f32(&abs, &s.edges);
                 for (h, o) in hist.iter_mut().zip(&s.hist) {
                     *h += o;
@@ -169,10 +218,19 @@ impl HistogramCollector {
                 s.max = s.max.max(max);
             }
         }
+        Ok(())
     }
 
-    fn collect_value(&mut self, batch: &[f32], min: f32, max: f32) {
+    fn collect_value(&mut self, batch: &[f32], min: f32, max: f32) -> Result<(), Error> {
         let threshold = min.abs().max(max.abs());
+        let too_large = |t: f32| Error::MagnitudeTooLarge {
+            value: t,
+            max: f32::MAX / 2.0,
+        };
+        if !(2.0 * threshold).is_finite() {
+            return Err(too_large(threshold));
+        }
+        let max_bins = self.max_bins();
         match &mut self.state {
             None => {
                 let (hist, edges) = histogram_uniform_f32(batch, self.num_bins, -threshold, threshold);
@@ -202,9 +260,19 @@ impl HistogramCollector {
                 } else {
                     let old_n = s.hist.len();
                     let stride = 2.0f32 * old_t / old_n as f32;
-                    let half = (floor_divide_f32(threshold - old_t, stride) + 1.0) as usize;
+                    let half = floor_divide_f32(threshold - old_t, stride) + 1.0;
+                    // Checked before anything is allocated (ONNX Runtime asks NumPy for them).
+                    let needed = old_n as f64 + 2.0 * f64::from(half);
+                    if needed.is_nan() || needed > max_bins as f64 {
+                        let needed = if needed.is_nan() { f64::INFINITY } else { needed };
+                        return Err(Error::TooManyBins { needed, max: max_bins });
+                    }
+                    let half = half as usize;
                     let new_n = old_n + 2 * half;
                     let new_t = half as f32 * stride + old_t;
+                    if !(2.0 * new_t).is_finite() {
+                        return Err(too_large(new_t));
+                    }
                     let (mut h, e) = histogram_uniform_f32(batch, new_n, -new_t, new_t);
                     for (a, b) in h[half..new_n - half].iter_mut().zip(&s.hist) {
                         *a += b;
@@ -217,6 +285,7 @@ impl HistogramCollector {
                 s.max = s.max.max(max);
             }
         }
+        Ok(())
     }
 
     /// `compute_collection_result` for this tensor: `(lo, hi)`.
@@ -248,8 +317,99 @@ impl HistogramCollector {
         }
     }
 
-    #[allow(clippy::needless_range_loop)]
+    /// `get_entropy_threshold`: for each window `[zero - i, zero + i]` (from `nq / 2` bins on
+    /// each side up to all of them), the divergence between the window with the outliers
+    /// folded into its end bins and its quantized version; the first smallest wins. The
+    /// operations, their order and their `float32` rounding are ONNX Runtime's; the sums over
+    /// the outliers and over each quantized bin come from prefix sums (exact integers), and the
+    /// per-window vectors are reused, so a window costs a few passes over its bins.
     fn entropy(&self, s: &State) -> (f32, f32) {
+        let hist = &s.hist;
+        let n = hist.len();
+        let zero = n / 2;
+        let nq = self.num_quantized_bins;
+        let half_q = nq / 2;
+        // cnt[j] = sum(hist[..j]), nz[j] = count of non-zero bins in hist[..j]
+        let mut cnt = vec![0u64; n + 1];
+        let mut nz = vec![0usize; n + 1];
+        for (j, &h) in hist.iter().enumerate() {
+            cnt[j + 1] = cnt[j] + h;
+            nz[j + 1] = nz[j] + usize::from(h != 0);
+        }
+        let mut q = Vec::with_capacity(n);
+        let (mut ps, mut qs, mut v) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut best = (f32::INFINITY, (0.0f32, 0.0f32));
+        let mut first = true;
+        for i in half_q..=zero {
+            let start = zero - i;
+            let end = (zero + i + 1).min(n);
+            let th = (s.edges[start], s.edges[end]);
+            let len = end - start;
+            let sliced = &hist[start..end];
+            let left = cnt[start];
+            let right = cnt[n] - cnt[end];
+            // p: the window with the outliers added to its first and last bins
+            let last = len - 1;
+            let p_at = |j: usize| -> u64 {
+                let mut v = sliced[j];
+                if j == 0 {
+                    v += left;
+                }
+                if j == last {
+                    v += right;
+                }
+                v
+            };
+            // non-zero bins of p in [a, b): those of the window, corrected at its two ends
+            let p_nonzero = |a: usize, b: usize| -> usize {
+                let mut c = nz[start + b] - nz[start + a];
+                for j in [0, last] {
+                    if j >= a && j < b && sliced[j] == 0 && p_at(j) != 0 {
+                        c += 1;
+                    }
+                    if last == 0 {
+                        break;
+                    }
+                }
+                c
+            };
+            let merged = len / nq;
+            q.clear();
+            q.resize(len, 0u64);
+            for k in 0..nq {
+                let (a, b) = (k * merged, (k + 1) * merged);
+                let mut quantized = cnt[start + b] - cnt[start + a];
+                if k == nq - 1 {
+                    quantized += cnt[end] - cnt[start + nq * merged];
+                }
+                let norm = p_nonzero(a, b);
+                if norm != 0 {
+                    let v = (quantized as f64 / norm as f64) as u64; // float into int64: truncation
+                    q[a..b].fill(v);
+                }
+            }
+            let p_zeros = len - p_nonzero(0, len);
+            let q_zeros = q.iter().filter(|&&v| v == 0).count();
+            let div = if p_zeros == len || q_zeros == len {
+                f32::INFINITY
+            } else {
+                smooth_into((0..len).map(p_at), len, p_zeros, &mut ps);
+                smooth_into(q.iter().copied(), len, q_zeros, &mut qs);
+                scipy_entropy_f32_with(&ps, &qs, &mut v)
+            };
+            // np.argmin: the first smallest
+            if first || div < best.0 {
+                best = (div, th);
+                first = false;
+            }
+        }
+        best.1
+    }
+
+    /// The per-window loop [`HistogramCollector::entropy`] replaced, kept as its reference.
+    #[cfg(test)]
+    #[allow(clippy::needless_range_loop)]
+    fn entropy_reference(&self, s: &State) -> (f32, f32) {
         let hist = &s.hist;
         let n = hist.len();
         let zero = n / 2;
@@ -297,7 +457,17 @@ impl HistogramCollector {
     }
 }
 
+/// [`smooth`] of the counts `p` (`n_zeros` of them 0, not all) into `out`.
+fn smooth_into(p: impl Iterator<Item = u64>, len: usize, n_zeros: usize, out: &mut Vec<f32>) {
+    let n_nonzeros = len - n_zeros;
+    let eps1 = (1e-4 * n_zeros as f64 / n_nonzeros as f64) as f32;
+    let eps = 1e-4f32;
+    out.clear();
+    out.extend(p.map(|v| if v == 0 { v as f32 + eps } else { v as f32 + (-eps1) }));
+}
+
 /// ONNX Runtime's `smooth_distribution` (`eps = 1e-4`), in `float32` as NumPy evaluates it.
+#[cfg(test)]
 fn smooth(p: &[u64]) -> Option<Vec<f32>> {
     let n_zeros = p.iter().filter(|&&v| v == 0).count();
     let n_nonzeros = p.len() - n_zeros;
@@ -316,11 +486,18 @@ fn smooth(p: &[u64]) -> Option<Vec<f32>> {
 /// `scipy.stats.entropy(p, q)` for `float32` inputs as the reference ran it, cast to `float32`
 /// as ONNX Runtime does: each distribution divided by its `float32` pairwise sum,
 /// `x * log(x / y)` in `f32` with NumPy's SIMD `float32` log, summed pairwise in `f32`.
+#[cfg(test)]
 fn scipy_entropy_f32(p: &[f32], q: &[f32]) -> f32 {
+    scipy_entropy_f32_with(p, q, &mut Vec::new())
+}
+
+/// [`scipy_entropy_f32`] with a reused buffer for the terms.
+fn scipy_entropy_f32_with(p: &[f32], q: &[f32], v: &mut Vec<f32>) -> f32 {
     let sp = np_sum(p);
     let sq = np_sum(q);
-    let v: Vec<f32> = p.iter().zip(q).map(|(&a, &b)| rel_entr_f32(a / sp, b / sq)).collect();
-    0.0f32 + pairwise_sum(&v)
+    v.clear();
+    v.extend(p.iter().zip(q).map(|(&a, &b)| rel_entr_f32(a / sp, b / sq)));
+    0.0f32 + pairwise_sum(v)
 }
 
 /// SciPy's `rel_entr` for `float32`.
@@ -371,4 +548,160 @@ fn arange_f32(start: f32, stop: f32, step: f32) -> Vec<f32> {
         }
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SplitMix64, for test data.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// The prefix-sum entropy loop gives the per-window loop's threshold, bit for bit, on
+    /// histograms with empty stretches, outliers and odd sizes.
+    #[test]
+    fn entropy_matches_the_per_window_loop() {
+        let mut seed = 5u64;
+        for case in 0..60 {
+            let n = [128usize, 129, 130, 200, 255, 256, 300, 517][case % 8];
+            let nq = [128usize, 128, 64, 2, 3, 100, 128, 7][case / 8 % 8].min(n);
+            let mut hist: Vec<u64> = (0..n)
+                .map(|j| {
+                    let r = rng(&mut seed);
+                    let centre = (j as f64 - n as f64 / 2.0).abs() / n as f64;
+                    let v = (1000.0 * (-8.0 * centre).exp()) as u64 + r % 7;
+                    if r.is_multiple_of(5) || (case % 3 == 0 && j % 11 < 4) {
+                        0
+                    } else {
+                        v
+                    }
+                })
+                .collect();
+            if case % 4 == 1 {
+                hist[0] = 3;
+                hist[n - 1] = 9;
+            }
+            if case % 7 == 2 {
+                hist.iter_mut().for_each(|h| *h = 0);
+                hist[n / 2] = 5;
+            }
+            let t = 1.0f32 + case as f32;
+            let c = HistogramCollector::new(Method::Entropy, false, n, nq, 0.0).unwrap();
+            let s = State {
+                edges: crate::compat::numpy::linspace_f32(-t, t, n + 1),
+                hist,
+                min: -t,
+                max: t,
+                threshold: t,
+            };
+            let (a, b) = (c.entropy(&s), c.entropy_reference(&s));
+            assert_eq!(
+                (a.0.to_bits(), a.1.to_bits()),
+                (b.0.to_bits(), b.1.to_bits()),
+                "case {case}"
+            );
+        }
+    }
+
+    fn snapshot(c: &HistogramCollector) -> Option<(Vec<u64>, Vec<f32>)> {
+        c.histogram().map(|(h, e)| (h.to_vec(), e.to_vec()))
+    }
+
+    /// Growth ONNX Runtime cannot bound (or cannot do: a zero bin width) is refused before
+    /// anything is allocated, the state unchanged.
+    #[test]
+    fn unbounded_growth_is_refused() {
+        let cases: [(Method, bool, &[f32], &[f32]); 7] = [
+            (Method::Entropy, false, &[1e-6], &[1e6]),         // 2^50 bins
+            (Method::Entropy, false, &[1e-30], &[1e30]),       // overflowed usize
+            (Method::Entropy, false, &[1e-45], &[1.0]),        // zero stride
+            (Method::Percentile, false, &[1e-6], &[1e6]),      // signed, percentile
+            (Method::Percentile, true, &[1e-6], &[1e6]),       // |x|, arange
+            (Method::Percentile, true, &[0.0, 1e-44], &[1.0]), // zero width
+            (Method::Entropy, false, &[-1.0, 1.0], &[1e3]),    // 128 * 1000 > MAX_ENTROPY_BINS
+        ];
+        for (k, (m, sym, first, second)) in cases.into_iter().enumerate() {
+            let mut c = HistogramCollector::new(m, sym, 128, 128, 99.0).unwrap();
+            c.collect(first).unwrap();
+            let before = snapshot(&c);
+            let e = c.collect(second).unwrap_err();
+            assert!(matches!(e, Error::TooManyBins { .. }), "case {k}: {e:?}");
+            assert_eq!(snapshot(&c), before, "case {k}");
+            assert!(c.compute().is_ok(), "case {k}");
+        }
+        // Growth within the limits is ONNX Runtime's.
+        let mut c = HistogramCollector::new(Method::Entropy, false, 128, 128, 0.0).unwrap();
+        c.collect(&[-1.0, 1.0]).unwrap();
+        c.collect(&[100.0]).unwrap();
+        assert_eq!(c.histogram().unwrap().0.len(), 128 + 2 * 6337); // floor(99 / (1/64)) + 1 a side
+        let mut c = HistogramCollector::new(Method::Percentile, true, 2048, 128, 99.0).unwrap();
+        c.collect(&[1e-3, 1.0]).unwrap();
+        c.collect(&[1000.0]).unwrap();
+        assert!(c.histogram().unwrap().0.len() > 2_000_000);
+    }
+
+    /// The signed histogram spans [-t, t] in f32: magnitudes above f32::MAX / 2 are refused.
+    #[test]
+    fn magnitudes_whose_span_overflows_are_refused() {
+        let mut c = HistogramCollector::new(Method::Entropy, false, 128, 128, 0.0).unwrap();
+        assert!(matches!(c.collect(&[3e38]), Err(Error::MagnitudeTooLarge { .. })));
+        assert!(c.histogram().is_none());
+        c.collect(&[1e38, -1.5e38]).unwrap();
+        let before = snapshot(&c);
+        assert!(matches!(c.collect(&[1.7e38]), Err(Error::MagnitudeTooLarge { .. })));
+        assert_eq!(snapshot(&c), before);
+        let (lo, hi) = c.compute().unwrap();
+        assert!(lo.is_finite() && hi.is_finite());
+        // |x| is histogrammed over [min|x|, max|x|]: any finite value.
+        let mut p = HistogramCollector::new(Method::Percentile, true, 2048, 128, 99.0).unwrap();
+        p.collect(&[f32::MAX, -1.0]).unwrap();
+        let (lo, hi) = p.compute().unwrap();
+        assert!(hi > 3e38 && hi <= f32::MAX && lo == -1.0, "{lo} {hi}"); // clipped to the data
+    }
+
+    /// Entropy histograms are bounded by `MAX_ENTROPY_BINS` (ONNX Runtime documents no bound;
+    /// 2^16 and 2^24 bins were accepted and ran for minutes), percentile ones by `MAX_BINS`.
+    #[test]
+    fn bin_counts_are_bounded() {
+        for n in [1 << 24, 1 << 16, MAX_ENTROPY_BINS + 1] {
+            assert!(matches!(
+                HistogramCollector::new(Method::Entropy, false, n, 128, 0.0),
+                Err(Error::InvalidBins {
+                    max: MAX_ENTROPY_BINS,
+                    ..
+                })
+            ));
+        }
+        assert!(HistogramCollector::new(Method::Percentile, false, MAX_BINS, 128, 99.0).is_ok());
+        assert!(HistogramCollector::new(Method::Percentile, false, MAX_BINS + 1, 128, 99.0).is_err());
+        assert!(HistogramCollector::new(Method::Entropy, false, 128, 1, 0.0).is_err());
+        assert!(HistogramCollector::new(Method::Percentile, false, 128, 0, f64::NAN).is_err());
+    }
+
+    /// The largest entropy histogram takes time, not forever: 2^14 bins in about a second
+    /// (half a minute unoptimized, hence release builds only).
+    #[test]
+    #[cfg_attr(debug_assertions, ignore = "30 s unoptimized: run with --release")]
+    fn largest_entropy_histogram_finishes() {
+        let n = MAX_ENTROPY_BINS;
+        let mut c = HistogramCollector::new(Method::Entropy, false, n, 128, 0.0).unwrap();
+        let mut seed = 1u64;
+        let batch: Vec<f32> = (0..200_000)
+            .map(|_| {
+                let u = (rng(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 - 0.5;
+                (-u.signum() * (1.0 - 2.0 * u.abs()).max(1e-12).ln()) as f32
+            })
+            .collect();
+        c.collect(&batch).unwrap();
+        let t = std::time::Instant::now();
+        let (lo, hi) = c.compute().unwrap();
+        assert!(lo < 0.0 && hi > 0.0);
+        eprintln!("entropy over {n} bins: {:?}", t.elapsed());
+    }
 }

@@ -67,7 +67,9 @@ pub use layout::{Layout, NanRule, Options, Overflow, Rounding, Specials};
 #[cfg(feature = "rayon")]
 pub use slice::par;
 pub use slice::{cast, cast_one};
-pub use types::{Bf16, E4M3Fnuz, E5M2Fnuz, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0};
+pub use types::{
+    Bf16, E4M3Fnuz, E5M2Fnuz, Format, FormatFn, Fp16, Fp32, Fp64, Tf32, E2M1, E2M3, E3M2, E3M4, E4M3, E5M2, E8M0,
+};
 
 #[doc(hidden)]
 pub use codec::F32Fast;

@@ -7,17 +7,107 @@ macro_rules! formats {
     ($(
         $(#[$doc:meta])*
         $name:ident: $code:ty = ($e:expr, $m:expr, $bias:expr, $spec:ident, $nan:expr), $str:literal;
-    )*) => {$(
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-        pub struct $name;
+    )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+            pub struct $name;
 
-        impl FloatFormat for $name {
-            type Code = $code;
-            const LAYOUT: Layout = Layout::new($e, $m, $bias, Specials::$spec, $nan);
-            const NAME: &'static str = $str;
+            impl FloatFormat for $name {
+                type Code = $code;
+                const LAYOUT: Layout = Layout::new($e, $m, $bias, Specials::$spec, $nan);
+                const NAME: &'static str = $str;
+            }
+        )*
+
+        /// A format of this crate chosen at run time (from a file's dtype, a command-line
+        /// flag, a recipe), one variant per format type. [`Format::with`] runs generic code
+        /// for it, so nothing is written per format twice.
+        ///
+        /// ```
+        /// use lowbit::format::{Format, FormatFn, FloatFormat};
+        ///
+        /// let f = Format::from_name("float8_e4m3fn").unwrap();
+        /// assert_eq!(f, Format::E4M3);
+        /// assert_eq!((f.bits(), f.max()), (8, 448.0));
+        ///
+        /// struct Encode(f32);
+        /// impl FormatFn for Encode {
+        ///     type Out = u64;
+        ///     fn call<F: FloatFormat>(self) -> u64 {
+        ///         use lowbit::format::Code;
+        ///         F::encode_f32(self.0).to_u64()
+        ///     }
+        /// }
+        /// assert_eq!(f.with(Encode(1.0)), 0x38);
+        /// ```
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Format {
+            $($(#[$doc])* $name,)*
+            /// IEEE binary32.
+            Fp32,
+            /// IEEE binary64.
+            Fp64,
         }
-    )*};
+
+        impl Format {
+            /// Every format, narrowest last.
+            pub const ALL: &'static [Format] = &[Format::Fp64, Format::Fp32, $(Format::$name,)*];
+
+            /// Run `f` with this format as its type parameter.
+            pub fn with<T: FormatFn>(self, f: T) -> T::Out {
+                match self {
+                    $(Format::$name => f.call::<$name>(),)*
+                    Format::Fp32 => f.call::<Fp32>(),
+                    Format::Fp64 => f.call::<Fp64>(),
+                }
+            }
+
+            /// The format's layout.
+            pub const fn layout(self) -> Layout {
+                match self {
+                    $(Format::$name => <$name as FloatFormat>::LAYOUT,)*
+                    Format::Fp32 => <Fp32 as FloatFormat>::LAYOUT,
+                    Format::Fp64 => <Fp64 as FloatFormat>::LAYOUT,
+                }
+            }
+
+            /// The ml_dtypes / torch name (`"float8_e4m3fn"`, `"bfloat16"`, ...).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Format::$name => <$name as FloatFormat>::NAME,)*
+                    Format::Fp32 => <Fp32 as FloatFormat>::NAME,
+                    Format::Fp64 => <Fp64 as FloatFormat>::NAME,
+                }
+            }
+        }
+    };
+}
+
+/// Generic code to run for a [`Format`] chosen at run time ([`Format::with`]).
+pub trait FormatFn {
+    /// What it returns.
+    type Out;
+    /// Run with the format `F`.
+    fn call<F: FloatFormat>(self) -> Self::Out;
+}
+
+impl Format {
+    /// The format whose ml_dtypes / torch name ([`FloatFormat::NAME`]) is `name`.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.iter().copied().find(|f| f.name() == name)
+    }
+
+    /// Bits per code.
+    pub const fn bits(self) -> u32 {
+        self.layout().bits()
+    }
+
+    /// Largest finite value.
+    pub fn max(self) -> f64 {
+        self.layout().max_finite()
+    }
 }
 
 const CANONICAL: NanRule = NanRule::Canonical;

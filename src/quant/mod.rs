@@ -54,7 +54,7 @@ mod granularity;
 mod int_codes;
 pub mod mx;
 #[doc(hidden)]
-pub mod mx_math;
+pub use mx::math as mx_math;
 pub mod pack;
 mod quantized;
 mod walk;

@@ -32,6 +32,23 @@
 
 use super::Error;
 
+/// `$f::<K>(args)` for `bits = K` in `1..=7`, `$wide` for 8: the one dispatch from a run-time
+/// width to the const-generic loops.
+macro_rules! by_width {
+    ($bits:expr, $f:ident($($arg:expr),*), $wide:expr) => {
+        match $bits {
+            1 => $f::<1>($($arg),*),
+            2 => $f::<2>($($arg),*),
+            3 => $f::<3>($($arg),*),
+            4 => $f::<4>($($arg),*),
+            5 => $f::<5>($($arg),*),
+            6 => $f::<6>($($arg),*),
+            7 => $f::<7>($($arg),*),
+            _ => $wide,
+        }
+    };
+}
+
 /// The order in which codes fill a byte.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BitOrder {
@@ -138,16 +155,7 @@ pub fn unpack_in(order: BitOrder, bits: u32, packed: &[u8], out: &mut [u8]) -> R
 pub(crate) fn pack_ordered(order: BitOrder, bits: u32, codes: &[u8], out: &mut [u8]) {
     match order {
         BitOrder::MsbFirst => pack_unchecked(bits, codes, out),
-        BitOrder::LsbFirst => match bits {
-            1 => pack_lsb::<1>(codes, out),
-            2 => pack_lsb::<2>(codes, out),
-            3 => pack_lsb::<3>(codes, out),
-            4 => pack_lsb::<4>(codes, out),
-            5 => pack_lsb::<5>(codes, out),
-            6 => pack_lsb::<6>(codes, out),
-            7 => pack_lsb::<7>(codes, out),
-            _ => out.copy_from_slice(codes),
-        },
+        BitOrder::LsbFirst => by_width!(bits, pack_lsb(codes, out), out.copy_from_slice(codes)),
     }
 }
 
@@ -156,16 +164,7 @@ pub(crate) fn pack_ordered(order: BitOrder, bits: u32, codes: &[u8], out: &mut [
 pub(crate) fn unpack_ordered(order: BitOrder, bits: u32, packed: &[u8], out: &mut [u8]) {
     match order {
         BitOrder::MsbFirst => unpack_unchecked(bits, packed, out),
-        BitOrder::LsbFirst => match bits {
-            1 => unpack_lsb::<1>(packed, out),
-            2 => unpack_lsb::<2>(packed, out),
-            3 => unpack_lsb::<3>(packed, out),
-            4 => unpack_lsb::<4>(packed, out),
-            5 => unpack_lsb::<5>(packed, out),
-            6 => unpack_lsb::<6>(packed, out),
-            7 => unpack_lsb::<7>(packed, out),
-            _ => out.copy_from_slice(packed),
-        },
+        BitOrder::LsbFirst => by_width!(bits, unpack_lsb(packed, out), out.copy_from_slice(packed)),
     }
 }
 
@@ -260,31 +259,13 @@ fn check_out(bits: u32, n: usize, bytes: usize) -> Result<(), Error> {
 /// Pack with the lengths already checked; codes are masked to `bits` bits.
 #[inline(always)]
 pub(crate) fn pack_unchecked(bits: u32, codes: &[u8], out: &mut [u8]) {
-    match bits {
-        1 => pack_k::<1>(codes, out),
-        2 => pack_k::<2>(codes, out),
-        3 => pack_k::<3>(codes, out),
-        4 => pack_k::<4>(codes, out),
-        5 => pack_k::<5>(codes, out),
-        6 => pack_k::<6>(codes, out),
-        7 => pack_k::<7>(codes, out),
-        _ => out.copy_from_slice(codes),
-    }
+    by_width!(bits, pack_k(codes, out), out.copy_from_slice(codes))
 }
 
 /// Unpack with the lengths already checked.
 #[inline(always)]
 pub(crate) fn unpack_unchecked(bits: u32, packed: &[u8], out: &mut [u8]) {
-    match bits {
-        1 => unpack_k::<1>(packed, out),
-        2 => unpack_k::<2>(packed, out),
-        3 => unpack_k::<3>(packed, out),
-        4 => unpack_k::<4>(packed, out),
-        5 => unpack_k::<5>(packed, out),
-        6 => unpack_k::<6>(packed, out),
-        7 => unpack_k::<7>(packed, out),
-        _ => out.copy_from_slice(packed),
-    }
+    by_width!(bits, unpack_k(packed, out), out.copy_from_slice(packed))
 }
 
 /// Eight codes to a `K`-byte big-endian group.

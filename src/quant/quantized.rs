@@ -83,7 +83,8 @@ impl Scale {
         // A positive scale's code minus one is the next smaller value in every layout; a
         // couple of steps suffice (qmax × scale is within an ulp or two of f32::MAX).
         for _ in 0..4 {
-            if (s.value * qmax).is_finite() || !raw.is_finite() || s.code == 0 {
+            // A scale the format cannot hold (NaN, infinity) is the caller's error to see.
+            if (s.value * qmax).is_finite() || !s.value.is_finite() || !raw.is_finite() || s.code == 0 {
                 break;
             }
             let code = S::Code::from_u64(u64::from(s.code - 1));

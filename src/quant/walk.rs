@@ -375,6 +375,7 @@ pub(crate) fn quantize_portable<K: Kernel, G: GroupSink + ?Sized>(
     let n = x.len();
     let groups = gran.groups(n)?;
     match gran.run(n) {
+        Some(16) => fixed::<K, G, 16>(k, x, codes, params)?,
         Some(32) => fixed::<K, G, 32>(k, x, codes, params)?,
         Some(64) => fixed::<K, G, 64>(k, x, codes, params)?,
         Some(128) => fixed::<K, G, 128>(k, x, codes, params)?,
@@ -502,6 +503,38 @@ pub(crate) fn dequantize_portable<K: Kernel>(k: &K, codes: &[u8], scales: &[f32]
             }
         }
     }
+}
+
+/// Quantize and dequantize `x` into `y` in one pass, group by group, with no packed buffer
+/// (fake quantization): the values [`quantize`] then [`dequantize`] give, for contiguous groups.
+///
+/// # Errors
+/// The errors of [`quantize`]; [`Error::LengthMismatch`] when `y` is not as long as `x`;
+/// [`Error::Incompatible`] for per-column groups.
+pub(crate) fn fake_quantize<K: Kernel>(k: &K, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    super::expect_len(x.len(), y.len())?;
+    let gran = k.granularity();
+    gran.groups(x.len())?;
+    let run = gran
+        .run(x.len())
+        .ok_or(Error::Incompatible("fake quantization runs over contiguous groups"))?;
+    let mut buf = [0u8; CH];
+    for (g, (xs, ys)) in x.chunks(run).zip(y.chunks_mut(run)).enumerate() {
+        let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
+        let (s, z) = k.params(g, st)?;
+        let (e, d) = (k.enc(s.value, z), k.dec(s.value, z));
+        for (xc, yc) in xs.chunks(CH).zip(ys.chunks_mut(CH)) {
+            let codes = &mut buf[..xc.len()];
+            k.encode(&e, xc, codes);
+            if k.bits() < 8 {
+                // The packer keeps the low bits; so must the decoder's input.
+                let mask = ((1u16 << k.bits()) - 1) as u8;
+                codes.iter_mut().for_each(|c| *c &= mask);
+            }
+            k.decode(&d, codes, yc);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,16 @@
 //! (computed in f64, rounded to f32, as torch does) and checked for inf/NaN; a step whose
 //! gradients hold any is skipped and the scale is multiplied by the backoff factor 0.5; after
 //! 2000 consecutive clean steps it is multiplied by the growth factor 2 (unless that would
-//! overflow f32). The schedule is `torch._amp_update_scale_`'s, step for step.
+//! overflow f32). The schedule is `torch._amp_update_scale_`'s, step for step, but for one
+//! end: torch keeps backing off until the scale underflows to 0 (after about 150 overflowing
+//! steps in a row, a diverged run), where `1 / scale` is infinite and unscaling turns every
+//! gradient into an infinity or a NaN; here the scale stops at the smallest value whose
+//! reciprocal is a finite `f32` (about `2.9e-39`).
+//!
+//! Non-finite inputs: a NaN or infinite loss scales to a NaN or infinity
+//! ([`GradScaler::scale_loss`]), whose gradients then hold inf/NaN: unscaling records them and
+//! [`GradScaler::update`] skips the step and backs off. [`MasterWeights`] refuses NaN and
+//! infinities in its weights, codes and updates with [`Error::NonFinite`].
 //!
 //! # Examples
 //!
@@ -83,8 +92,10 @@ impl GradScaler {
     /// A scaler with other parameters.
     ///
     /// # Errors
-    /// [`Error::Parameter`] unless `init_scale` is positive and finite, `growth_factor > 1`,
-    /// `0 < backoff_factor < 1` and `growth_interval > 0` (torch asserts the same).
+    /// [`Error::Parameter`] unless `init_scale` is positive and finite with a finite
+    /// reciprocal ([`inv_scale`](Self::inv_scale)), `growth_factor > 1`,
+    /// `0 < backoff_factor < 1` and `growth_interval > 0` (torch asserts the same, but for the
+    /// reciprocal).
     pub fn with_params(
         init_scale: f32,
         growth_factor: f64,
@@ -92,8 +103,12 @@ impl GradScaler {
         growth_interval: u32,
     ) -> Result<Self, Error> {
         let bad = |name, value: f64, why| Err(Error::Parameter { name, value, why });
-        if !(init_scale.is_finite() && init_scale > 0.0) {
-            return bad("init_scale", f64::from(init_scale), "must be positive and finite");
+        if !(init_scale.is_finite() && init_scale > 0.0 && inv(init_scale).is_finite()) {
+            return bad(
+                "init_scale",
+                f64::from(init_scale),
+                "must be positive and finite, with a finite reciprocal",
+            );
         }
         if !(growth_factor > 1.0 && growth_factor.is_finite()) {
             return bad("growth_factor", growth_factor, "must be > 1");
@@ -124,14 +139,16 @@ impl GradScaler {
         self.growth_tracker
     }
 
-    /// `loss · scale`: differentiate this instead of the loss.
+    /// `loss · scale`: differentiate this instead of the loss. A NaN or infinite loss gives a
+    /// NaN or infinity (as in torch); the gradients it produces are then non-finite, and the
+    /// step is skipped.
     pub fn scale_loss(&self, loss: f32) -> f32 {
         loss * self.scale
     }
 
-    /// `1 / scale` as torch computes it (in f64, rounded to f32).
+    /// `1 / scale` as torch computes it (in f64, rounded to f32). Always finite.
     pub fn inv_scale(&self) -> f32 {
-        (1.0 / f64::from(self.scale)) as f32
+        inv(self.scale)
     }
 
     /// Unscale f32 gradients in place (`g · inv_scale`) and record whether any was inf or NaN
@@ -177,10 +194,16 @@ impl GradScaler {
 
     /// End the step: back off (and report the step skipped) if an inf/NaN was seen, else count
     /// a clean step and grow the scale every `growth_interval` of them. Clears the inf flag.
+    /// The scale stays within the finite `f32` values whose reciprocal is finite: a growth
+    /// past `f32::MAX` (as torch) or a backoff below about `2.9e-39` (where torch goes on to 0)
+    /// leaves it as it is.
     pub fn update(&mut self) -> UpdateOutcome {
         let skipped = self.found_inf;
         if skipped {
-            self.scale = (f64::from(self.scale) * self.backoff_factor) as f32;
+            let backed_off = (f64::from(self.scale) * self.backoff_factor) as f32;
+            if backed_off > 0.0 && inv(backed_off).is_finite() {
+                self.scale = backed_off;
+            }
             self.growth_tracker = 0;
         } else {
             let successful = self.growth_tracker + 1;
@@ -200,6 +223,11 @@ impl GradScaler {
             scale: self.scale,
         }
     }
+}
+
+/// `1 / scale` in f64, rounded to f32 (torch's `inv_scale`).
+fn inv(scale: f32) -> f32 {
+    (1.0 / f64::from(scale)) as f32
 }
 
 /// Whether a code is infinite or NaN in format `F`.
@@ -279,11 +307,16 @@ impl<F: FloatFormat> MasterWeights<F> {
     }
 
     /// Start from a low-precision checkpoint: the master copy is its exact decoding.
-    pub fn from_working(codes: &[F::Code]) -> Self {
-        MasterWeights {
-            master: codes.iter().map(|&c| F::decode_f32(c)).collect(),
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] for a NaN or infinite code (every later update would fail on it).
+    pub fn from_working(codes: &[F::Code]) -> Result<Self, Error> {
+        let master: Vec<f32> = codes.iter().map(|&c| F::decode_f32(c)).collect();
+        check_finite(&master, "working")?;
+        Ok(MasterWeights {
+            master,
             working: codes.to_vec(),
-        }
+        })
     }
 
     /// The f32 master copy.
@@ -309,8 +342,10 @@ impl<F: FloatFormat> MasterWeights<F> {
     /// Change the master weights with `f` (an optimizer step), then refresh the working copy.
     ///
     /// # Errors
-    /// Whatever `f` returns; [`Error::NonFinite`] if the update made a master weight inf or NaN
-    /// (the working copy is then left as it was).
+    /// Whatever `f` returns; [`Error::NonFinite`] if the update made a master weight inf or NaN.
+    /// The working copy is then left as it was, and the master copy holds what `f` wrote
+    /// (rebuild it with [`from_working`](Self::from_working) to go on from the working copy);
+    /// [`sgd_step`](Self::sgd_step) checks before it writes.
     pub fn update<E>(&mut self, f: impl FnOnce(&mut [f32]) -> Result<(), E>) -> Result<(), E>
     where
         E: From<Error>,
@@ -324,10 +359,19 @@ impl<F: FloatFormat> MasterWeights<F> {
     /// Plain SGD: `master -= lr · grads`, then refresh the working copy.
     ///
     /// # Errors
-    /// [`Error::Shape`] when `grads` has the wrong length; [`Error::NonFinite`] as in
-    /// [`update`](Self::update).
+    /// [`Error::Shape`] when `grads` has the wrong length; [`Error::NonFinite`] naming
+    /// `master` if a weight would become inf or NaN (a NaN or infinite gradient or `lr`, an
+    /// overflow); both copies are then unchanged.
     pub fn sgd_step(&mut self, grads: &[f32], lr: f32) -> Result<(), Error> {
         check_len("grads", self.master.len(), grads.len())?;
+        if let Some(index) = self
+            .master
+            .iter()
+            .zip(grads)
+            .position(|(&w, &g)| !(w - lr * g).is_finite())
+        {
+            return Err(Error::NonFinite { what: "master", index });
+        }
         self.update(|m| {
             for (w, &g) in m.iter_mut().zip(grads) {
                 *w -= lr * g;
@@ -391,5 +435,74 @@ mod tests {
             Err(Error::NonFinite { .. })
         ));
         assert_eq!(Fp16::decode_f32(w.working()[1]), 2.0);
+        assert_eq!(w.master(), &[1.0, 2.0]);
+    }
+
+    /// Non-finite losses and gradients never panic and never leave non-finite state: the
+    /// step is skipped and the scale backs off; past about 150 backoffs in a row the scale
+    /// stays at the smallest value with a finite reciprocal (torch's reaches 0, and unscaling
+    /// then multiplies by infinity).
+    #[test]
+    fn non_finite_losses_and_gradients() {
+        let mut s = GradScaler::new();
+        for loss in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(s.scale_loss(loss).to_bits(), (loss * 65536.0).to_bits());
+        }
+        let mut last = s.scale();
+        for step in 0..400 {
+            let mut g = [f32::NAN, 1.0, 0.0, f32::INFINITY];
+            assert!(s.unscale(&mut g));
+            let codes = [Fp16::encode_f32(f32::NAN), Fp16::encode_f32(1e-3)];
+            let mut out = [0.0; 2];
+            assert!(s.unscale_codes::<Fp16>(&codes, &mut out).unwrap());
+            assert!(out[1].is_finite(), "step {step}");
+            let o = s.update();
+            assert!(o.skipped);
+            assert!(
+                o.scale > 0.0 && o.scale <= last && s.inv_scale().is_finite(),
+                "step {step}"
+            );
+            last = o.scale;
+        }
+        assert!(last < 1e-38);
+        // Clean gradients after the collapse unscale to finite values and the scale grows.
+        let mut g = [0.0, 1e-30, -3e-10];
+        assert!(!s.unscale(&mut g));
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+        assert!(GradScaler::with_params(1e-45, 2.0, 0.5, 1).is_err());
+        assert!(GradScaler::with_params(f32::NAN, 2.0, 0.5, 1).is_err());
+        assert!(GradScaler::with_params(1.0, f64::NAN, 0.5, 1).is_err());
+        assert!(GradScaler::with_params(1.0, 2.0, f64::NAN, 1).is_err());
+        let mut s = GradScaler::with_params(3e-39, 2.0, 0.5, 1).unwrap();
+        s.record_inf();
+        assert_eq!(s.update().scale, 3e-39);
+    }
+
+    /// Master weights refuse non-finite codes, gradients and learning rates, unchanged.
+    #[test]
+    fn master_weights_and_non_finite_values() {
+        let nan = Bf16::encode_f32(f32::NAN);
+        assert!(matches!(
+            MasterWeights::<Bf16>::from_working(&[Bf16::encode_f32(1.0), nan]),
+            Err(Error::NonFinite { index: 1, .. })
+        ));
+        assert!(MasterWeights::<Bf16>::new(&[f32::INFINITY]).is_err());
+        let mut w = MasterWeights::<Bf16>::new(&[1.0, -2.0]).unwrap();
+        let before = w.clone();
+        for (g, lr) in [
+            ([f32::NAN, 0.0], 0.1),
+            ([0.0, f32::INFINITY], 0.1),
+            ([1.0, 1.0], f32::NAN),
+            ([1.0, 0.0], f32::INFINITY),
+            ([-f32::MAX, 0.0], f32::MAX),
+        ] {
+            assert!(matches!(
+                w.sgd_step(&g, lr),
+                Err(Error::NonFinite { what: "master", .. })
+            ));
+            assert_eq!(w, before);
+        }
+        w.sgd_step(&[1.0, 1.0], 0.5).unwrap();
+        assert_eq!(w.master(), &[0.5, -2.5]);
     }
 }

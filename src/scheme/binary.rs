@@ -21,7 +21,7 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, pack_codes, row_len, Error};
+use super::{channel_rows, check_finite, check_len, pack_codes, Error};
 
 /// A binarized tensor: one sign bit per element and one scale per channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,9 +36,11 @@ impl Binary {
     ///
     /// # Errors
     /// [`Error::NotDivisible`] when `x.len()` is not a multiple of `channels` (or `channels` is
-    /// 0); [`Error::NonFinite`] for a NaN or infinity.
+    /// 0); [`Error::Parameter`] for an empty `x` split into more than
+    /// [`MAX_EMPTY_CHANNELS`](super::MAX_EMPTY_CHANNELS) channels; [`Error::NonFinite`] for a
+    /// NaN or infinity.
     pub fn quantize(x: &[f32], channels: usize) -> Result<Self, Error> {
-        let row = row_len(x.len(), channels)?;
+        let row = channel_rows(x.len(), channels)?;
         check_finite(x, "x")?;
         let alphas = if row == 0 {
             vec![0.0; channels]
@@ -126,5 +128,20 @@ mod tests {
             Binary::quantize(&[1.0], 1).unwrap().dequantize(&mut [0.0; 2]),
             Err(Error::Shape { .. })
         ));
+    }
+
+    /// An empty tensor's channel count is bounded: `usize::MAX` channels overflowed the
+    /// allocation of their scales.
+    #[test]
+    fn empty_tensor_with_absurd_channels() {
+        for channels in [usize::MAX, u32::MAX as usize, super::super::MAX_EMPTY_CHANNELS + 1] {
+            assert!(matches!(
+                Binary::quantize(&[], channels),
+                Err(Error::Parameter { name: "channels", .. })
+            ));
+        }
+        let b = Binary::quantize(&[], super::super::MAX_EMPTY_CHANNELS).unwrap();
+        assert_eq!(b.alphas().len(), super::super::MAX_EMPTY_CHANNELS);
+        assert!(b.is_empty());
     }
 }

@@ -63,11 +63,23 @@ pub struct IntParams {
 impl IntParams {
     /// Any integer grid: codes `qmin..=qmax`, `zero_point` among them, `scale > 0`.
     ///
+    /// The grid must be representable: `1 / scale` finite in `f32` (the forward pass
+    /// multiplies by it: a scale below about `2.9e-39` made `0 · ∞` a NaN), and the grid's ends
+    /// `(qmin - zero_point) · scale` and `(qmax - zero_point) · scale` finite.
+    ///
     /// # Errors
-    /// [`Error::Parameter`] when `scale` is not a positive finite number, `qmin >= qmax`, or the
-    /// zero point lies outside `qmin..=qmax`.
+    /// [`Error::Parameter`] when `scale` is not a positive finite number with a finite
+    /// reciprocal, `qmin >= qmax`, the zero point lies outside `qmin..=qmax`, or an end of the
+    /// grid overflows `f32`.
     pub fn new(scale: f32, zero_point: i32, qmin: i32, qmax: i32) -> Result<Self, Error> {
         check_scale(scale)?;
+        if !(1.0 / scale).is_finite() {
+            return Err(Error::Parameter {
+                name: "scale",
+                value: f64::from(scale),
+                why: "its reciprocal overflows f32",
+            });
+        }
         if qmin >= qmax {
             return Err(Error::Parameter {
                 name: "quant_min",
@@ -80,6 +92,14 @@ impl IntParams {
                 name: "zero_point",
                 value: f64::from(zero_point),
                 why: "must lie in quant_min..=quant_max",
+            });
+        }
+        let ends = [qmin, qmax].map(|q| (q as f32 - zero_point as f32) * scale);
+        if !ends.iter().all(|e| e.is_finite()) {
+            return Err(Error::Parameter {
+                name: "scale",
+                value: f64::from(scale),
+                why: "the grid's ends (q - zero_point) * scale overflow f32",
             });
         }
         Ok(IntParams {
@@ -350,6 +370,24 @@ pub fn backward_float_lsq<F: FloatFormat>(
     })
 }
 
+/// MX fake quantization (MXFP8, MXFP6, MXFP4, MXINT8) for QAT: `y` gets the values an MX
+/// round trip gives, one pass, no packed buffer ([`MxQuantizer::fake_quantize`](crate::quant::mx::MxQuantizer::fake_quantize)). Gradients
+/// pass straight through ([`backward`]'s STE applies with the block's range).
+///
+/// # Errors
+/// Those of [`MxQuantizer::fake_quantize`](crate::quant::mx::MxQuantizer::fake_quantize).
+pub fn forward_mx(q: &crate::quant::mx::MxQuantizer, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(q.fake_quantize(x, y)?)
+}
+
+/// NVFP4 fake quantization ([`Nvfp4Quantizer::fake_quantize`](crate::quant::mx::Nvfp4Quantizer::fake_quantize)).
+///
+/// # Errors
+/// Those of `Nvfp4Quantizer::fake_quantize`.
+pub fn forward_nvfp4(q: &crate::quant::mx::Nvfp4Quantizer, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+    Ok(q.fake_quantize(x, y)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,5 +494,40 @@ mod tests {
             forward_float::<E4M3>(&[1.0], -1.0, &mut [0.0]),
             Err(Error::Parameter { .. })
         ));
+    }
+
+    /// A scale whose reciprocal overflows made `0 · ∞` a NaN in the forward pass; a scale
+    /// whose grid ends overflow gave infinities. Both are refused; the smallest and largest
+    /// usable scales give finite results.
+    #[test]
+    fn scales_at_the_ends_of_f32() {
+        for scale in [1e-45, f32::MIN_POSITIVE / 8.0, 2.9e-39] {
+            assert!(matches!(
+                IntParams::symmetric(8, scale),
+                Err(Error::Parameter { name: "scale", .. })
+            ));
+        }
+        assert!(IntParams::symmetric(8, f32::MAX / 2.0).is_err()); // 127 * scale overflows
+        assert!(IntParams::affine(8, f32::MAX / 200.0, 0).is_err()); // 255 * scale
+        let x = [0.0, -0.0, 1e-40, -3.0, f32::MAX, -f32::MAX];
+        for p in [
+            IntParams::symmetric(8, 3e-39).unwrap(),
+            IntParams::symmetric(8, f32::MAX / 128.0).unwrap(),
+            IntParams::affine(8, f32::MAX / 256.0, 0).unwrap(),
+            IntParams::new(f32::MIN_POSITIVE, -5, -128, 127).unwrap(),
+        ] {
+            let mut y = [0.0; 6];
+            forward(&x, &p, &mut y).unwrap();
+            assert!(y.iter().all(|v| v.is_finite()), "{p:?}: {y:?}");
+            let mut dx = [0.0; 6];
+            let g = backward_lsq(&x, &[1.0; 6], &p, 1.0, &mut dx).unwrap();
+            assert!(g.scale.is_finite() && g.zero_point.is_finite(), "{p:?}: {g:?}");
+            assert_eq!(forward_counting_clipped(&x, &p, &mut y).map(|_| ()), Ok(()));
+            assert!(y.iter().all(|v| v.is_finite()));
+        }
+        let p = IntParams::symmetric(8, 3e-39).unwrap();
+        let mut y = [1.0];
+        forward(&[0.0], &p, &mut y).unwrap();
+        assert_eq!(y, [0.0]);
     }
 }

@@ -150,6 +150,26 @@ pub(crate) fn row_len(len: usize, channels: usize) -> Result<usize, Error> {
     Ok(len / channels)
 }
 
+/// Most channels an empty tensor may be split into by the functions that return something
+/// per channel ([`binary::Binary::quantize`], [`ternary::Ternary::quantize`],
+/// [`smooth::column_absmax`]): their per-channel results are allocated although the tensor
+/// holds no data. A tensor with data has at most one channel per element.
+pub const MAX_EMPTY_CHANNELS: usize = 1 << 16;
+
+/// [`row_len`] for a function that allocates a result per channel: an empty tensor may have at
+/// most [`MAX_EMPTY_CHANNELS`] of them.
+pub(crate) fn channel_rows(len: usize, channels: usize) -> Result<usize, Error> {
+    let row = row_len(len, channels)?;
+    if len == 0 && channels > MAX_EMPTY_CHANNELS {
+        return Err(Error::Parameter {
+            name: "channels",
+            value: channels as f64,
+            why: "an empty tensor can be split into at most 65536 channels",
+        });
+    }
+    Ok(row)
+}
+
 /// `codes` packed with the crate's one bit order ([`crate::quant::pack`]: dense, most
 /// significant bit first).
 pub(crate) fn pack_codes(codes: &[u8], bits: u32) -> Vec<u8> {

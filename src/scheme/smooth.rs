@@ -32,7 +32,7 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, row_len, Error};
+use super::{channel_rows, check_finite, check_len, row_len, Error};
 
 /// The floor applied to the maxima and to the scales, as in the SmoothQuant reference code.
 pub const CLAMP_MIN: f32 = 1e-5;
@@ -137,10 +137,11 @@ impl SmoothQuant {
 /// maximum to calibrate over many batches (the result does not depend on their order).
 ///
 /// # Errors
-/// [`Error::NotDivisible`] when `x.len()` is not a multiple of `cols`; [`Error::NonFinite`]
-/// for a NaN or infinity.
+/// [`Error::NotDivisible`] when `x.len()` is not a multiple of `cols`; [`Error::Parameter`]
+/// for an empty `x` of more than [`MAX_EMPTY_CHANNELS`](super::MAX_EMPTY_CHANNELS) columns;
+/// [`Error::NonFinite`] for a NaN or infinity.
 pub fn column_absmax(x: &[f32], cols: usize) -> Result<Vec<f32>, Error> {
-    row_len(x.len(), cols)?;
+    channel_rows(x.len(), cols)?;
     check_finite(x, "activations")?;
     let mut m = vec![0f32; cols];
     for row in x.chunks_exact(cols) {
@@ -151,13 +152,47 @@ pub fn column_absmax(x: &[f32], cols: usize) -> Result<Vec<f32>, Error> {
     Ok(m)
 }
 
+/// Checks that `x` (row-major, `s.len()` columns) is finite and that scaling it by `s`
+/// (dividing when `divide`) keeps it finite, before anything is changed.
+fn check_smoothing(x: &[f32], s: &[f32], what: &'static str, divide: bool) -> Result<(), Error> {
+    row_len(x.len(), s.len())?;
+    check_finite(s, "s")?;
+    if let Some(&v) = s.iter().find(|&&v| v <= 0.0) {
+        return Err(Error::Parameter {
+            name: "s",
+            value: f64::from(v),
+            why: "smoothing factors must be positive",
+        });
+    }
+    check_finite(x, what)?;
+    // |v| / s and |v| * s grow with |v|: the column maxima decide.
+    let mut m = vec![0f32; s.len()];
+    for row in x.chunks_exact(s.len()) {
+        for (m, &v) in m.iter_mut().zip(row) {
+            *m = m.max(v.abs());
+        }
+    }
+    for (&m, &s) in m.iter().zip(s) {
+        if !(if divide { m / s } else { m * s }).is_finite() {
+            return Err(Error::Parameter {
+                name: "s",
+                value: f64::from(s),
+                why: "scaling by this factor overflows f32",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// `X / s`: divide column `j` of the row-major matrix `x` by `s[j]` (for a LayerNorm weight or
 /// bias, `x` is the single row).
 ///
 /// # Errors
-/// [`Error::NotDivisible`] when `x.len()` is not a multiple of `s.len()`.
+/// [`Error::NotDivisible`] when `x.len()` is not a multiple of `s.len()`; [`Error::NonFinite`]
+/// for a NaN or infinity in `x` or `s`; [`Error::Parameter`] for a factor that is not positive,
+/// or one that would overflow a value to infinity. `x` is unchanged on error.
 pub fn smooth_activations(x: &mut [f32], s: &[f32]) -> Result<(), Error> {
-    row_len(x.len(), s.len())?;
+    check_smoothing(x, s, "activations", true)?;
     for row in x.chunks_exact_mut(s.len()) {
         for (v, &s) in row.iter_mut().zip(s) {
             *v /= s;
@@ -169,9 +204,9 @@ pub fn smooth_activations(x: &mut [f32], s: &[f32]) -> Result<(), Error> {
 /// `W · s`: multiply column `j` of the row-major weight `w` (`[out, in]`) by `s[j]`.
 ///
 /// # Errors
-/// [`Error::NotDivisible`] when `w.len()` is not a multiple of `s.len()`.
+/// As [`smooth_activations`], for `w`.
 pub fn smooth_weights(w: &mut [f32], s: &[f32]) -> Result<(), Error> {
-    row_len(w.len(), s.len())?;
+    check_smoothing(w, s, "weight", false)?;
     for row in w.chunks_exact_mut(s.len()) {
         for (v, &s) in row.iter_mut().zip(s) {
             *v *= s;
@@ -180,13 +215,13 @@ pub fn smooth_weights(w: &mut [f32], s: &[f32]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Both halves at once: `x ← X / s`, `w ← W · s`. Checks both shapes before changing either.
+/// Both halves at once: `x ← X / s`, `w ← W · s`. Checks both before changing either.
 ///
 /// # Errors
-/// [`Error::NotDivisible`] when either length is not a multiple of `s.len()`.
+/// As [`smooth_activations`] and [`smooth_weights`].
 pub fn apply(x: &mut [f32], w: &mut [f32], s: &[f32]) -> Result<(), Error> {
-    row_len(x.len(), s.len())?;
-    row_len(w.len(), s.len())?;
+    check_smoothing(x, s, "activations", true)?;
+    check_smoothing(w, s, "weight", false)?;
     smooth_activations(x, s)?;
     smooth_weights(w, s)
 }
@@ -273,5 +308,75 @@ mod tests {
         let mut w = [1.0; 4];
         assert!(apply(&mut x, &mut w, &[2.0, 2.0]).is_err());
         assert_eq!(x, [1.0; 5]); // nothing changed
+    }
+
+    /// An empty activation matrix's column count is bounded: `usize::MAX` columns overflowed
+    /// the allocation of their maxima.
+    #[test]
+    fn empty_activations_with_absurd_columns() {
+        assert!(matches!(
+            column_absmax(&[], usize::MAX),
+            Err(Error::Parameter { name: "channels", .. })
+        ));
+        assert_eq!(column_absmax(&[], 4).unwrap(), vec![0.0; 4]);
+    }
+
+    /// NaN and infinities, in the inputs or the factors, and factors that would overflow the
+    /// result, are errors that leave both matrices unchanged.
+    #[test]
+    fn non_finite_inputs_and_factors() {
+        let sq = SmoothQuant::default();
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert!(matches!(
+                sq.scales(&[bad, 1.0], &[1.0, 1.0]),
+                Err(Error::NonFinite { .. })
+            ));
+            assert!(matches!(
+                sq.scales(&[1.0, 1.0], &[1.0, bad]),
+                Err(Error::NonFinite { .. })
+            ));
+            assert!(matches!(
+                sq.scales_shared(&[1.0, 1.0], &[&[1.0, 1.0], &[bad, 0.0]]),
+                Err(Error::NonFinite { .. })
+            ));
+            assert!(matches!(column_absmax(&[1.0, bad], 2), Err(Error::NonFinite { .. })));
+            assert!(matches!(
+                absmax_from_ranges(&[bad], &[1.0]),
+                Err(Error::NonFinite { .. })
+            ));
+            let (mut x, mut w) = ([1.0, 2.0], [3.0, 4.0]);
+            assert!(apply(&mut x, &mut w, &[1.0, bad]).is_err());
+            let mut xb = [1.0, bad];
+            assert!(matches!(
+                apply(&mut xb, &mut w, &[1.0, 2.0]),
+                Err(Error::NonFinite { .. })
+            ));
+            let mut wb = [bad, 4.0];
+            assert!(matches!(
+                apply(&mut x, &mut wb, &[1.0, 2.0]),
+                Err(Error::NonFinite { .. })
+            ));
+            assert_eq!((x, w), ([1.0, 2.0], [3.0, 4.0]));
+        }
+        let (mut x, mut w) = ([1.0, 2.0], [3.0, 4.0]);
+        for s in [[0.0, 1.0], [-1.0, 1.0]] {
+            assert!(matches!(apply(&mut x, &mut w, &s), Err(Error::Parameter { .. })));
+        }
+        // Factors from extreme but finite data: the scales are finite, and applying them where
+        // the product would overflow is refused.
+        let s = sq.scales(&[f32::MAX, 1.0], &[f32::MAX, 1e-30]).unwrap();
+        assert!(s.iter().all(|v| v.is_finite() && *v > 0.0), "{s:?}");
+        let s = SmoothQuant::new(1.0).unwrap().scales(&[f32::MAX], &[2.0]).unwrap();
+        assert_eq!(s, vec![f32::MAX]);
+        let mut w = [2.0f32];
+        assert!(matches!(smooth_weights(&mut w, &s), Err(Error::Parameter { .. })));
+        assert_eq!(w, [2.0]);
+        let mut x = [f32::MAX];
+        assert!(matches!(
+            smooth_activations(&mut x, &[0.5]),
+            Err(Error::Parameter { .. })
+        ));
+        smooth_activations(&mut x, &s).unwrap();
+        assert_eq!(x, [1.0]);
     }
 }

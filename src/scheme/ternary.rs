@@ -21,7 +21,7 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{check_finite, check_len, pack_codes, row_len, Error};
+use super::{channel_rows, check_finite, check_len, pack_codes, Error};
 
 /// TWN's threshold factor: `Δ = 0.7 · mean|x|`.
 pub const TWN_THRESHOLD: f32 = 0.7;
@@ -40,7 +40,9 @@ impl Ternary {
     ///
     /// # Errors
     /// [`Error::NotDivisible`] when `x.len()` is not a multiple of `channels` (or `channels` is
-    /// 0); [`Error::NonFinite`] for a NaN or infinity.
+    /// 0); [`Error::Parameter`] for an empty `x` split into more than
+    /// [`MAX_EMPTY_CHANNELS`](super::MAX_EMPTY_CHANNELS) channels; [`Error::NonFinite`] for a
+    /// NaN or infinity.
     pub fn quantize(x: &[f32], channels: usize) -> Result<Self, Error> {
         Self::quantize_with(x, channels, TWN_THRESHOLD)
     }
@@ -58,7 +60,7 @@ impl Ternary {
                 why: "must be a finite number >= 0",
             });
         }
-        let row = row_len(x.len(), channels)?;
+        let row = channel_rows(x.len(), channels)?;
         check_finite(x, "x")?;
         let mut alphas = vec![0f32; channels];
         let mut deltas = vec![0f32; channels];
@@ -168,5 +170,20 @@ mod tests {
             Err(Error::Parameter { .. })
         ));
         assert_eq!(Ternary::quantize(&[1.0; 16], 1).unwrap().bits_per_element(), 4.0);
+    }
+
+    /// An empty tensor's channel count is bounded: `usize::MAX` channels overflowed the
+    /// allocation of their scales and thresholds.
+    #[test]
+    fn empty_tensor_with_absurd_channels() {
+        for channels in [usize::MAX, u32::MAX as usize, super::super::MAX_EMPTY_CHANNELS + 1] {
+            assert!(matches!(
+                Ternary::quantize(&[], channels),
+                Err(Error::Parameter { name: "channels", .. })
+            ));
+            assert!(Ternary::quantize_with(&[], channels, 0.5).is_err());
+        }
+        let t = Ternary::quantize(&[], 3).unwrap();
+        assert_eq!((t.alphas(), t.deltas()), (&[0.0; 3][..], &[0.0; 3][..]));
     }
 }

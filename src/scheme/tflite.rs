@@ -29,7 +29,8 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::ptq::{ActivationScheme, CalibratorKind, FloatCast, Recipe, WeightGranularity, WeightScheme};
+use super::ptq::{ActivationScheme, CalibratorKind, Recipe, WeightGranularity, WeightScheme};
+use crate::format::Format;
 
 fn int8_per_channel() -> WeightScheme {
     WeightScheme::Int {
@@ -50,7 +51,7 @@ pub fn float16() -> Recipe {
     Recipe::new().weights(
         "*",
         WeightScheme::Float {
-            format: FloatCast::Fp16,
+            format: Format::Fp16,
             scaled: false,
         },
     )

@@ -139,7 +139,7 @@ proptest! {
         if let Some(o) = outlier {
             data.push(o); // a huge outlier in the last batch
         }
-        let make = || HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_symmetric(symmetric);
+        let make = || HistogramCalibrator::new(Method::Entropy { bits: 8 }).unwrap().with_symmetric(symmetric);
         let mut whole = make();
         whole.observe(&data).unwrap();
         let a = scattered(&data, seed ^ 1, true, &make);
@@ -178,7 +178,7 @@ proptest! {
         if let Some(o) = outlier {
             data.push(o);
         }
-        let mut h = HistogramCalibrator::new(Method::Percentile(p));
+        let mut h = HistogramCalibrator::new(Method::Percentile(p)).unwrap();
         for c in data.chunks(1000) {
             h.observe(c).unwrap();
         }
@@ -212,7 +212,7 @@ proptest! {
                 *x = 0.0;
             }
         }
-        let mut h = HistogramCalibrator::new(Method::Percentile(99.9));
+        let mut h = HistogramCalibrator::new(Method::Percentile(99.9)).unwrap();
         for c in data.chunks(777) {
             h.observe(c).unwrap();
         }
@@ -242,7 +242,7 @@ fn minilm_is_order_independent_and_accurate() {
         let (counts, amax) = one_pass(&x, 2048);
         let bin = amax / 2048.0;
         let cal = |rev| {
-            let mut c = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+            let mut c = HistogramCalibrator::new(Method::Entropy { bits: 8 }).unwrap();
             for b in crate::calib_compat::batches(&x, rows, rev) {
                 c.observe(b).unwrap();
             }

@@ -10,6 +10,8 @@ mod generic;
 mod ggml;
 #[cfg(feature = "gguf")]
 mod gguf;
+#[cfg(feature = "safetensors")]
+mod io_safetensors;
 mod mx;
 mod props;
 mod ptq;

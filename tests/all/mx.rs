@@ -475,14 +475,7 @@ mod props {
         })
     }
 
-    const ELEMENTS: [MxElement; 6] = [
-        MxElement::E4M3,
-        MxElement::E5M2,
-        MxElement::E2M3,
-        MxElement::E3M2,
-        MxElement::E2M1,
-        MxElement::Int8,
-    ];
+    const ELEMENTS: [MxElement; 6] = MxElement::ALL;
 
     proptest! {
         /// Floor's scale is the spec's: `amax / scale` lies in `[2^emax, 2^(emax+1))`; elements
@@ -495,6 +488,9 @@ mod props {
             let q = MxQuantizer::new(elem, ScaleRule::Floor).unwrap();
             let z = q.quantize(&x).unwrap();
             let y = q.dequantize(&z).unwrap();
+            let mut f = vec![0f32; x.len()];
+            q.fake_quantize(&x, &mut f).unwrap();
+            prop_assert_eq!(bits(&f), bits(&y), "fake quantization equals quantize + dequantize");
             let emax = match elem {
                 MxElement::E4M3 => 8, MxElement::E5M2 => 15, MxElement::E2M3 | MxElement::E2M1 => 2,
                 MxElement::E3M2 => 4, MxElement::Int8 => 0,
@@ -549,6 +545,12 @@ mod props {
             let q = Nvfp4Quantizer::new(TensorScale::None).unwrap();
             let z = q.quantize(&x).unwrap();
             let y = q.dequantize(&z).unwrap();
+            for ts in [TensorScale::None, TensorScale::FromAmax] {
+                let q = Nvfp4Quantizer::new(ts).unwrap();
+                let mut f = vec![0f32; x.len()];
+                q.fake_quantize(&x, &mut f).unwrap();
+                prop_assert_eq!(bits(&f), bits(&q.dequantize(&q.quantize(&x).unwrap()).unwrap()));
+            }
             for (b, (xs, ys)) in x.chunks(16).zip(y.chunks(16)).enumerate() {
                 let s = z.scales()[b];
                 let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));

@@ -2,9 +2,10 @@
 
 use crate::common::{shared_ref, Npz};
 use lowbit::calib::{Method, Range};
+use lowbit::format::Format;
 use lowbit::quant::Granularity;
 use lowbit::scheme::ptq::{
-    ActivationScheme, CalibratorKind, FloatCast, QuantizedWeight, Recipe, TensorKind, WeightGranularity, WeightScheme,
+    ActivationScheme, CalibratorKind, QuantizedWeight, Recipe, TensorKind, WeightGranularity, WeightScheme,
 };
 use lowbit::scheme::tflite;
 use lowbit::{FloatFormat, Fp16, SchemeError};
@@ -51,7 +52,7 @@ fn tflite_float16_casts_each_weight() {
     else {
         panic!()
     };
-    assert_eq!((*format, *scaled), (FloatCast::Fp16, false));
+    assert_eq!((*format, *scaled), (Format::Fp16, false));
     for (c, &x) in codes.chunks(2).zip(&w) {
         assert_eq!(u16::from_le_bytes([c[0], c[1]]), Fp16::encode_f32(x));
     }
@@ -119,7 +120,7 @@ fn first_matching_rule_wins_and_mixes_precisions() {
         .weights(
             "embeddings.*",
             WeightScheme::Float {
-                format: FloatCast::Bf16,
+                format: Format::Bf16,
                 scaled: false,
             },
         )
@@ -365,11 +366,11 @@ mod props {
             WeightScheme::int(3, WeightGranularity::PerTensor).unwrap(),
             WeightScheme::int_with(5, false, WeightGranularity::PerBlock(7)).unwrap(),
             WeightScheme::Float {
-                format: FloatCast::E4M3,
+                format: Format::E4M3,
                 scaled: true,
             },
             WeightScheme::Float {
-                format: FloatCast::E5M2,
+                format: Format::E5M2,
                 scaled: false,
             },
             WeightScheme::Bnb4 {
@@ -430,7 +431,7 @@ fn fp8_scale_never_underflows() {
     let recipe = Recipe::new().weights(
         "*",
         WeightScheme::Float {
-            format: FloatCast::E4M3,
+            format: Format::E4M3,
             scaled: true,
         },
     );

@@ -15,6 +15,8 @@ mod wire;
 
 pub use rebin::amax_from_histogram;
 
+use std::collections::BTreeMap;
+
 use super::{Calibrator, Error, Range};
 
 /// How [`HistogramCalibrator`] chooses the range from its histogram.
@@ -71,6 +73,9 @@ impl Method {
 
 pub use crate::NonFinite;
 
+/// A fine bin of a sparse page: slot in the page, count, extremes (as in `words`).
+type SparseBin = (u32, u64, u32);
+
 const PAGES: usize = 512;
 const NONE: u32 = u32::MAX;
 const BLOCK: usize = 1 << 16;
@@ -111,10 +116,12 @@ const MAX_BINS: usize = 1 << 16;
 /// # Memory
 ///
 /// Fine bins are allocated a page at a time, one page per sign and binary exponent that occurs,
-/// each `2^M` × (4-byte count + 4-byte extremes): **16 KiB** for `M = 11` (counts that could
-/// pass 2^32 are moved to a second, 8-byte-per-bin array first, which then doubles it). Values
-/// spanning 2^-20..2^6 of both signs use 54 pages (864 KiB); the worst case is 508 pages
-/// (8 MiB). [`Calibrator::range`] needs two vectors of `bins` counts more.
+/// each `2^M` × (4-byte count + 4-byte extremes): **16 KiB** for `M = 11` (512 KiB for 65536
+/// bins, `M = 16`); counts that could pass 2^32 are moved to a second, 8-byte-per-bin array
+/// first, which then doubles it. Values spanning 2^-20..2^6 of both signs use 54 pages
+/// (864 KiB); the worst case is 508 pages (8 MiB at `M = 11`). [`Calibrator::range`] needs two vectors of `bins` counts more. A calibrator
+/// rebuilt by [`Calibrator::from_bytes`] holds its pages sparsely (16 bytes per non-empty fine
+/// bin, in proportion to the bytes read) until a batch counts into them.
 ///
 /// # Symmetric and asymmetric
 ///
@@ -141,8 +148,8 @@ const MAX_BINS: usize = 1 << 16;
 /// use lowbit::calib::{Calibrator, HistogramCalibrator, Method};
 ///
 /// let data: Vec<f32> = (0..4096).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
-/// let mut a = HistogramCalibrator::new(Method::Entropy { bits: 8 });
-/// let mut b = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+/// let mut a = HistogramCalibrator::new(Method::Entropy { bits: 8 })?;
+/// let mut b = HistogramCalibrator::new(Method::Entropy { bits: 8 })?;
 /// a.observe(&data[..1000])?;
 /// b.observe(&data[1000..])?;
 /// a.merge(&b)?;
@@ -168,6 +175,11 @@ pub struct HistogramCalibrator {
     words: Vec<[u32; 2]>,
     /// Counts moved out of `words` before they could overflow 32 bits (empty until needed).
     spill: Vec<u64>,
+    /// Pages held sparsely: their non-zero fine bins as `(slot, count, extremes)` in increasing
+    /// slot order. A page is here or in `index`, never both. Decoding fills only these, so
+    /// that [`Calibrator::from_bytes`] allocates in proportion to its input; a page moves to
+    /// `words` when a batch counts into it.
+    sparse: BTreeMap<u16, Vec<SparseBin>>,
     since_flush: u64,
     count: u64,
     skipped: u64,
@@ -180,23 +192,20 @@ fn fine_bits(bins: usize) -> u32 {
 }
 
 impl HistogramCalibrator {
-    /// A symmetric calibrator with 2048 bins. The method is checked when the range is computed
-    /// (or at once by [`HistogramCalibrator::try_new`]).
-    pub fn new(method: Method) -> Self {
-        Self::with_config(method, DEFAULT_BINS)
-    }
-
-    /// Like [`HistogramCalibrator::new`], checking the method now.
+    /// A symmetric calibrator with 2048 bins.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidPercentile`] or [`Error::InvalidBits`].
-    pub fn try_new(method: Method) -> Result<Self, Error> {
+    /// [`Error::InvalidPercentile`] for a percentile outside `(0, 100]`,
+    /// [`Error::InvalidBits`] for a bit width outside `2..=16` or (entropy) more levels than
+    /// the 2048 bins (see [`HistogramCalibrator::with_method`]).
+    pub fn new(method: Method) -> Result<Self, Error> {
         method.validate(DEFAULT_BINS)?;
-        Ok(Self::new(method))
+        Ok(Self::with_config(method, DEFAULT_BINS))
     }
 
-    fn with_config(method: Method, bins: usize) -> Self {
+    /// A calibrator of this configuration, the method unchecked.
+    pub(super) fn with_config(method: Method, bins: usize) -> Self {
         Self {
             method,
             bins,
@@ -206,6 +215,7 @@ impl HistogramCalibrator {
             index: Box::new([NONE; PAGES]),
             words: Vec::new(),
             spill: Vec::new(),
+            sparse: BTreeMap::new(),
             since_flush: 0,
             count: 0,
             skipped: 0,
@@ -219,7 +229,8 @@ impl HistogramCalibrator {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidBins`] outside `1..=65536`.
+    /// [`Error::InvalidBins`] outside `1..=65536`; [`Error::InvalidBits`] if the method is
+    /// entropy with more levels (`2^(bits-1)`) than `bins`.
     pub fn with_bins(mut self, bins: usize) -> Result<Self, Error> {
         if bins == 0 || bins > MAX_BINS {
             return Err(Error::InvalidBins {
@@ -228,12 +239,28 @@ impl HistogramCalibrator {
                 max: MAX_BINS,
             });
         }
+        self.method.validate(bins)?;
         if fine_bits(bins) != self.fine {
             let nonfinite = self.nonfinite;
             self = Self::with_config(self.method, bins).with_symmetric(self.symmetric);
             self.nonfinite = nonfinite;
         }
         self.bins = bins;
+        Ok(self)
+    }
+
+    /// Use another method on the same counts.
+    ///
+    /// Entropy with more than 2048 levels (`bits` above 12) needs as many bins: set them
+    /// first, `HistogramCalibrator::new(Method::Mse { bits: 16 })?.with_bins(65536)?
+    /// .with_method(Method::Entropy { bits: 16 })?`.
+    ///
+    /// # Errors
+    ///
+    /// As [`HistogramCalibrator::new`], for the current number of bins.
+    pub fn with_method(mut self, method: Method) -> Result<Self, Error> {
+        method.validate(self.bins)?;
+        self.method = method;
         Ok(self)
     }
 
@@ -275,7 +302,12 @@ impl HistogramCalibrator {
 
     /// Bytes held by the fine histogram.
     pub fn memory(&self) -> usize {
-        self.words.capacity() * 8 + self.spill.capacity() * 8 + PAGES * 4
+        let sparse: usize = self
+            .sparse
+            .values()
+            .map(|v| v.capacity() * std::mem::size_of::<SparseBin>() + 32)
+            .sum();
+        self.words.capacity() * 8 + self.spill.capacity() * 8 + PAGES * 4 + sparse
     }
 
     /// The largest magnitude observed (`max|x|`).
@@ -319,7 +351,7 @@ mod tests {
 
     #[test]
     fn bad_input() {
-        let mut h = HistogramCalibrator::new(Method::Percentile(99.0));
+        let mut h = HistogramCalibrator::new(Method::Percentile(99.0)).unwrap();
         assert_eq!(h.range(), Err(Error::NoData));
         h.observe(&[]).unwrap();
         assert_eq!(h.range(), Err(Error::NoData));
@@ -342,19 +374,24 @@ mod tests {
         assert!(h.range_with(Method::Percentile(100.5), true).is_err());
         assert!(h.range_with(Method::Entropy { bits: 1 }, true).is_err());
         assert!(h.range_with(Method::Mse { bits: 17 }, true).is_err());
-        assert!(HistogramCalibrator::new(Method::Mse { bits: 8 }).with_bins(0).is_err());
+        assert!(HistogramCalibrator::new(Method::Mse { bits: 8 })
+            .unwrap()
+            .with_bins(0)
+            .is_err());
+        // 128 entropy levels do not fit in 64 bins: refused when the bins are set (the range
+        // by another method still works on such counts, see `golden_digests`).
         let small = HistogramCalibrator::new(Method::Entropy { bits: 8 })
-            .with_bins(64)
-            .unwrap();
-        let mut small = small;
-        small.observe(&[1.0]).unwrap();
-        assert!(matches!(small.range(), Err(Error::InvalidBits { .. })));
-        let other = HistogramCalibrator::new(Method::Mse { bits: 8 });
+            .unwrap()
+            .with_bins(64);
+        assert!(matches!(small, Err(Error::InvalidBits { .. })));
+        let other = HistogramCalibrator::new(Method::Mse { bits: 8 }).unwrap();
         assert_eq!(h.merge(&other), Err(Error::ConfigMismatch));
         assert!(HistogramCalibrator::new(Method::Percentile(100.0))
+            .unwrap()
             .with_non_finite(NonFinite::Propagate)
             .is_err());
         let mut skip = HistogramCalibrator::new(Method::Percentile(100.0))
+            .unwrap()
             .with_non_finite(NonFinite::Skip)
             .unwrap();
         skip.observe(&[1.0, f32::INFINITY, -2.0, f32::NAN]).unwrap();
@@ -364,7 +401,9 @@ mod tests {
 
     #[test]
     fn zeros_and_asymmetric() {
-        let mut h = HistogramCalibrator::new(Method::Percentile(100.0)).with_symmetric(false);
+        let mut h = HistogramCalibrator::new(Method::Percentile(100.0))
+            .unwrap()
+            .with_symmetric(false);
         h.observe(&[0.0, 0.0]).unwrap();
         assert_eq!(h.range().unwrap(), Range { min: -0.0, max: 0.0 });
         h.observe(&[3.0, -1.0, 2.0]).unwrap();
@@ -437,13 +476,14 @@ mod tests {
             (9_000, 3, 40_000),
         ] {
             let data = golden_data(n, seed);
-            let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 })
-                .with_bins(bins)
-                .unwrap();
+            // Unchecked: 100 bins cannot hold entropy's 128 levels, and the digests cover the
+            // other methods' ranges on such counts.
+            let mut h = HistogramCalibrator::with_config(Method::Entropy { bits: 8 }, bins);
             for part in data.chunks(n / 3 + 1) {
                 h.observe(part).unwrap();
             }
             let mut skip = HistogramCalibrator::new(Method::Mse { bits: 8 })
+                .unwrap()
                 .with_bins(bins)
                 .unwrap()
                 .with_non_finite(NonFinite::Skip)

@@ -1,7 +1,7 @@
 //! From the fine bins to a range: re-binning into `bins` linear bins over `[0, max|x|]` and
 //! applying the [`Method`] (the selection functions are in `calib::select`).
 
-use super::{HistogramCalibrator, Method, MAX_BINS, NONE};
+use super::{HistogramCalibrator, Method, MAX_BINS};
 use crate::calib::select::{entropy_edge, first_edge_reaching, mse_edge};
 use crate::calib::{Error, Range};
 
@@ -12,32 +12,22 @@ impl HistogramCalibrator {
         out.fill(0);
         let n = out.len();
         let shift = 23 - self.fine;
-        let slots = 1usize << self.fine;
         let low = (1u32 << shift) - 1;
         let a = f64::from(amax);
         for &s in signs {
             for e in 0..256u32 {
-                let off = self.index[(s * 256 + e) as usize];
-                if off == NONE {
-                    continue;
-                }
-                let off = off as usize;
-                for slot in 0..slots {
-                    let c = self.slot_count(off + slot);
-                    if c == 0 {
-                        continue;
-                    }
-                    let ext = self.slot_ext(off + slot);
-                    let key = (e << 23) | ((slot as u32) << shift);
+                self.for_each_bin((s * 256 + e) as usize, |slot, c, ext| {
+                    let key = (e << 23) | (slot << shift);
                     let vmin = f64::from(f32::from_bits(key | (!ext & 0xffff & low)));
                     let vmax = f64::from(f32::from_bits(key | (ext >> 16)));
                     let (jmin, jmax) = (bin_of(vmin, a, n), bin_of(vmax, a, n));
                     if jmin == jmax {
                         out[jmin] += c;
-                        continue;
+                        return;
                     }
-                    // The smallest and largest value are known exactly; the others are spread
-                    // over [vmin, vmax] in proportion to the overlap with each linear bin.
+                    // The smallest and largest value are known exactly (two values: a bin with
+                    // one value has them in one linear bin); the others are spread over
+                    // [vmin, vmax] in proportion to the overlap with each linear bin.
                     out[jmin] += 1;
                     out[jmax] += 1;
                     let rest = c - 2;
@@ -51,7 +41,7 @@ impl HistogramCalibrator {
                         given = upto;
                     }
                     out[jmax] += rest - given;
-                }
+                });
             }
         }
     }

@@ -15,6 +15,10 @@ impl HistogramCalibrator {
         // (`scatter_checked` stops at the first chunk holding a non-finite value): then a strict
         // batch is restored from a copy taken before its first block, and a skipping one counts
         // the rest of that block through the filtering path below.
+        let n = batch.len() as u64;
+        if self.count.checked_add(n).is_none() || self.skipped.checked_add(n).is_none() {
+            return Err(Error::CountOverflow);
+        }
         let strict = self.nonfinite == NonFinite::Error;
         let check_first = strict && batch.len() <= BLOCK;
         let saved = (strict && !check_first).then(|| {
@@ -22,6 +26,7 @@ impl HistogramCalibrator {
                 self.words.clone(),
                 self.spill.clone(),
                 self.index.clone(),
+                self.sparse.clone(),
                 self.since_flush,
             )
         });
@@ -50,8 +55,8 @@ impl HistogramCalibrator {
                 continue;
             }
             if strict {
-                if let Some((w, s, i, f)) = saved {
-                    (self.words, self.spill, self.index, self.since_flush) = (w, s, i, f);
+                if let Some((w, s, i, p, f)) = saved {
+                    (self.words, self.spill, self.index, self.sparse, self.since_flush) = (w, s, i, p, f);
                 }
                 return Err(first_non_finite(batch));
             }
@@ -109,6 +114,8 @@ impl HistogramCalibrator {
     /// u32). A non-finite value's page (exponent 0xff) is never allocated, so [`Scatter`] stops
     /// at its chunk as at any missing page; only a chunk of finite values allocates pages.
     fn scatter_checked(&mut self, values: &[f32], maxima: &mut [u32; 2]) -> usize {
+        // Reserved first, so that a sparse page moved into `words` meanwhile (`page`) sees them.
+        self.since_flush += values.len() as u64;
         let mut rest = values;
         let done = loop {
             let job = Scatter {
@@ -132,7 +139,7 @@ impl HistogramCalibrator {
                 }
             }
         };
-        self.since_flush += done as u64;
+        self.since_flush -= (values.len() - done) as u64;
         done
     }
 
@@ -247,7 +254,7 @@ mod tests {
         let data: Vec<f32> = (0..n)
             .map(|i| ((i as f32) * 0.618).sin() * (1.0 + i as f32 / 64.0))
             .collect();
-        let mut base = HistogramCalibrator::new(Method::Entropy { bits: 8 });
+        let mut base = HistogramCalibrator::new(Method::Entropy { bits: 8 }).unwrap();
         base.observe(&data[..1000]).unwrap();
         let before = snapshot(&base);
         let bads = [
@@ -331,9 +338,7 @@ mod tests {
 
     /// A calibrator fed through [`HistogramCalibrator::scatter_reference`], the per-value loop.
     fn reference(bins: usize, batches: &[Vec<f32>]) -> HistogramCalibrator {
-        let mut h = HistogramCalibrator::new(Method::Entropy { bits: 8 })
-            .with_bins(bins)
-            .unwrap();
+        let mut h = HistogramCalibrator::with_config(Method::Entropy { bits: 8 }, bins);
         for b in batches {
             h.scatter_reference(b);
             for &x in b {
@@ -371,7 +376,7 @@ mod tests {
             bins in proptest::sample::select(vec![2048usize, 2048, 100, 5000, 65536]),
         ) {
             let want = reference(bins, &batches);
-            let mut got = HistogramCalibrator::new(Method::Entropy { bits: 8 }).with_bins(bins).unwrap();
+            let mut got = HistogramCalibrator::with_config(Method::Entropy { bits: 8 }, bins);
             for b in &batches {
                 got.observe(b).unwrap();
             }

@@ -46,10 +46,14 @@ impl ActivationScheme {
     /// (unsigned codes `0..2^bits` with a zero point, torch.ao's qparams).
     ///
     /// # Errors
-    /// [`Error::Bits`] outside `2..=16`.
+    /// [`Error::Bits`] outside `2..=16`; [`Error::Calib`] for a histogram method that
+    /// [`HistogramCalibrator::new`] refuses (a percentile outside `(0, 100]`, a bad bit width).
     pub fn new(calibrator: CalibratorKind, bits: u32, symmetric: bool) -> Result<Self, Error> {
         if !(2..=16).contains(&bits) {
             return Err(Error::Bits { bits, min: 2, max: 16 });
+        }
+        if let CalibratorKind::Histogram(m) = &calibrator {
+            HistogramCalibrator::new(*m)?;
         }
         Ok(ActivationScheme {
             calibrator,
@@ -68,12 +72,12 @@ impl ActivationScheme {
         self.symmetric
     }
 
-    fn build(&self) -> Box<dyn Calibrator + Send> {
-        match &self.calibrator {
+    fn build(&self) -> Result<Box<dyn Calibrator + Send>, Error> {
+        Ok(match &self.calibrator {
             CalibratorKind::MinMax => Box::new(MinMaxCalibrator::new()),
-            CalibratorKind::Histogram(m) => Box::new(HistogramCalibrator::new(*m).with_symmetric(self.symmetric)),
+            CalibratorKind::Histogram(m) => Box::new(HistogramCalibrator::new(*m)?.with_symmetric(self.symmetric)),
             CalibratorKind::Custom(f) => f(),
-        }
+        })
     }
 
     /// Integer parameters for a calibrated range.
@@ -133,7 +137,7 @@ impl Calibration<'_> {
     pub fn observe(&mut self, layer: &str, batch: &[f32]) -> Result<(), Error> {
         if !self.layers.contains_key(layer) {
             let s = self.recipe.activation_scheme(layer)?;
-            self.layers.insert(layer.to_string(), (s.build(), s));
+            self.layers.insert(layer.to_string(), (s.build()?, s));
         }
         let (c, _) = self.layers.get_mut(layer).expect("inserted above");
         c.observe(batch)?;

@@ -60,7 +60,7 @@ mod weights;
 pub use activations::{ActivationQuant, ActivationScheme, Calibration, CalibratorKind};
 pub use patterns::Pattern;
 pub use report::{LayerReport, Report, TensorKind};
-pub use weights::{quantize_weight_with, FloatCast, QuantizedWeight, WeightGranularity, WeightScheme};
+pub use weights::{quantize_weight_with, QuantizedWeight, WeightGranularity, WeightScheme};
 
 use std::collections::BTreeMap;
 

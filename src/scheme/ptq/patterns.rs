@@ -19,7 +19,9 @@ impl Pattern {
         }
     }
 
-    /// Whether `name` matches.
+    /// Whether `name` matches. Globs work on characters (`?` is one character, however many
+    /// bytes it takes in UTF-8); `*` and `?` in a glob are always wildcards, and match those
+    /// characters in names like any other.
     ///
     /// ```
     /// use lowbit::scheme::ptq::Pattern;
@@ -30,7 +32,11 @@ impl Pattern {
     pub fn matches(&self, name: &str) -> bool {
         match self {
             Pattern::Exact(e) => e == name,
-            Pattern::Glob(g) => glob(g.as_bytes(), name.as_bytes()),
+            Pattern::Glob(g) => {
+                let p: Vec<char> = g.chars().collect();
+                let s: Vec<char> = name.chars().collect();
+                glob(&p, &s)
+            }
         }
     }
 
@@ -42,17 +48,18 @@ impl Pattern {
     }
 }
 
-/// Iterative glob match with backtracking to the last `*` (linear in practice).
-fn glob(p: &[u8], s: &[u8]) -> bool {
+/// Iterative glob match over characters with backtracking to the last `*` (`O(len(p) *
+/// len(s))` at worst). A `*` in the pattern is a wildcard even where the name holds a `*`.
+fn glob(p: &[char], s: &[char]) -> bool {
     let (mut pi, mut si) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while si < s.len() {
-        if pi < p.len() && (p[pi] == b'?' || p[pi] == s[si]) {
-            pi += 1;
-            si += 1;
-        } else if pi < p.len() && p[pi] == b'*' {
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, si));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == s[si]) {
+            pi += 1;
+            si += 1;
         } else if let Some((sp, ss)) = star {
             pi = sp + 1;
             si = ss + 1;
@@ -61,7 +68,7 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
             return false;
         }
     }
-    p[pi..].iter().all(|&c| c == b'*')
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
@@ -79,5 +86,25 @@ mod tests {
         assert!(m("l?.w", "l1.w"));
         assert!(!m("l?.w", "l12.w"));
         assert!(m("**x", "abx"));
+    }
+
+    /// `?` is one character, not one byte; a `*` in the name does not stop the pattern's `*`
+    /// from matching more.
+    #[test]
+    fn globs_on_characters_and_literal_stars() {
+        let m = |p: &str, s: &str| Pattern::parse(p).matches(s);
+        assert!(m("?", "é"));
+        assert!(m("l?.w", "lé.w"));
+        assert!(m("??", "日本"));
+        assert!(!m("?", "日本"));
+        assert!(m("a*", "a*b"));
+        assert!(m("a*b", "a*b"));
+        assert!(m("*.*", "x.*.y"));
+        assert!(m("a?c", "a*c"));
+        assert!(m("*é*", "xxéyy"));
+        assert!(!m("a*", "b*a"));
+        // Worst-case backtracking stays fast.
+        let name = "a".repeat(2000);
+        assert!(!m(&("*a".repeat(50) + "b"), &name));
     }
 }

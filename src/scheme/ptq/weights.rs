@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use super::report::{bits_per, ErrStats, LayerReport, TensorKind};
 use crate::compat::bnb::{self, Absmax, QuantState, QuantType};
-use crate::format::{FloatFormat, Options, Overflow, Rounding};
+use crate::format::{FloatFormat, Format, FormatFn, Options, Overflow, Rounding};
 use crate::quant::mx::{self, MxElement, MxQuantizer, Nvfp4Quantizer, ScaleRule, TensorScale};
 use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Granularity, Quantized, Quantizer};
 use crate::scheme::{check_finite, Error};
-use crate::{Bf16, Fp16, E4M3, E5M2};
 
 /// How a weight's elements are grouped for integer quantization.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,50 +23,14 @@ pub enum WeightGranularity {
     PerBlock(usize),
 }
 
-/// A float format a weight can be cast to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FloatCast {
-    /// IEEE half precision.
-    Fp16,
-    /// bfloat16.
-    Bf16,
-    /// OCP FP8 E4M3 (`float8_e4m3fn`).
-    E4M3,
-    /// OCP FP8 E5M2.
-    E5M2,
-}
-
-impl FloatCast {
-    /// Largest finite value of the format.
-    pub fn max(self) -> f64 {
-        match self {
-            FloatCast::Fp16 => Fp16::MAX,
-            FloatCast::Bf16 => Bf16::MAX,
-            FloatCast::E4M3 => E4M3::MAX,
-            FloatCast::E5M2 => E5M2::MAX,
-        }
-    }
-    /// Bits per code.
-    pub fn bits(self) -> u32 {
-        match self {
-            FloatCast::Fp16 | FloatCast::Bf16 => 16,
-            FloatCast::E4M3 | FloatCast::E5M2 => 8,
-        }
-    }
-    /// The ml_dtypes / torch name.
-    pub fn name(self) -> &'static str {
-        match self {
-            FloatCast::Fp16 => Fp16::NAME,
-            FloatCast::Bf16 => Bf16::NAME,
-            FloatCast::E4M3 => E4M3::NAME,
-            FloatCast::E5M2 => E5M2::NAME,
-        }
-    }
-
-    /// Encode `x / scale` (saturating, nearest-even) into little-endian code bytes, and the
-    /// decoded values times `scale` into `y`.
-    fn cast(self, x: &[f32], scale: f32, y: &mut [f32]) -> Vec<u8> {
-        fn run<F: FloatFormat>(x: &[f32], scale: f32, y: &mut [f32]) -> Vec<u8> {
+/// Encode `x / scale` (saturating, nearest-even) into little-endian code bytes, and the
+/// decoded values times `scale` into `y`.
+fn cast(format: Format, x: &[f32], scale: f32, y: &mut [f32]) -> Vec<u8> {
+    struct Cast<'a>(&'a [f32], f32, &'a mut [f32]);
+    impl FormatFn for Cast<'_> {
+        type Out = Vec<u8>;
+        fn call<F: FloatFormat>(self) -> Vec<u8> {
+            let Cast(x, scale, y) = self;
             let opts = Options::rounding(Rounding::NearestEven).with_overflow(Overflow::Saturate);
             let w = F::BITS.div_ceil(8) as usize;
             let mut out = Vec::with_capacity(x.len() * w);
@@ -78,17 +41,18 @@ impl FloatCast {
             }
             out
         }
-        match self {
-            FloatCast::Fp16 => run::<Fp16>(x, scale, y),
-            FloatCast::Bf16 => run::<Bf16>(x, scale, y),
-            FloatCast::E4M3 => run::<E4M3>(x, scale, y),
-            FloatCast::E5M2 => run::<E5M2>(x, scale, y),
-        }
     }
+    format.with(Cast(x, scale, y))
+}
 
-    fn decode(self, codes: &[u8], scale: f32, y: &mut [f32]) {
-        fn run<F: FloatFormat>(codes: &[u8], scale: f32, y: &mut [f32]) {
+/// Decode little-endian code bytes of `format` times `scale` into `y`.
+fn decode(format: Format, codes: &[u8], scale: f32, y: &mut [f32]) {
+    struct Decode<'a>(&'a [u8], f32, &'a mut [f32]);
+    impl FormatFn for Decode<'_> {
+        type Out = ();
+        fn call<F: FloatFormat>(self) {
             use crate::format::Code;
+            let Decode(codes, scale, y) = self;
             let w = F::BITS.div_ceil(8) as usize;
             for (c, y) in codes.chunks_exact(w).zip(y.iter_mut()) {
                 let mut b = [0u8; 8];
@@ -96,13 +60,8 @@ impl FloatCast {
                 *y = F::decode_f32(F::Code::from_u64(u64::from_le_bytes(b))) * scale;
             }
         }
-        match self {
-            FloatCast::Fp16 => run::<Fp16>(codes, scale, y),
-            FloatCast::Bf16 => run::<Bf16>(codes, scale, y),
-            FloatCast::E4M3 => run::<E4M3>(codes, scale, y),
-            FloatCast::E5M2 => run::<E5M2>(codes, scale, y),
-        }
     }
+    format.with(Decode(codes, scale, y));
 }
 
 trait CodeLe {
@@ -132,7 +91,7 @@ pub enum WeightScheme {
     /// recipes), or none (f16/bf16 casts).
     Float {
         /// The format.
-        format: FloatCast,
+        format: Format,
         /// Use a per-tensor scale.
         scaled: bool,
     },
@@ -292,7 +251,7 @@ pub enum QuantizedWeight {
     /// (1 when unscaled).
     Float {
         /// The format.
-        format: FloatCast,
+        format: Format,
         /// The codes' bytes.
         codes: Vec<u8>,
         /// The per-tensor scale.
@@ -350,7 +309,7 @@ impl QuantizedWeight {
             QuantizedWeight::Bnb4 { packed, state } => bnb::dequantize_4bit_into(packed, state, &mut y)?,
             QuantizedWeight::Float {
                 format, codes, scale, ..
-            } => format.decode(codes, *scale, &mut y),
+            } => decode(*format, codes, *scale, &mut y),
         }
         Ok(y)
     }
@@ -419,7 +378,7 @@ pub fn quantize_weight_with(
             // A scale that underflows f32 (amax below ~1e-36 for FP8) falls back to 1.
             let s = (f64::from(amax) / format.max()) as f32;
             let scale = if *scaled && s > 0.0 && s.is_normal() { s } else { 1.0 };
-            let codes = format.cast(data, scale, &mut y);
+            let codes = cast(*format, data, scale, &mut y);
             QuantizedWeight::Float {
                 format: *format,
                 codes,

@@ -55,19 +55,28 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
-use super::mx_math::{self, Elem, MsxElem, MsxRound, MxBlock, Nvfp4Block};
-use super::pack::BitOrder;
-use super::walk::{self, Kernel, Stats};
-use super::{check_compatible, Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
-use crate::format::{Code, FloatFormat, Layout};
-use crate::{E4M3, E8M0};
+#[doc(hidden)]
+pub mod math;
+mod nvfp4;
+mod swizzle;
 
-pub use super::mx_math::ScaleRule;
+pub use nvfp4::{Nvfp4Quantizer, TensorScale};
+pub use swizzle::{swizzle_scales, unswizzle_scales};
+
+use crate::format::{Code, FloatFormat, Layout};
+use crate::quant::pack::BitOrder;
+use crate::quant::walk::{self, Kernel, Stats};
+use crate::quant::{check_compatible, Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
+use crate::E8M0;
+use math::{Elem, MsxElem, MsxRound, MxBlock};
+use nvfp4::Nvfp4Kernel;
+
+pub use math::ScaleRule;
 
 /// The element format of an MX block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MxElement {
-    /// MXFP8 with [`E4M3`] elements (max 448).
+    /// MXFP8 with [`E4M3`](crate::E4M3) elements (max 448).
     E4M3,
     /// MXFP8 with [`E5M2`](crate::E5M2) elements (max 57344).
     E5M2,
@@ -83,6 +92,16 @@ pub enum MxElement {
 }
 
 impl MxElement {
+    /// Every element format.
+    pub const ALL: [MxElement; 6] = [
+        MxElement::E4M3,
+        MxElement::E5M2,
+        MxElement::E2M3,
+        MxElement::E3M2,
+        MxElement::E2M1,
+        MxElement::Int8,
+    ];
+
     /// Bits per element code.
     pub const fn bits(self) -> u32 {
         match self {
@@ -248,6 +267,29 @@ impl MxQuantizer {
         self.block
     }
 
+    /// Fake quantization for QAT and error measurement: `y` gets what
+    /// [`quantize`](Quantizer::quantize) then [`dequantize`](Quantizer::dequantize) give,
+    /// block by block, with no packed buffer.
+    ///
+    /// ```
+    /// use lowbit::quant::mx::{MxElement, MxQuantizer, ScaleRule};
+    /// use lowbit::quant::Quantizer;
+    /// let q = MxQuantizer::new(MxElement::E2M1, ScaleRule::Floor)?;
+    /// let x: Vec<f32> = (0..64).map(|i| (i as f32 * 0.3).cos()).collect();
+    /// let mut y = vec![0f32; 64];
+    /// q.fake_quantize(&x, &mut y)?;
+    /// assert_eq!(y, q.dequantize(&q.quantize(&x)?)?);
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Quantizer::quantize_into`], and [`Error::LengthMismatch`] when `y` is not as long
+    /// as `x`.
+    pub fn fake_quantize(&self, x: &[f32], y: &mut [f32]) -> Result<(), Error> {
+        check_whole_blocks(x.len(), self.block)?;
+        walk::fake_quantize(self, x, y)
+    }
+
     /// microxcaling's arithmetic (MXINT8, or half-away rounding), and its tie rule.
     fn msx_round(&self) -> Option<MsxRound> {
         match (self.element == MxElement::Int8 || self.away, self.away) {
@@ -260,8 +302,8 @@ impl MxQuantizer {
     /// The scale code of a block whose amax is `amax`.
     fn scale_code(&self, amax: f32) -> u8 {
         match (self.element.float(), self.msx_round()) {
-            (Some(elem), None) => mx_math::mx_scale_code(amax, elem, self.rule),
-            _ => mx_math::msx_scale_code(mx_math::msx_shared_exp(amax, self.element.msx())),
+            (Some(elem), None) => math::mx_scale_code(amax, elem, self.rule),
+            _ => math::msx_scale_code(math::msx_shared_exp(amax, self.element.msx())),
         }
     }
 }
@@ -273,6 +315,35 @@ pub(crate) enum MxEnc {
     Torchao(MxBlock),
     /// microxcaling's `_quantize_mx` with the shared exponent `se` and its element format.
     Msx { se: f32, scale: f32, round: MsxRound },
+}
+
+/// `E8M0::decode_f32(code)` by bits (the walker asks for it once a block).
+#[inline(always)]
+fn e8m0_value(code: u8) -> f32 {
+    match code {
+        0 => f32::from_bits(0x0040_0000),
+        255 => f32::from_bits(0x7fc0_0000),
+        c => f32::from_bits(u32::from(c) << 23),
+    }
+}
+
+/// The E8M0 code of a scale value [`e8m0_value`] gave.
+#[inline(always)]
+fn e8m0_code(scale: f32) -> u8 {
+    let b = scale.to_bits();
+    if scale.is_nan() {
+        255
+    } else if b < 0x0080_0000 {
+        0
+    } else {
+        (b >> 23) as u8
+    }
+}
+
+/// Whether `x` holds a NaN (no early exit, so it vectorises).
+#[inline(always)]
+pub(crate) fn has_nan(x: &[f32]) -> bool {
+    x.iter().fold(false, |a, v| a | v.is_nan())
 }
 
 /// The shared exponent of an E8M0 scale code (NaN for 255).
@@ -306,14 +377,14 @@ impl Kernel for MxQuantizer {
         Ok((
             Scale {
                 code: u32::from(code),
-                value: E8M0::decode_f32(code),
+                value: e8m0_value(code),
             },
             0,
         ))
     }
     #[inline(always)]
     fn enc(&self, scale: f32, _zp: u8) -> MxEnc {
-        let code = if scale.is_nan() { 255 } else { E8M0::encode_f32(scale) };
+        let code = e8m0_code(scale);
         match (self.element.float(), self.msx_round()) {
             (Some(elem), None) => MxEnc::Torchao(MxBlock::from_code(code, elem, self.rule)),
             (_, round) => MxEnc::Msx {
@@ -329,7 +400,7 @@ impl Kernel for MxQuantizer {
             (MxEnc::Torchao(b), Some(elem)) => match b.multiplier() {
                 // No NaN can reach a block whose scale is not NaN (the walker refuses them
                 // under NonFinite::Error; under Propagate a NaN makes the block's scale NaN).
-                Some(m) if !x.iter().any(|v| v.is_nan()) => match elem {
+                Some(m) if self.non_finite == NonFinite::Error || !has_nan(x) => match elem {
                     Elem::E4M3 => scale_and_encode::<crate::E4M3>(m, 448.0, x, out),
                     Elem::E5M2 => scale_and_encode::<crate::E5M2>(m, 57344.0, x, out),
                     Elem::E2M3 => scale_and_encode::<crate::E2M3>(m, 7.5, x, out),
@@ -349,14 +420,14 @@ impl Kernel for MxQuantizer {
             }
             (&MxEnc::Msx { se, round, .. }, None) => {
                 for (o, &v) in out.iter_mut().zip(x) {
-                    *o = mx_math::mxint8_code(v, se, round) as u8;
+                    *o = math::mxint8_code(v, se, round) as u8;
                 }
             }
             (&MxEnc::Msx { se, scale, round }, Some(elem)) => {
                 // microxcaling's value lies on the element grid times the scale: its code is
                 // exact.
                 for (o, &v) in out.iter_mut().zip(x) {
-                    let q = mx_math::msx_quantize(v, se, self.element.msx(), round);
+                    let q = math::msx_quantize(v, se, self.element.msx(), round);
                     *o = elem.encode(q / scale);
                 }
             }
@@ -378,12 +449,12 @@ impl Kernel for MxQuantizer {
             Some(Elem::E2M1) if s.is_finite() => decode_and_scale::<crate::E2M1>(s, 0x0f, codes, out),
             Some(elem) => {
                 for (o, &c) in out.iter_mut().zip(codes) {
-                    *o = mx_math::tmul(elem.decode(c), *scale);
+                    *o = math::tmul(elem.decode(c), *scale);
                 }
             }
             None => {
                 for (o, &c) in out.iter_mut().zip(codes) {
-                    *o = mx_math::tmul(f32::from(c as i8) / 64.0, *scale);
+                    *o = math::tmul(f32::from(c as i8) / 64.0, *scale);
                 }
             }
         }
@@ -410,7 +481,7 @@ impl Quantizer for MxQuantizer {
 /// `clamp(x × m, ±max)` encoded in `F`, for blocks without NaN: the branch-free codec, so the
 /// loop vectorises.
 #[inline(always)]
-fn scale_and_encode<F: FloatFormat>(m: f32, max: f32, x: &[f32], out: &mut [u8]) {
+pub(crate) fn scale_and_encode<F: FloatFormat>(m: f32, max: f32, x: &[f32], out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
         let y = v * m;
         let y = if y < -max { -max } else { y };
@@ -421,283 +492,19 @@ fn scale_and_encode<F: FloatFormat>(m: f32, max: f32, x: &[f32], out: &mut [u8])
 
 /// `decode(code) × s` for a finite scale `s`.
 #[inline(always)]
-fn decode_and_scale<F: FloatFormat<Code = u8>>(s: f32, mask: u8, codes: &[u8], out: &mut [f32]) {
+pub(crate) fn decode_and_scale<F: FloatFormat<Code = u8>>(s: f32, mask: u8, codes: &[u8], out: &mut [f32]) {
     for (o, &c) in out.iter_mut().zip(codes) {
         *o = F::decode_f32(c & mask) * s;
     }
 }
 
 /// [`Error::NotWholeBlocks`] unless `len` is a multiple of `block`.
-fn check_whole_blocks(len: usize, block: usize) -> Result<(), Error> {
+pub(crate) fn check_whole_blocks(len: usize, block: usize) -> Result<(), Error> {
     if len.is_multiple_of(block) {
         Ok(())
     } else {
         Err(Error::NotWholeBlocks { len, block })
     }
-}
-
-/// Where an NVFP4 quantizer's second-level (per-tensor) scale comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum TensorScale {
-    /// One level: the E4M3 block scales alone.
-    #[default]
-    None,
-    /// `amax(|x|) / (448 × 6)` of the whole tensor (torchao's `per_tensor_amax_to_scale`);
-    /// 1 for an all-zero tensor (where torchao divides 0 by 0), NaN or infinity for a tensor
-    /// holding one under [`NonFinite::Propagate`], as torchao.
-    FromAmax,
-    /// A scale of your own (finite and positive), e.g. from a calibrated amax.
-    Fixed(f32),
-}
-
-/// An NVFP4 quantizer: blocks of 16 E2M1 elements, one E4M3 scale per block (`amax / 6`
-/// clamped to `[2^-6, 448]`), and optionally an `f32` tensor scale the block scales are
-/// relative to; elements are `x × (1 / scale)` as torchao computes them, so the codes equal
-/// `nvfp4_quantize`'s. See the [module docs](self).
-///
-/// # Examples
-///
-/// ```
-/// use lowbit::quant::mx::{Nvfp4Quantizer, TensorScale};
-/// use lowbit::quant::Quantizer;
-///
-/// let x: Vec<f32> = (0..32).map(|i| i as f32 - 16.0).collect();
-/// let q = Nvfp4Quantizer::new(TensorScale::FromAmax)?;
-/// let z = q.quantize(&x)?;
-/// assert_eq!(z.tensor_scale(), Some(16.0 / 2688.0));
-/// assert_eq!(z.scale_codes().len(), 2); // E4M3 bytes, one per block of 16
-/// let y = q.dequantize(&z)?;
-/// assert_eq!(y[0], -16.0); // each block's amax is exact
-/// # Ok::<(), lowbit::QuantError>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Nvfp4Quantizer {
-    tensor_scale: TensorScale,
-    non_finite: NonFinite,
-}
-
-impl Nvfp4Quantizer {
-    /// An NVFP4 quantizer, erroring on NaN and infinity.
-    ///
-    /// # Errors
-    /// [`Error::ScaleOutOfRange`] for a [`TensorScale::Fixed`] scale that is not finite and
-    /// positive.
-    pub fn new(tensor_scale: TensorScale) -> Result<Self, Error> {
-        if let TensorScale::Fixed(t) = tensor_scale {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(Error::ScaleOutOfRange { group: 0, scale: t });
-            }
-        }
-        Ok(Self {
-            tensor_scale,
-            non_finite: NonFinite::Error,
-        })
-    }
-
-    /// The same quantizer with another policy for NaN and infinity: [`NonFinite::Error`] (the
-    /// default) or [`NonFinite::Propagate`] (what torchao stores).
-    ///
-    /// # Errors
-    /// [`Error::Incompatible`] for [`NonFinite::Skip`].
-    pub fn with_non_finite(self, non_finite: NonFinite) -> Result<Self, Error> {
-        if non_finite == NonFinite::Skip {
-            return Err(Error::Incompatible("NVFP4 blocks take NonFinite::Error or Propagate"));
-        }
-        Ok(Self { non_finite, ..self })
-    }
-
-    /// Where the tensor scale comes from.
-    pub fn tensor_scale(&self) -> TensorScale {
-        self.tensor_scale
-    }
-}
-
-/// The kernel of one NVFP4 tensor: its tensor scale is known.
-#[derive(Clone, Copy, Debug)]
-struct Nvfp4Kernel {
-    tensor_scale: Option<f32>,
-    non_finite: NonFinite,
-}
-
-impl Kernel for Nvfp4Kernel {
-    const ABSMAX_ONLY: bool = true;
-    type Enc = Nvfp4Block;
-    type Dec = Nvfp4Block;
-    fn scheme(&self) -> Scheme {
-        NVFP4_SCHEME
-    }
-    fn non_finite(&self) -> NonFinite {
-        self.non_finite
-    }
-    fn layout(&self) -> Layout {
-        E4M3::LAYOUT
-    }
-    fn order(&self) -> BitOrder {
-        BitOrder::LsbFirst
-    }
-    fn tensor_scale(&self) -> Option<f32> {
-        self.tensor_scale
-    }
-    #[inline(always)]
-    fn params(&self, _group: usize, st: Stats) -> Result<(Scale, u8), Error> {
-        let b = Nvfp4Block::new(st.max, self.tensor_scale);
-        Ok((
-            Scale {
-                code: u32::from(b.scale_code),
-                value: E4M3::decode_f32(b.scale_code),
-            },
-            0,
-        ))
-    }
-    #[inline(always)]
-    fn enc(&self, scale: f32, _zp: u8) -> Nvfp4Block {
-        self.dec(scale, 0)
-    }
-    #[inline(always)]
-    fn encode(&self, b: &Nvfp4Block, x: &[f32], out: &mut [u8]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = b.elem_code(v);
-        }
-    }
-    #[inline(always)]
-    fn dec(&self, scale: f32, _zp: u8) -> Nvfp4Block {
-        let code = if scale.is_nan() {
-            // E4M3's NaN with the sign torchao's NaN block scale has.
-            0x7f | (scale.is_sign_negative() as u8) << 7
-        } else {
-            E4M3::encode_f32(scale)
-        };
-        Nvfp4Block::from_code(code, self.tensor_scale)
-    }
-    #[inline(always)]
-    fn decode(&self, b: &Nvfp4Block, codes: &[u8], out: &mut [f32]) {
-        for (o, &c) in out.iter_mut().zip(codes) {
-            *o = b.dequant(c);
-        }
-    }
-}
-
-impl Quantizer for Nvfp4Kernel {
-    fn bits(&self) -> u32 {
-        4
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerBlock(mx_math::NVFP4_BLOCK)
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-        walk::quantize(self, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-        walk::dequantize(self, q, out)
-    }
-}
-
-impl Quantizer for Nvfp4Quantizer {
-    fn bits(&self) -> u32 {
-        4
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerBlock(mx_math::NVFP4_BLOCK)
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-        check_whole_blocks(x.len(), mx_math::NVFP4_BLOCK)?;
-        let tensor_scale = match self.tensor_scale {
-            TensorScale::None => None,
-            TensorScale::Fixed(t) => Some(t),
-            TensorScale::FromAmax => {
-                let amax = mx_math::block_amax(x);
-                if !amax.is_finite() && self.non_finite == NonFinite::Error {
-                    let index = x.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                    return Err(Error::NonFinite {
-                        group: index / mx_math::NVFP4_BLOCK,
-                        index,
-                    });
-                }
-                // An all-zero tensor would get a zero tensor scale, and torchao then NaN
-                // blocks (0 / 0); a scale of 1 codes it as zeros.
-                Some(if amax == 0.0 {
-                    1.0
-                } else {
-                    mx_math::nvfp4_tensor_scale(amax)
-                })
-            }
-        };
-        let k = Nvfp4Kernel {
-            tensor_scale,
-            non_finite: self.non_finite,
-        };
-        walk::quantize(&k, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-        let k = Nvfp4Kernel {
-            tensor_scale: q.tensor_scale(),
-            non_finite: self.non_finite,
-        };
-        if (self.tensor_scale == TensorScale::None) != q.tensor_scale().is_none() {
-            return Err(Error::Incompatible("tensor scale"));
-        }
-        walk::dequantize(&k, q, out)
-    }
-}
-
-/// Rearrange a row-major `rows × cols` array of block scales (one row per matrix row, one
-/// column per block) into the tiled layout cuBLAS and CUTLASS block-scaled matmuls read:
-/// 128 × 4 tiles, zero-padded, each stored as 32 rows of 16 bytes (torchao's `to_blocked`).
-/// The result has `32 · ceil(rows / 128) × 16 · ceil(cols / 4)` bytes.
-///
-/// ```
-/// use lowbit::quant::mx::{swizzle_scales, unswizzle_scales};
-/// let scales: Vec<u8> = (0..128 * 4).map(|i| i as u8).collect();
-/// let tiled = swizzle_scales(&scales, 128, 4)?;
-/// // Row r = 32a + b of a tile goes to bytes 16b + 4a .. 16b + 4a + 4.
-/// assert_eq!(tiled[..8], [0, 1, 2, 3, 128, 129, 130, 131]);
-/// assert_eq!(unswizzle_scales(&tiled, 128, 4)?, scales);
-/// # Ok::<(), lowbit::QuantError>(())
-/// ```
-///
-/// # Errors
-/// [`Error::LengthMismatch`] unless `scales.len() == rows * cols` (checked, no overflow).
-pub fn swizzle_scales(scales: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Error> {
-    let n = rows
-        .checked_mul(cols)
-        .ok_or(Error::InvalidHeader("rows × cols overflows"))?;
-    super::expect_len(n, scales.len())?;
-    let (rb, cb) = (rows.div_ceil(128), cols.div_ceil(4));
-    let mut out = vec![0u8; rb * cb * 512];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[blocked_index(r, c, cb)] = scales[r * cols + c];
-        }
-    }
-    Ok(out)
-}
-
-/// The inverse of [`swizzle_scales`] (torchao's `from_blocked`).
-///
-/// # Errors
-/// [`Error::LengthMismatch`] unless `tiled` has the length [`swizzle_scales`] gives.
-pub fn unswizzle_scales(tiled: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Error> {
-    let (rb, cb) = (rows.div_ceil(128), cols.div_ceil(4));
-    let n = rb
-        .checked_mul(cb)
-        .and_then(|t| t.checked_mul(512))
-        .ok_or(Error::InvalidHeader("rows × cols overflows"))?;
-    super::expect_len(n, tiled.len())?;
-    let mut out = vec![0u8; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[r * cols + c] = tiled[blocked_index(r, c, cb)];
-        }
-    }
-    Ok(out)
-}
-
-/// Where scale `(r, c)` goes in the tiled layout with `cb` tiles per tile row.
-#[inline]
-fn blocked_index(r: usize, c: usize, cb: usize) -> usize {
-    let tile = (r / 128) * cb + c / 4;
-    let (a, b) = ((r % 128) / 32, r % 32);
-    tile * 512 + b * 16 + a * 4 + c % 4
 }
 
 /// Dequantize any MX or NVFP4 value by what its header records (element format, block size,
@@ -718,17 +525,10 @@ pub fn dequantize_into(q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
         };
         return walk::dequantize(&k, q, out);
     }
-    let element = [
-        MxElement::E4M3,
-        MxElement::E5M2,
-        MxElement::E2M3,
-        MxElement::E3M2,
-        MxElement::E2M1,
-        MxElement::Int8,
-    ]
-    .into_iter()
-    .find(|e| e.scheme() == q.scheme())
-    .ok_or(Error::Incompatible("not an MX or NVFP4 value"))?;
+    let element = MxElement::ALL
+        .into_iter()
+        .find(|e| e.scheme() == q.scheme())
+        .ok_or(Error::Incompatible("not an MX or NVFP4 value"))?;
     MxQuantizer::new(element, ScaleRule::Floor)?
         .with_block_size(block)?
         .dequantize_into(q, out)
@@ -756,16 +556,8 @@ mod tests {
         x[300] = f32::INFINITY;
         x[700] = 1e-40;
         x[1024..1056].fill(0.0);
-        let elems = [
-            MxElement::E4M3,
-            MxElement::E5M2,
-            MxElement::E2M3,
-            MxElement::E3M2,
-            MxElement::E2M1,
-            MxElement::Int8,
-        ];
         let rules = [ScaleRule::Floor, ScaleRule::Ceil, ScaleRule::Even, ScaleRule::RCeil];
-        for e in elems {
+        for e in MxElement::ALL {
             for r in rules {
                 let Ok(q) = MxQuantizer::new(e, r) else { continue };
                 let q = q.with_non_finite(NonFinite::Propagate).unwrap();

@@ -1,0 +1,111 @@
+//! `lowbit quantize` and `lowbit inspect` on GGUF files: re-quantization as `llama-quantize`
+//! does it, for the types lowbit writes.
+
+use lowbit::io::gguf::{Gguf, RequantizeOptions, Target};
+
+use crate::Result;
+
+/// The GGUF target of a recipe name.
+fn target(recipe: &str) -> Result<Target> {
+    Ok(match recipe {
+        "q8_0" => Target::Q8_0,
+        "q4_0" => Target::Q4_0,
+        "q4_1" => Target::Q4_1,
+        "f16" => Target::F16,
+        "bf16" => Target::BF16,
+        r => return Err(format!("recipe {r} has no GGUF type (q8_0 q4_0 q4_1 f16 bf16)").into()),
+    })
+}
+
+/// Whether a file is GGUF (its magic).
+pub fn is_gguf(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"GGUF")
+}
+
+/// `lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]`.
+pub fn quantize(bytes: &[u8], input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
+    let t = target(recipe)?;
+    let g = Gguf::read(bytes).map_err(|e| format!("{input}: {e}"))?;
+    let (out, report) = g
+        .requantize(t, &RequantizeOptions::default())
+        .map_err(|e| format!("{input}: {e}"))?;
+    if let Some(path) = output {
+        let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
+        out.write(std::io::BufWriter::new(file))
+            .map_err(|e| format!("{path}: {e}"))?;
+    }
+    if as_json {
+        let rows: Vec<_> = report
+            .tensors
+            .iter()
+            .map(|r| {
+                serde_json::json!({"name": r.name, "type_in": format!("{:?}", r.type_in),
+                    "type_out": format!("{:?}", r.type_out), "bytes_in": r.bytes_in, "bytes_out": r.bytes_out})
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"file_type": report.file_type, "tensors": rows,
+                "bytes_in": report.bytes_in(), "bytes_out": report.bytes_out()})
+        );
+    } else {
+        println!(
+            "{:<48} {:>8} {:>8} {:>12} {:>12}",
+            "tensor", "in", "out", "bytes in", "bytes out"
+        );
+        for r in &report.tensors {
+            println!(
+                "{:<48} {:>8} {:>8} {:>12} {:>12}",
+                r.name,
+                format!("{:?}", r.type_in),
+                format!("{:?}", r.type_out),
+                r.bytes_in,
+                r.bytes_out
+            );
+        }
+        println!(
+            "{recipe}: {} -> {} bytes of tensor data, general.file_type {}{}",
+            report.bytes_in(),
+            report.bytes_out(),
+            report.file_type,
+            output.map(|p| format!(", written to {p}")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// `lowbit inspect FILE.gguf`.
+pub fn inspect(bytes: &[u8], path: &str) -> Result<()> {
+    let g = Gguf::read(bytes).map_err(|e| format!("{path}: {e}"))?;
+    println!(
+        "GGUF v{}, {} metadata keys, {} tensors",
+        g.version,
+        g.metadata.len(),
+        g.tensors.len()
+    );
+    for (k, v) in g.metadata.iter() {
+        let v = format!("{v:?}");
+        let v = if v.chars().count() > 80 {
+            format!("{}…", v.chars().take(80).collect::<String>())
+        } else {
+            v
+        };
+        println!("  {k} = {v}");
+    }
+    println!(
+        "{:<48} {:>8} {:>20} {:>12} {:>8}",
+        "tensor", "type", "dims", "bytes", "bits/el"
+    );
+    for t in &g.tensors {
+        let n = t.info.n_elements().max(1);
+        println!(
+            "{:<48} {:>8} {:>20} {:>12} {:>8.3}",
+            t.info.name,
+            t.info.ty.to_string(),
+            format!("{:?}", t.info.dims),
+            t.data.len(),
+            8.0 * t.data.len() as f64 / n as f64
+        );
+    }
+    Ok(())
+}

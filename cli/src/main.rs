@@ -1,0 +1,71 @@
+//! `lowbit`: quantize, inspect and calibrate model checkpoints.
+//!
+//! ```text
+//! lowbit                                      the embedded MiniLM layer, every main recipe
+//! lowbit quantize IN.safetensors --recipe R [--format safetensors|bnb|compressed-tensors] [-o OUT] [--json]
+//! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit inspect FILE.safetensors|FILE.gguf
+//! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--state-out F] [--merge F]... [--json]
+//! ```
+//!
+//! Errors are one line naming the file and tensor, with a non-zero exit code.
+
+mod calibrate;
+mod demo;
+mod gguf;
+mod quantize;
+mod runtime;
+mod tensors;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage:
+  lowbit                                   quantize the embedded MiniLM layer with every main recipe
+  lowbit quantize IN.safetensors --recipe RECIPE [--format safetensors|bnb|compressed-tensors]
+                  [-o OUT.safetensors] [--json]
+  lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+  lowbit inspect FILE.safetensors|FILE.gguf
+  lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
+                   [--state-out STATE] [--merge STATE]... [--json]
+recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
+  --format bnb: nf4 fp4; --format compressed-tensors: fp8 int8 int4 nvfp4 mxfp4 mxfp8
+  a GGUF input is re-quantized as llama-quantize does: q8_0 q4_0 q4_1 f16 bf16
+  (also writes OUT.quantization_config.json for the model's config.json)";
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let r = match args.first().map(String::as_str) {
+        None => demo::run(),
+        Some("quantize") => quantize::run(&args[1..]),
+        Some("inspect") => tensors::inspect(&args[1..]),
+        Some("calibrate") => calibrate::run(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lowbit: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        indicatif::ProgressBar::new(len as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}

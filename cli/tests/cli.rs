@@ -1,0 +1,176 @@
+//! The `lowbit` command end to end: the embedded default, quantize / inspect on a written
+//! checkpoint, and calibration states that merge to the one-batch result.
+
+use std::process::Command;
+
+fn lowbit(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lowbit")).args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn tmp(name: &str) -> String {
+    let d = std::env::temp_dir().join(format!("lowbit-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name).to_string_lossy().into_owned()
+}
+
+#[test]
+fn first_run_quantizes_the_embedded_layer() {
+    let (ok, out, err) = lowbit(&[]);
+    assert!(ok, "{err}");
+    for recipe in ["int8", "int4", "nf4", "fp8", "mxfp8", "mxfp4", "nvfp4"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(recipe))
+            .unwrap_or_else(|| panic!("{recipe}:\n{out}"));
+        let sqnr: f64 = line.split_whitespace().nth(4).unwrap().parse().unwrap();
+        assert!(sqnr > 15.0, "{line}");
+    }
+    assert!(out.contains("entropy"), "{out}");
+}
+
+/// A small checkpoint: one 64 × 32 F32 weight and a bias.
+fn checkpoint(path: &str) {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let w: Vec<u8> = (0..64 * 32)
+        .flat_map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..64).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let t = vec![
+        (
+            "l.weight".to_string(),
+            TensorView::new(Dtype::F32, vec![64, 32], &w).unwrap(),
+        ),
+        ("l.bias".to_string(), TensorView::new(Dtype::F32, vec![64], &b).unwrap()),
+    ];
+    safetensors::serialize_to_file(t, None, std::path::Path::new(path)).unwrap();
+}
+
+#[test]
+fn quantize_writes_what_inspect_reads() {
+    let (src, dst) = (tmp("in.safetensors"), tmp("out.safetensors"));
+    checkpoint(&src);
+    for recipe in ["int8", "nf4", "mxfp4", "nvfp4", "fp8"] {
+        let (ok, out, err) = lowbit(&["quantize", &src, "--recipe", recipe, "-o", &dst, "--json"]);
+        assert!(ok, "{recipe}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["layers"].as_array().unwrap().len(), 1, "{recipe}");
+        assert!(v["weight_sqnr_db"].as_f64().unwrap() > 15.0, "{recipe}: {out}");
+        let (ok, out, err) = lowbit(&["inspect", &dst]);
+        assert!(ok, "{err}");
+        assert!(out.contains("l.bias"), "{out}");
+        assert!(out.contains(&format!("lowbit.recipe: {recipe}")), "{out}");
+    }
+}
+
+#[test]
+fn calibration_states_merge_to_the_one_batch_result() {
+    let write_npy = |path: &str, scale: f32| {
+        let v: Vec<f32> = (0..4096)
+            .map(|i| (((i * 7919) % 1000) as f32 / 500.0 - 1.0) * scale)
+            .collect();
+        // A version 1.0 `.npy`: magic, header length, the header dict padded to 64 bytes.
+        let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", v.len());
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(h.as_bytes());
+        bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        std::fs::write(path, bytes).unwrap();
+    };
+    let (a, b) = (tmp("a.npy"), tmp("b.npy"));
+    write_npy(&a, 1.0);
+    write_npy(&b, 3.0);
+    let (sa, sb) = (tmp("a.state"), tmp("b.state"));
+    for method in ["entropy", "mse", "percentile=99.9", "minmax"] {
+        assert!(lowbit(&["calibrate", &a, "--method", method, "--state-out", &sa]).0);
+        assert!(lowbit(&["calibrate", &b, "--method", method, "--state-out", &sb]).0);
+        let merged = lowbit(&[
+            "calibrate",
+            "--method",
+            method,
+            "--merge",
+            &sa,
+            "--merge",
+            &sb,
+            "--json",
+        ]);
+        let whole = lowbit(&["calibrate", &a, &b, "--method", method, "--json"]);
+        assert!(merged.0 && whole.0, "{method}: {} {}", merged.2, whole.2);
+        assert_eq!(merged.1, whole.1, "{method}");
+    }
+}
+
+#[test]
+fn errors_are_one_line_and_fail() {
+    let (ok, _, err) = lowbit(&["quantize", "/nonexistent.safetensors", "--recipe", "int8"]);
+    assert!(!ok);
+    assert!(err.starts_with("lowbit: /nonexistent.safetensors"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let src = tmp("err_in.safetensors");
+    checkpoint(&src);
+    let (ok, _, err) = lowbit(&["quantize", &src, "--recipe", "int3"]);
+    assert!(!ok && err.contains("unknown recipe"), "{err}");
+    assert!(!lowbit(&["frobnicate"]).0);
+}
+
+#[test]
+fn runtime_layouts_read_back() {
+    use lowbit::io::safetensors::{bnb, compressed, SafetensorsFile};
+    let src = tmp("rt_in.safetensors");
+    checkpoint(&src);
+    let out = tmp("rt_nf4.safetensors");
+    let (ok, _, err) = lowbit(&["quantize", &src, "--recipe", "nf4", "--format", "bnb", "-o", &out]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    assert_eq!(bnb::read(&f, "l").unwrap().dequantize().unwrap().len(), 64 * 32);
+    assert!(f.contains("l.bias"));
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{out}.quantization_config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["bnb_4bit_quant_type"], "nf4");
+    let out = tmp("rt_fp8.safetensors");
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &src,
+        "--recipe",
+        "fp8",
+        "--format",
+        "compressed-tensors",
+        "-o",
+        &out,
+    ]);
+    assert!(ok, "{err}");
+    let bytes = std::fs::read(&out).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let scheme = compressed::Scheme::Fp8 {
+        strategy: compressed::Strategy::Channel,
+        activations: compressed::Activations::DynamicPerToken,
+    };
+    assert_eq!(
+        compressed::read(&f, "l", &scheme).unwrap().dequantize().unwrap().len(),
+        64 * 32
+    );
+    assert!(!lowbit(&["quantize", &src, "--recipe", "int8", "--format", "bnb"]).0);
+}
+
+#[test]
+fn gguf_requantizes_as_llama_quantize() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/gguf/tiny_llama_f16.gguf").to_string();
+    let out = tmp("out.gguf");
+    let (ok, stdout, err) = lowbit(&["quantize", &src, "--recipe", "q8_0", "-o", &out, "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["file_type"], 7);
+    let (ok, stdout, err) = lowbit(&["inspect", &out]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("general.file_type"), "{stdout}");
+}
