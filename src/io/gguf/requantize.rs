@@ -148,7 +148,7 @@ fn category(name: &str) -> Category {
 }
 
 /// `tensor_allows_quantization`.
-fn allows_quantization(t: &TensorInfo, opts: &RequantizeOptions) -> bool {
+fn allows_quantization(t: &TensorInfo, arch: &str, opts: &RequantizeOptions) -> bool {
     const NOT_CONTAINING: [&str; 35] = [
         "_norm.weight",
         "ffn_gate_inp.weight",
@@ -186,6 +186,23 @@ fn allows_quantization(t: &TensorInfo, opts: &RequantizeOptions) -> bool {
         "a.rvq.codebook",
         "mm.a.code_embd",
     ];
+    /// Also kept for `glm5-next`.
+    const GLM5_NEXT: [&str; 14] = [
+        "hc_",
+        "indexer.attn_q_b",
+        "indexer.attn_k",
+        "indexer.proj",
+        "indexer_compressor_gate",
+        "indexer_compressor_ape",
+        "ssm_f_a.weight",
+        "ssm_f_b.weight",
+        "ssm_g_a.weight",
+        "ssm_g_b.weight",
+        "ssm_beta.weight",
+        "attn_kv_a_mqa.weight",
+        "attn_k_b.weight",
+        "attn_v_b.weight",
+    ];
     let name = t.name.as_str();
     t.ggml_n_dims() >= 2
         && name.ends_with("weight")
@@ -193,6 +210,7 @@ fn allows_quantization(t: &TensorInfo, opts: &RequantizeOptions) -> bool {
         && name != "position_embd.weight"
         && name != "token_types.weight"
         && !NOT_CONTAINING.iter().any(|s| name.contains(s))
+        && !(arch == "glm5-next" && GLM5_NEXT.iter().any(|s| name.contains(s)))
 }
 
 /// The layer of `blk.N.` names, -1 for the others (`sscanf(name, "blk.%d.", ...)`).
@@ -218,6 +236,7 @@ fn layer(name: &str) -> i64 {
 
 struct Context<'a> {
     opts: &'a RequantizeOptions,
+    arch: &'a str,
     default: GgmlType,
     tied_embeddings: bool,
     falcon: bool,
@@ -227,7 +246,7 @@ struct Context<'a> {
 impl Context<'_> {
     /// `llama_tensor_get_type`: the type llama-quantize gives a tensor.
     fn llama_type(&self, t: &TensorInfo) -> Result<GgmlType, Error> {
-        if !allows_quantization(t, self.opts) {
+        if !allows_quantization(t, self.arch, self.opts) {
             return Ok(t.ty);
         }
         let cat = category(&t.name);
@@ -266,7 +285,9 @@ impl Context<'_> {
     }
 }
 
-/// `tensor_type_fallback`: a row that is not whole blocks of the chosen type.
+/// `tensor_type_fallback`: a row that is not whole blocks of the chosen type. A 256-block type
+/// falls back to a 32-block one; a 32-block type (Q8_0, Q4_0, Q4_1), or a fallback that still
+/// does not fit, to F16.
 fn fallback(ty: GgmlType, t: &TensorInfo) -> Result<GgmlType, Error> {
     let row = t.dims.first().copied().unwrap_or(1);
     if row.is_multiple_of(ty.block_size()) {
@@ -274,13 +295,12 @@ fn fallback(ty: GgmlType, t: &TensorInfo) -> Result<GgmlType, Error> {
     }
     let to = match ty {
         GgmlType::Q6_K => GgmlType::Q8_0,
+        _ if ty.block_size() <= 32 => ty,
         _ => {
             return Err(Error::Unsupported {
                 tensor: t.name.clone(),
                 reason: format!(
-                    "row length {row} is not a multiple of {}, the {ty} block size \
-                     (llama-quantize has no fallback for {ty} and refuses it too)",
-                    ty.block_size()
+                    "row length {row} is not a multiple of the {ty} block size and llama.cpp defines no fallback"
                 ),
             })
         }
@@ -332,6 +352,7 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
     let arch = metadata.get_str("general.architecture").unwrap_or("");
     let ctx = Context {
         opts,
+        arch,
         default: target.ggml_type(),
         tied_embeddings: !tensors.iter().any(|t| t.name == "output.weight"),
         falcon: arch == "falcon",
@@ -495,7 +516,8 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 ///   (`ggml_n_dims >= 2`: 1-D tensors such as norms and biases are kept), whose name ends in
 ///   `weight` and is none of the kept ones: `*_norm.weight`, `ffn_gate_inp.weight` (MoE
 ///   routers), `position_embd.weight`, `token_types.weight`, `ssm_conv1d`, RWKV's `time_mix_*`,
-///   T5's `attn_rel_b.weight`, the vision and audio encoders' position and patch embeddings, ...
+///   T5's `attn_rel_b.weight`, the vision and audio encoders' position and patch embeddings,
+///   `glm5-next`'s indexer and small SSM projections, ...
 ///   (and `output.weight` with [`RequantizeOptions::leave_output_tensor`]). Every other tensor is
 ///   copied byte for byte.
 /// - **Which type** (`llama_tensor_get_type`): the target, except, unless
@@ -506,9 +528,9 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 ///   (`{arch}.expert_count == 8`), which get `Q8_0`. `F16` and `BF16` targets convert every
 ///   chosen tensor. [`RequantizeOptions::output_tensor_type`] and
 ///   [`RequantizeOptions::token_embedding_type`] override.
-/// - **Rows that are not whole blocks** (`tensor_type_fallback`): llama.cpp defines no
-///   fallback for `Q8_0`, `Q4_0` and `Q4_1` and refuses the model; so does lowbit
-///   ([`Error::Unsupported`] naming the tensor).
+/// - **Rows that are not whole blocks** (`tensor_type_fallback`): a tensor whose row length
+///   (`dims[0]`) is not a multiple of 32 is written as `F16` (a Q6_K choice whose rows are not
+///   whole 256-blocks becomes `Q8_0` first).
 /// - **Sources**: F32, F16 and BF16 tensors are converted through `f32` with ggml's reference
 ///   quantizers ([`crate::compat::ggml`]) or round-to-nearest-even casts; quantized sources only
 ///   with [`RequantizeOptions::allow_requantize`] (and only `Q8_0`, `Q4_0`, `Q4_1`); NaN,
@@ -522,6 +544,10 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 ///
 /// Metadata alignment other than 32 is kept and honoured (llama-quantize keeps the key but pads
 /// to 32). Split files are refused.
+///
+/// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36) on
+/// small llama models with F32, F16 and BF16 weights, to each target, with and without
+/// `--pure`: the same file byte for byte, except the Q6_K tensor above.
 ///
 /// ```
 /// use std::io::Cursor;
