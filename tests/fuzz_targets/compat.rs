@@ -30,12 +30,22 @@ pub fn ggml(data: &[u8]) {
             f32s(u, 140)?
         };
         let nb = x.len() / QK;
-        let out_blocks = if u.ratio(7u8, 8)? { nb } else { u.int_in_range(0usize..=6)? };
+        let out_blocks = if u.ratio(7u8, 8)? {
+            nb
+        } else {
+            u.int_in_range(0usize..=6)?
+        };
         let mut y = vec![0f32; out_blocks * QK];
         match u.int_in_range(0u8..=2)? {
             0 => {
                 let r = g::quantize_q8_0(&x);
-                let mut into = vec![BlockQ8_0 { d: Fp16::to_half(f16_bits(u)?), qs: [0; QK] }; out_blocks];
+                let mut into = vec![
+                    BlockQ8_0 {
+                        d: Fp16::to_half(f16_bits(u)?),
+                        qs: [0; QK]
+                    };
+                    out_blocks
+                ];
                 let r2 = g::quantize_q8_0_into(&x, &mut into);
                 if let (Ok(a), Ok(())) = (&r, &r2) {
                     assert_eq!(a, &into, "q8_0 allocating vs into");
@@ -47,14 +57,23 @@ pub fn ggml(data: &[u8]) {
                     for q in &mut qs {
                         *q = u.arbitrary()?;
                     }
-                    blocks.push(BlockQ8_0 { d: Fp16::to_half(f16_bits(u)?), qs });
+                    blocks.push(BlockQ8_0 {
+                        d: Fp16::to_half(f16_bits(u)?),
+                        qs,
+                    });
                 }
                 let mut out = vec![0f32; if u.ratio(7u8, 8)? { blocks.len() * QK } else { 5 }];
                 let _ = g::dequantize_q8_0(&blocks, &mut out);
             }
             1 => {
                 let r = g::quantize_q4_0(&x);
-                let mut into = vec![BlockQ4_0 { d: Fp16::to_half(f16_bits(u)?), qs: [0; QK / 2] }; out_blocks];
+                let mut into = vec![
+                    BlockQ4_0 {
+                        d: Fp16::to_half(f16_bits(u)?),
+                        qs: [0; QK / 2]
+                    };
+                    out_blocks
+                ];
                 let r2 = g::quantize_q4_0_into(&x, &mut into);
                 if let (Ok(a), Ok(())) = (&r, &r2) {
                     assert_eq!(a, &into, "q4_0 allocating vs into");
@@ -64,7 +83,10 @@ pub fn ggml(data: &[u8]) {
                 for _ in 0..u.int_in_range(0usize..=3)? {
                     let mut qs = [0u8; QK / 2];
                     u.fill_buffer(&mut qs)?;
-                    blocks.push(BlockQ4_0 { d: Fp16::to_half(f16_bits(u)?), qs });
+                    blocks.push(BlockQ4_0 {
+                        d: Fp16::to_half(f16_bits(u)?),
+                        qs,
+                    });
                 }
                 let mut out = vec![0f32; if u.ratio(7u8, 8)? { blocks.len() * QK } else { 5 }];
                 let _ = g::dequantize_q4_0(&blocks, &mut out);
@@ -72,7 +94,14 @@ pub fn ggml(data: &[u8]) {
             _ => {
                 let r = g::quantize_q4_1(&x);
                 let z = Fp16::to_half(f16_bits(u)?);
-                let mut into = vec![BlockQ4_1 { d: z, m: z, qs: [0; QK / 2] }; out_blocks];
+                let mut into = vec![
+                    BlockQ4_1 {
+                        d: z,
+                        m: z,
+                        qs: [0; QK / 2]
+                    };
+                    out_blocks
+                ];
                 let r2 = g::quantize_q4_1_into(&x, &mut into);
                 if let (Ok(a), Ok(())) = (&r, &r2) {
                     assert_eq!(a, &into, "q4_1 allocating vs into");
@@ -82,7 +111,11 @@ pub fn ggml(data: &[u8]) {
                 for _ in 0..u.int_in_range(0usize..=3)? {
                     let mut qs = [0u8; QK / 2];
                     u.fill_buffer(&mut qs)?;
-                    blocks.push(BlockQ4_1 { d: Fp16::to_half(f16_bits(u)?), m: Fp16::to_half(f16_bits(u)?), qs });
+                    blocks.push(BlockQ4_1 {
+                        d: Fp16::to_half(f16_bits(u)?),
+                        m: Fp16::to_half(f16_bits(u)?),
+                        qs,
+                    });
                 }
                 let mut out = vec![0f32; if u.ratio(7u8, 8)? { blocks.len() * QK } else { 5 }];
                 let _ = g::dequantize_q4_1(&blocks, &mut out);
@@ -137,7 +170,11 @@ pub fn bnb(data: &[u8]) {
             }
             1 => {
                 // A state from parts (a checkpoint): any scales, any length.
-                let len = if u.arbitrary()? { size(u)? } else { u.int_in_range(0usize..=300)? };
+                let len = if u.arbitrary()? {
+                    size(u)?
+                } else {
+                    u.int_in_range(0usize..=300)?
+                };
                 let absmax = if u.arbitrary()? {
                     Absmax::Plain(f32s(u, 12)?)
                 } else {
@@ -169,7 +206,8 @@ pub fn bnb(data: &[u8]) {
                     0 => lowbit::quant::double::dynamic_map().to_vec(),
                     1 => {
                         let t = u.int_in_range(0u32..=9)?;
-                        match b::create_fp8_map(u.arbitrary()?, u.int_in_range(0u32..=9)?, u.int_in_range(0u32..=9)?, t) {
+                        match b::create_fp8_map(u.arbitrary()?, u.int_in_range(0u32..=9)?, u.int_in_range(0u32..=9)?, t)
+                        {
                             Ok(m) => m,
                             Err(_) => return Ok(()),
                         }
@@ -229,10 +267,10 @@ fn compat_batches(u: &mut Unstructured<'_>) -> Result<Vec<Vec<f32>>> {
                 }
             }
         }
-        if u.arbitrary()? {
-            batches[0].push(m);
-        } else {
-            batches[0].push(-m);
+        // In every batch: the first accepted one sets the range (a batch with NaN is refused).
+        let sign = if u.arbitrary()? { 1.0 } else { -1.0 };
+        for b in &mut batches {
+            b.push(sign * m);
         }
         // F10 also: a first batch that is all zero (or tiny against later ones).
         let t = m * 2f32.powi(-10);
@@ -257,14 +295,14 @@ pub fn modelopt(data: &[u8]) {
             let _ = c.collect(&b);
             if let Some((h, e)) = c.histogram() {
                 // Allocation stays proportional: F10 is where it does not.
-                assert!(h.len() <= 1 << 16 && e.len() <= 1 << 16 + 1, "modelopt histogram grew to {}", h.len());
+                assert!(
+                    h.len() <= 1 << 16 && e.len() <= 1 << 16 + 1,
+                    "modelopt histogram grew to {}",
+                    h.len()
+                );
             }
         }
-        let p = if u.arbitrary()? {
-            f64::from(f32_any(u)?)
-        } else {
-            99.9
-        };
+        let p = if u.arbitrary()? { f64::from(f32_any(u)?) } else { 99.9 };
         let method = match u.int_in_range(0u8..=2)? {
             0 => Method::Percentile(p),
             1 => Method::Mse,

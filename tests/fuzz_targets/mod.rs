@@ -164,13 +164,7 @@ pub(crate) fn f32s_finite(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<f3
 
 /// Up to `max` `f32`s, mostly finite (a non-finite value in one of 16 draws).
 pub(crate) fn f32s_mostly_finite(u: &mut Unstructured<'_>, max: usize) -> Result<Vec<f32>> {
-    vec_of(u, max, |u| {
-        if u.ratio(1u8, 16)? {
-            f32_any(u)
-        } else {
-            f32_finite(u)
-        }
-    })
+    vec_of(u, max, |u| if u.ratio(1u8, 16)? { f32_any(u) } else { f32_finite(u) })
 }
 
 /// A size from the caller: small, a power of two near it, or an extreme.

@@ -1,7 +1,7 @@
 //! The schemes: PTQ recipes (patterns, weights, activation calibration), fake quantization,
 //! power-of-two / binary / ternary quantization, AMP loss scaling, SmoothQuant.
 
-use super::formats::{with_format, FORMATS};
+use super::formats::{format_index, with_format};
 use super::{bits, f32_any, f32_finite, f32s, f32s_finite, f32s_mostly_finite, name, run, size, vec_of};
 use arbitrary::{Result, Unstructured};
 use lowbit::format::FloatFormat;
@@ -66,7 +66,9 @@ fn weight_scheme(u: &mut Unstructured<'_>) -> Result<Option<lowbit::scheme::ptq:
         _ => {
             let q = lowbit::quant::AbsmaxQuantizer::new(u.int_in_range(2u32..=8)?, super::granularity(u)?);
             match q {
-                Ok(q) if super::quant::sane_group(lowbit::quant::Quantizer::granularity(&q)) => Some(WeightScheme::Custom(Arc::new(q))),
+                Ok(q) if super::quant::sane_group(lowbit::quant::Quantizer::granularity(&q)) => {
+                    Some(WeightScheme::Custom(Arc::new(q)))
+                }
                 _ => None,
             }
         }
@@ -113,7 +115,11 @@ pub fn ptq(data: &[u8]) {
         let got = pat.matches(&s);
         let pc: Vec<char> = p.chars().collect();
         let sc: Vec<char> = s.chars().collect();
-        let want = if p.contains(['*', '?']) { reference_glob(&pc, &sc) } else { p == s };
+        let want = if p.contains(['*', '?']) {
+            reference_glob(&pc, &sc)
+        } else {
+            p == s
+        };
         // FINDINGS.md F16: `?` matches a byte, not a character; `*` in a name is taken for the
         // pattern's `*` literally, so `a*` does not match `a*b`.
         let known = super::avoid_known() && (!s.is_ascii() || s.contains('*'));
@@ -197,7 +203,11 @@ pub fn ptq(data: &[u8]) {
             }
             report.layers.push(lr);
         }
-        let _ = (report.weight_bytes_before(), report.weight_bytes_after(), report.weight_sqnr_db());
+        let _ = (
+            report.weight_bytes_before(),
+            report.weight_bytes_after(),
+            report.weight_sqnr_db(),
+        );
         if !(super::avoid_known()
             && tensors.iter().any(|(_, d, s)| {
                 huge(d)
@@ -279,8 +289,8 @@ pub fn fake_quant(data: &[u8]) {
             let _ = fq::backward_lsq(&x, &dy, &p, f32_any(u)?, &mut dx);
         }
         let _ = fq::lsq_grad_factor(size(u)?, u.arbitrary()?);
-        // FINDINGS.md F1: forward_float::<Fp64> does not compile; every other format.
-        let i = u.int_in_range(0..=FORMATS - 1)?;
+        // Every format, float-format fake quantization.
+        let i = format_index(u)?;
         with_format!(i, F => float_fake_quant::<F>(u, &x, &dy))
     });
 }
@@ -292,7 +302,11 @@ pub fn lowbit_schemes(data: &[u8]) {
     use lowbit::scheme::ternary::Ternary;
     run(data, |u| {
         let x = f32s_mostly_finite(u, 96)?;
-        let channels = if u.arbitrary()? { size(u)? } else { u.int_in_range(1usize..=4)? };
+        let channels = if u.arbitrary()? {
+            size(u)?
+        } else {
+            u.int_in_range(1usize..=4)?
+        };
         // FINDINGS.md F19: a huge channel count allocates (capacity overflow) before checking.
         let channels_ok = !(super::avoid_known() && channels > 1 << 16);
         let wrong = u.ratio(1u8, 8)?;
@@ -303,13 +317,24 @@ pub fn lowbit_schemes(data: &[u8]) {
                     if let Ok(z) = q.quantize(&x) {
                         assert_eq!(z.len(), x.len());
                         assert_eq!(z.codes().len(), x.len());
-                        let _ = (z.is_empty(), z.e_max(), z.exp_bits(), z.packed(), z.size_bytes(), z.bits_per_element());
+                        let _ = (
+                            z.is_empty(),
+                            z.e_max(),
+                            z.exp_bits(),
+                            z.packed(),
+                            z.size_bytes(),
+                            z.bits_per_element(),
+                        );
                         assert_eq!(z.dequantize(&mut out).is_ok(), !wrong);
                         if !wrong {
                             // Every value is 0 or ± a power of two.
                             for v in &out {
                                 let a = v.abs();
-                                assert!(a == 0.0 || (a.is_finite() && (a.to_bits() & 0x007f_ffff) == 0 || a < f32::MIN_POSITIVE), "log2: {v}");
+                                assert!(
+                                    a == 0.0
+                                        || (a.is_finite() && (a.to_bits() & 0x007f_ffff) == 0 || a < f32::MIN_POSITIVE),
+                                    "log2: {v}"
+                                );
                             }
                         }
                     }
@@ -318,7 +343,13 @@ pub fn lowbit_schemes(data: &[u8]) {
             1 if channels_ok => {
                 if let Ok(z) = Binary::quantize(&x, channels) {
                     assert_eq!(z.len(), x.len());
-                    let _ = (z.is_empty(), z.alphas(), z.packed(), z.size_bytes(), z.bits_per_element());
+                    let _ = (
+                        z.is_empty(),
+                        z.alphas(),
+                        z.packed(),
+                        z.size_bytes(),
+                        z.bits_per_element(),
+                    );
                     assert_eq!(z.dequantize(&mut out).is_ok(), !wrong);
                     if !wrong && !x.is_empty() {
                         let per = x.len() / z.alphas().len().max(1);
@@ -337,7 +368,14 @@ pub fn lowbit_schemes(data: &[u8]) {
                 };
                 if let Ok(z) = r {
                     assert_eq!(z.len(), x.len());
-                    let _ = (z.is_empty(), z.alphas(), z.deltas(), z.packed(), z.size_bytes(), z.bits_per_element());
+                    let _ = (
+                        z.is_empty(),
+                        z.alphas(),
+                        z.deltas(),
+                        z.packed(),
+                        z.size_bytes(),
+                        z.bits_per_element(),
+                    );
                     assert_eq!(z.dequantize(&mut out).is_ok(), !wrong);
                 }
             }
@@ -397,7 +435,11 @@ pub fn amp(data: &[u8]) {
         } else {
             let gf = if u.arbitrary()? { 2.0 } else { f64::from(f32_any(u)?) };
             let bf = if u.arbitrary()? { 0.5 } else { f64::from(f32_any(u)?) };
-            let gi = if u.arbitrary()? { u.int_in_range(1u32..=3)? } else { u.arbitrary()? };
+            let gi = if u.arbitrary()? {
+                u.int_in_range(1u32..=3)?
+            } else {
+                u.arbitrary()?
+            };
             match GradScaler::with_params(f32_any(u)?, gf, bf, gi) {
                 Ok(s) => s,
                 Err(_) => return Ok(()),
@@ -416,7 +458,7 @@ pub fn amp(data: &[u8]) {
                 }
                 1 => s.record_inf(),
                 2 => {
-                    let i = u.int_in_range(0..=FORMATS - 1)?;
+                    let i = format_index(u)?;
                     with_format!(i, F => amp_codes::<F>(u, &mut s))?;
                 }
                 _ => {
@@ -438,8 +480,18 @@ pub fn smooth(data: &[u8]) {
     use lowbit::scheme::smooth::{self as sm, SmoothQuant};
     run(data, |u| {
         let alpha = if u.arbitrary()? { 0.5 } else { f32_any(u)? };
-        let cols = if u.arbitrary()? { u.int_in_range(1usize..=6)? } else { size(u)? };
-        let act = vec_of(u, 6, |u| if u.ratio(1u8, 8)? { f32_any(u) } else { Ok(f32_finite(u)?.abs()) })?;
+        let cols = if u.arbitrary()? {
+            u.int_in_range(1usize..=6)?
+        } else {
+            size(u)?
+        };
+        let act = vec_of(u, 6, |u| {
+            if u.ratio(1u8, 8)? {
+                f32_any(u)
+            } else {
+                Ok(f32_finite(u)?.abs())
+            }
+        })?;
         let w = f32s_mostly_finite(u, 48)?;
         if let Ok(sq) = SmoothQuant::new(alpha) {
             let _ = sq.alpha();

@@ -15,18 +15,26 @@ use lowbit::quant::{AbsmaxQuantizer, AffineQuantizer, Codebook, CodebookQuantize
 fn valid_quantized(u: &mut Unstructured<'_>) -> Result<Option<Quantized>> {
     let x = f32s_mostly_finite(u, 70)?;
     let g = granularity(u)?;
-    let g = if super::quant::sane_group(g) { g } else { lowbit::quant::Granularity::PerTensor };
+    let g = if super::quant::sane_group(g) {
+        g
+    } else {
+        lowbit::quant::Granularity::PerTensor
+    };
     let b = u.int_in_range(1u32..=8)?;
     let nf = non_finite(u)?;
     Ok(match u.int_in_range(0u8..=5)? {
-        0 => AbsmaxQuantizer::new(b, g).ok().and_then(|q| q.with_non_finite(nf).quantize(&x).ok()),
+        0 => AbsmaxQuantizer::new(b, g)
+            .ok()
+            .and_then(|q| q.with_non_finite(nf).quantize(&x).ok()),
         1 => AbsmaxQuantizer::<lowbit::E8M0>::with_scale_format(b, g)
             .ok()
             .and_then(|q| q.quantize(&x).ok()),
         2 => AffineQuantizer::<lowbit::Bf16>::with_scale_format(b, g)
             .ok()
             .and_then(|q| q.with_non_finite(nf).quantize(&x).ok()),
-        3 => CodebookQuantizer::new(Codebook::nf4(), g).ok().and_then(|q| q.quantize(&x).ok()),
+        3 => CodebookQuantizer::new(Codebook::nf4(), g)
+            .ok()
+            .and_then(|q| q.quantize(&x).ok()),
         4 => {
             let el = *u.choose(&[MxElement::E4M3, MxElement::E2M1, MxElement::E3M2, MxElement::Int8])?;
             MxQuantizer::new(el, ScaleRule::Floor).ok().and_then(|q| {
@@ -34,7 +42,9 @@ fn valid_quantized(u: &mut Unstructured<'_>) -> Result<Option<Quantized>> {
                 q.quantize(&x).ok()
             })
         }
-        _ => Nvfp4Quantizer::new(TensorScale::FromAmax).ok().and_then(|q| q.quantize(&x).ok()),
+        _ => Nvfp4Quantizer::new(TensorScale::FromAmax)
+            .ok()
+            .and_then(|q| q.quantize(&x).ok()),
     })
 }
 
@@ -42,11 +52,23 @@ fn valid_quantized(u: &mut Unstructured<'_>) -> Result<Option<Quantized>> {
 fn crafted_header(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
     let mut b = b"LBQT\x01".to_vec();
     b.push(u.int_in_range(0u8..=9)?); // bits
-    b.push(if u.arbitrary()? { u.arbitrary()? } else { u.int_in_range(0u8..=9)? }); // scheme
+    b.push(if u.arbitrary()? {
+        u.arbitrary()?
+    } else {
+        u.int_in_range(0u8..=9)?
+    }); // scheme
     b.push(u.int_in_range(0u8..=4)?); // granularity
-    let len = if u.arbitrary()? { size(u)? as u64 } else { u.arbitrary()? };
+    let len = if u.arbitrary()? {
+        size(u)? as u64
+    } else {
+        u.arbitrary()?
+    };
     b.extend_from_slice(&len.to_le_bytes());
-    let gp = if u.arbitrary()? { size(u)? as u64 } else { u.arbitrary()? };
+    let gp = if u.arbitrary()? {
+        size(u)? as u64
+    } else {
+        u.arbitrary()?
+    };
     b.extend_from_slice(&gp.to_le_bytes());
     let (e, m, bias, spec, nan, w) = *u.choose(&[
         (8u8, 23u8, 127i16, 0u8, 1u8, 4u8), // f32
@@ -78,7 +100,13 @@ fn use_quantized(q: &Quantized, input_len: usize) {
     assert!(back == *q, "from_bytes(to_bytes(q)) != q");
     let codes = q.unpacked_codes();
     assert_eq!(codes.len(), q.len());
-    let _ = (q.bits_per_element(), q.scheme(), q.bit_order(), q.tensor_scale(), q.scale_layout());
+    let _ = (
+        q.bits_per_element(),
+        q.scheme(),
+        q.bit_order(),
+        q.tensor_scale(),
+        q.scale_layout(),
+    );
     let _ = (q.scales(), q.scale_codes(), q.zero_points(), q.is_empty());
     let mut out = vec![0f32; q.len()];
     let (b, g) = (q.bits(), q.granularity());
@@ -118,7 +146,10 @@ fn use_quantized(q: &Quantized, input_len: usize) {
     }
     let _ = lowbit::quant::mx::dequantize_into(q, &mut out);
     let _ = q.clone().with_tensor_scale(Some(2.0)).map(|t| t.to_bytes());
-    let _ = q.clone().with_bit_order(lowbit::quant::pack::BitOrder::LsbFirst).unpacked_codes();
+    let _ = q
+        .clone()
+        .with_bit_order(lowbit::quant::pack::BitOrder::LsbFirst)
+        .unpacked_codes();
 }
 
 /// `Quantized::from_bytes` on random bytes, crafted headers and damaged valid buffers.
@@ -137,14 +168,20 @@ pub fn quantized_bytes(data: &[u8]) {
             },
         };
         if let Ok(q) = Quantized::from_bytes(&bytes) {
-            assert_eq!(q.to_bytes(), bytes, "to_bytes(from_bytes(b)) != b");
+            // The bytes it accepted are the ones it writes, but for the group-size field of a
+            // per-tensor value, which is ignored (and written as 0).
+            let mut canonical = bytes.clone();
+            if canonical[7] == 0 {
+                canonical[16..24].fill(0);
+            }
+            assert_eq!(q.to_bytes(), canonical, "to_bytes(from_bytes(b)) != b");
             use_quantized(&q, bytes.len());
         }
         Ok(())
     });
 }
 
-/// Whether an accepted histogram state is one of FINDINGS.md F8 (counts that overflow or
+/// Whether an accepted histogram state is one of FINDINGS.md F9 (counts that overflow or
 /// underflow later in range, merge and observe): a count near `u64::MAX`.
 fn histogram_state_is_known_bad(c: &HistogramCalibrator) -> bool {
     c.count() > 1 << 62 || c.skipped() > 1 << 62
@@ -194,7 +231,9 @@ fn valid_calibrator_bytes(u: &mut Unstructured<'_>, which: u8) -> Result<Vec<u8>
             ])?;
             let mut c = HistogramCalibrator::new(m).with_symmetric(u.arbitrary()?);
             if u.arbitrary()? {
-                c = c.with_bins(u.int_in_range(1usize..=4096)?).unwrap_or_else(|_| HistogramCalibrator::new(m));
+                c = c
+                    .with_bins(u.int_in_range(1usize..=4096)?)
+                    .unwrap_or_else(|_| HistogramCalibrator::new(m));
             }
             let _ = c.observe(&batch);
             let _ = c.observe(&[f32_any(u)?]);
@@ -220,6 +259,21 @@ pub fn calib_bytes(data: &[u8]) {
             let b = valid_calibrator_bytes(u, which)?;
             damage(u, b)?
         };
+        // FINDINGS.md F9: a state whose count is near u64::MAX is accepted, and merging it
+        // overflows; such counts kept out while that stands.
+        let count_at = |o: usize| {
+            bytes
+                .get(o..o + 8)
+                .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8")))
+        };
+        let huge_count = match which {
+            0 => count_at(5) > 1 << 62,
+            2 => count_at(9) > 1 << 62,
+            _ => false,
+        };
+        if super::avoid_known() && huge_count {
+            return Ok(());
+        }
         match which {
             0 => {
                 if let Ok(c) = MinMaxCalibrator::from_bytes(&bytes) {
@@ -234,7 +288,12 @@ pub fn calib_bytes(data: &[u8]) {
             }
             2 => {
                 if let Ok(c) = PerChannelMinMaxCalibrator::from_bytes(&bytes) {
-                    assert!(c.channels() <= bytes.len(), "{} channels from {} bytes", c.channels(), bytes.len());
+                    assert!(
+                        c.channels() <= bytes.len(),
+                        "{} channels from {} bytes",
+                        c.channels(),
+                        bytes.len()
+                    );
                     let _ = c.ranges();
                     let _ = lowbit::scheme::smooth::absmax_from_calibrator(&c);
                     use_calibrator(&c, u)?;
@@ -244,8 +303,11 @@ pub fn calib_bytes(data: &[u8]) {
                 if let Ok(c) = HistogramCalibrator::from_bytes(&bytes) {
                     // Allocation: the fine histogram in proportion to the state's bytes.
                     let base = HistogramCalibrator::new(Method::Percentile(99.0)).memory();
+                    // FINDINGS.md F8: a page entry of 12 bytes allocates a whole page (up to
+                    // 512 KiB): ~4 KB of state hold 256 MiB. Until fixed, only that bound.
+                    let per_byte = if super::avoid_known() { 1 << 16 } else { 64 };
                     assert!(
-                        c.memory() <= base + 64 * bytes.len(),
+                        c.memory() <= base + per_byte * bytes.len(),
                         "histogram state of {} bytes holds {} bytes",
                         bytes.len(),
                         c.memory()
