@@ -86,7 +86,7 @@ fn use_range(r: Range) {
     let _ = r.amax();
     let _ = r.symmetric_int8();
     if let Ok(p) = r.affine_uint8() {
-        // FINDINGS.md F13: a range of ±f32::MAX gives an infinite scale.
+        // FINDINGS.md F7: a range of ±f32::MAX gives an infinite scale.
         if !(super::avoid_known() && (r.max - r.min).is_infinite()) {
             assert!(p.scale.is_finite() && p.scale > 0.0, "{r:?} -> {p:?}");
         }
@@ -121,7 +121,7 @@ pub fn calib_minmax(data: &[u8]) {
                     }
                 }
                 if let Ok(r) = c.range() {
-                    // FINDINGS.md F14: averaging extremes near f32::MAX overflows to inf.
+                    // FINDINGS.md F8: averaging extremes near f32::MAX overflows to inf.
                     if !(super::avoid_known() && huge) {
                         assert!(
                             r.min <= r.max && r.min.is_finite() && r.max.is_finite(),
@@ -137,7 +137,7 @@ pub fn calib_minmax(data: &[u8]) {
             }
             2 => {
                 let ch = size(u)?;
-                // FINDINGS.md F12: new(u32::MAX as usize) allocates 16 GiB up front.
+                // FINDINGS.md F6: new(u32::MAX as usize) allocates 16 GiB up front.
                 if super::avoid_known() && ch > 1 << 16 {
                     return Ok(());
                 }
@@ -182,7 +182,7 @@ fn method(u: &mut Unstructured<'_>) -> Result<Method> {
         }),
         1 => Method::Entropy { bits: super::bits(u)? },
         _ => {
-            // FINDINGS.md F24: the MSE search costs bins × 2^(bits-1) steps (seconds at 16
+            // FINDINGS.md F16: the MSE search costs bins × 2^(bits-1) steps (seconds at 16
             // bits); wide searches kept out while that stands.
             let b = super::bits(u)?;
             Method::Mse {
@@ -220,7 +220,7 @@ pub fn calib_histogram(data: &[u8]) {
         let c = c.clone().with_non_finite(super::non_finite(u)?).unwrap_or(c);
         let skip = c.clone().observe(&[f32::NAN]).is_ok();
         let bs = batches(u, 48, 1)?;
-        // FINDINGS.md F10: `new` takes a method it cannot keep: Percentile(NaN) does not merge
+        // FINDINGS.md F4: `new` takes a method it cannot keep: Percentile(NaN) does not merge
         // with its own clone, and Entropy / Mse bits above 255 come back from the bytes
         // truncated (so the shards no longer merge).
         let unkept = match m {
@@ -250,7 +250,7 @@ pub fn calib_histogram(data: &[u8]) {
         let mut g2 = got.clone();
         let _ = g2.merge(&other);
         // A histogram of our own.
-        // FINDINGS.md F22: counts whose sum passes u64::MAX overflow; kept below it here.
+        // FINDINGS.md F14: counts whose sum passes u64::MAX overflow; kept below it here.
         let cap = if super::avoid_known() { u64::MAX >> 10 } else { u64::MAX };
         let counts = vec_of(u, 300, |u| {
             Ok(if u.ratio(1u8, 16)? {

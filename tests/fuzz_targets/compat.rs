@@ -187,13 +187,10 @@ pub fn bnb(data: &[u8]) {
                 };
                 if let Ok(st) = QuantState::new(absmax, bs, qt, len) {
                     let _ = (st.blocks(), st.bits_per_element(), st.absmax());
-                    // FINDINGS.md F9: dequantize_4bit allocates `len` floats before checking.
-                    if !(super::avoid_known() && len > 1 << 20) {
-                        let packed = vec_of(u, 160, |u| u.arbitrary::<u8>())?;
-                        let _ = b::dequantize_4bit(&packed, &st);
-                        let mut out = vec![0f32; len.min(400)];
-                        let _ = b::dequantize_4bit_into(&packed, &st, &mut out);
-                    }
+                    let packed = vec_of(u, 160, |u| u.arbitrary::<u8>())?;
+                    let _ = b::dequantize_4bit(&packed, &st);
+                    let mut out = vec![0f32; len.min(400)];
+                    let _ = b::dequantize_4bit_into(&packed, &st, &mut out);
                 }
             }
             _ => {
@@ -247,7 +244,7 @@ pub fn bnb(data: &[u8]) {
     });
 }
 
-/// Batches for the compat calibrators. FINDINGS.md F10 and F11: their histograms grow with
+/// Batches for the compat calibrators. FINDINGS.md F5: their histograms grow with
 /// the ratio of later maxima to the first batch's (without bound, to a panic or an
 /// allocation of terabytes), and values near 1e36 index out of bounds; while those stand,
 /// every batch is kept within the first batch's range, which holds a value of magnitude
@@ -272,7 +269,7 @@ fn compat_batches(u: &mut Unstructured<'_>) -> Result<Vec<Vec<f32>>> {
         for b in &mut batches {
             b.push(sign * m);
         }
-        // F10 also: a first batch that is all zero (or tiny against later ones).
+        // F5 also: a first batch that is all zero (or tiny against later ones).
         let t = m * 2f32.powi(-10);
         for b in &mut batches {
             for v in b.iter_mut() {
@@ -294,7 +291,7 @@ pub fn modelopt(data: &[u8]) {
         for b in compat_batches(u)? {
             let _ = c.collect(&b);
             if let Some((h, e)) = c.histogram() {
-                // Allocation stays proportional: F10 is where it does not.
+                // Allocation stays proportional: F5 is where it does not.
                 assert!(
                     h.len() <= 1 << 16 && e.len() <= 1 << 16 + 1,
                     "modelopt histogram grew to {}",
@@ -329,7 +326,7 @@ pub fn ort(data: &[u8]) {
         let Ok(mut c) = HistogramCollector::new(method, symmetric, bins, qbins, p) else {
             return Ok(());
         };
-        // FINDINGS.md F11: entropy over 2^16 bins and more takes minutes; and the bins of any
+        // FINDINGS.md F5: entropy over 2^16 bins and more takes minutes; and the bins of any
         // method are allocated in full per batch: kept to 4096 here, for speed.
         if bins > 4096 && (super::avoid_known() || method == Method::Percentile) {
             return Ok(());

@@ -138,7 +138,7 @@ pub(crate) use with_format;
 /// Number of formats [`with_format`] dispatches over.
 pub(crate) const FORMATS: u8 = 23;
 
-/// A format index for [`with_format`]. FINDINGS.md F2: layouts whose top exponent
+/// A format index for [`with_format`]. FINDINGS.md F1: layouts whose top exponent
 /// `2^exp_bits - 1 - bias` passes 1023 (here 14 and 17, 8 bits with bias -1000) are accepted though their values pass `f64`'s range, so
 /// finite codes decode to infinity; steered around while known.
 pub(crate) fn format_index(u: &mut Unstructured<'_>) -> Result<u8> {
@@ -447,7 +447,7 @@ pub fn layout(data: &[u8]) {
         let minp = l.min_positive();
         let minn = l.min_positive_normal();
         assert!(max > 0.0 && !max.is_nan(), "{l:?}: max {max}");
-        // FINDINGS.md F2: every value of an accepted layout is an f64.
+        // FINDINGS.md F1: every value of an accepted layout is an f64.
         let beyond_f64 = ((1i64 << exp_bits.min(11)) - 1 - i64::from(bias)) > 1023;
         if !(super::avoid_known() && beyond_f64) {
             assert!(max.is_finite(), "{l:?}: max {max}");

@@ -25,6 +25,16 @@ mod quant;
 mod scheme;
 mod stored;
 
+#[allow(unused_imports)]
+pub use self::{
+    calib::{calib_histogram, calib_minmax},
+    compat::{bnb, ggml, modelopt, ort},
+    formats::{format_cast, format_scalar, format_slice, layout},
+    quant::{absmax, affine, codebook, double_quant, mx, pack},
+    scheme::{amp, fake_quant, lowbit_schemes, ptq, smooth},
+    stored::{calib_bytes, quantized_bytes},
+};
+
 /// A fuzz target: reads its parameters from the bytes, calls, asserts.
 pub type Target = fn(&[u8]);
 

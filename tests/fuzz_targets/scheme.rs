@@ -66,10 +66,8 @@ fn weight_scheme(u: &mut Unstructured<'_>) -> Result<Option<lowbit::scheme::ptq:
         _ => {
             let q = lowbit::quant::AbsmaxQuantizer::new(u.int_in_range(2u32..=8)?, super::granularity(u)?);
             match q {
-                Ok(q) if super::quant::sane_group(lowbit::quant::Quantizer::granularity(&q)) => {
-                    Some(WeightScheme::Custom(Arc::new(q)))
-                }
-                _ => None,
+                Ok(q) => Some(WeightScheme::Custom(Arc::new(q))),
+                Err(_) => None,
             }
         }
     })
@@ -97,12 +95,6 @@ fn activation_scheme(u: &mut Unstructured<'_>) -> Result<Option<lowbit::scheme::
     Ok(ActivationScheme::new(kind, bits(u)?, u.arbitrary()?).ok())
 }
 
-/// Whether a PTQ weight's data is in the range FINDINGS.md F15 is about (values near
-/// f32::MAX quantize to infinity, and the report's MSE overflows).
-fn huge(x: &[f32]) -> bool {
-    x.iter().any(|v| v.abs() > 1e37)
-}
-
 /// PTQ: patterns (against a reference glob), recipes, weight schemes, activation calibration.
 pub fn ptq(data: &[u8]) {
     use lowbit::scheme::ptq::{Pattern, QuantizedWeight, Recipe, Report};
@@ -120,7 +112,7 @@ pub fn ptq(data: &[u8]) {
         } else {
             p == s
         };
-        // FINDINGS.md F16: `?` matches a byte, not a character; `*` in a name is taken for the
+        // FINDINGS.md F9: `?` matches a byte, not a character; `*` in a name is taken for the
         // pattern's `*` literally, so `a*` does not match `a*b`.
         let known = super::avoid_known() && (!s.is_ascii() || s.contains('*'));
         if !known {
@@ -177,16 +169,6 @@ pub fn ptq(data: &[u8]) {
         let mut report = Report::default();
         for (nm, data, shape) in &tensors {
             let _ = recipe.weight_scheme(nm);
-            // FINDINGS.md F17: a shape whose product overflows is accepted (as its wrapped
-            // product in release; an overflow panic in debug).
-            let overflows = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none();
-            if super::avoid_known() && overflows {
-                continue;
-            }
-            // FINDINGS.md F3 (huge blocks in the codebook kernels) and F15 (data near MAX).
-            if super::avoid_known() && (huge(data) || shape.iter().any(|&d| d >= 1 << 32)) {
-                continue;
-            }
             let Ok((qw, lr)) = recipe.quantize_weight(nm, data, shape) else {
                 continue;
             };
@@ -195,7 +177,7 @@ pub fn ptq(data: &[u8]) {
             let _ = qw.size_bytes();
             let y = qw.dequantize().expect("dequantize a quantized weight");
             assert_eq!(y.len(), data.len());
-            if data.iter().all(|v| v.is_finite()) && !huge(data) {
+            if data.iter().all(|v| v.is_finite()) {
                 assert!(!lr.mse.is_nan(), "{nm}: {lr:?}");
             }
             if let QuantizedWeight::Int(q) = &qw {
@@ -208,15 +190,7 @@ pub fn ptq(data: &[u8]) {
             report.weight_bytes_after(),
             report.weight_sqnr_db(),
         );
-        if !(super::avoid_known()
-            && tensors.iter().any(|(_, d, s)| {
-                huge(d)
-                    || s.iter().try_fold(1usize, |a, &x| a.checked_mul(x)).is_none()
-                    || s.iter().any(|&x| x >= 1 << 32)
-            }))
-        {
-            let _ = recipe.quantize_weights(tensors.iter().map(|(n, d, s)| (n.as_str(), d.as_slice(), s.as_slice())));
-        }
+        let _ = recipe.quantize_weights(tensors.iter().map(|(n, d, s)| (n.as_str(), d.as_slice(), s.as_slice())));
         // Activations.
         let mut cal = recipe.calibration();
         for _ in 0..u.int_in_range(0u8..=4)? {
@@ -276,7 +250,7 @@ pub fn fake_quant(data: &[u8]) {
             let _ = (p.scale(), p.zero_point(), p.qmin(), p.qmax());
             let mut y = vec![0f32; x.len()];
             if fq::forward(&x, &p, &mut y).is_ok() {
-                // Finite in, finite out, within the integer grid's range; FINDINGS.md F18: a
+                // Finite in, finite out, within the integer grid's range; FINDINGS.md F10: a
                 // subnormal scale gives NaN.
                 if !(super::avoid_known() && p.scale() < f32::MIN_POSITIVE) {
                     for (v, w) in x.iter().zip(&y) {
@@ -307,7 +281,7 @@ pub fn lowbit_schemes(data: &[u8]) {
         } else {
             u.int_in_range(1usize..=4)?
         };
-        // FINDINGS.md F19: a huge channel count allocates (capacity overflow) before checking.
+        // FINDINGS.md F11: a huge channel count allocates (capacity overflow) before checking.
         let channels_ok = !(super::avoid_known() && channels > 1 << 16);
         let wrong = u.ratio(1u8, 8)?;
         let mut out = vec![0f32; x.len() + usize::from(wrong)];
@@ -510,7 +484,7 @@ pub fn smooth(data: &[u8]) {
             let _ = sq.scales_shared(&act, &[&w, &w2]);
             let _ = sq.scales_shared(&act, &[]);
         }
-        // FINDINGS.md F19: column_absmax(&[], usize::MAX) allocates `cols` before checking.
+        // FINDINGS.md F11: column_absmax(&[], usize::MAX) allocates `cols` before checking.
         if !(super::avoid_known() && cols > 1 << 16) {
             if let Ok(m) = sm::column_absmax(&w, cols) {
                 assert_eq!(m.len(), cols);

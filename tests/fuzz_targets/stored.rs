@@ -15,11 +15,6 @@ use lowbit::quant::{AbsmaxQuantizer, AffineQuantizer, Codebook, CodebookQuantize
 fn valid_quantized(u: &mut Unstructured<'_>) -> Result<Option<Quantized>> {
     let x = f32s_mostly_finite(u, 70)?;
     let g = granularity(u)?;
-    let g = if super::quant::sane_group(g) {
-        g
-    } else {
-        lowbit::quant::Granularity::PerTensor
-    };
     let b = u.int_in_range(1u32..=8)?;
     let nf = non_finite(u)?;
     Ok(match u.int_in_range(0u8..=5)? {
@@ -181,7 +176,7 @@ pub fn quantized_bytes(data: &[u8]) {
     });
 }
 
-/// Whether an accepted histogram state is one of FINDINGS.md F9 (counts that overflow or
+/// Whether an accepted histogram state is one of FINDINGS.md F3 (counts that overflow or
 /// underflow later in range, merge and observe): a count near `u64::MAX`.
 fn histogram_state_is_known_bad(c: &HistogramCalibrator) -> bool {
     c.count() > 1 << 62 || c.skipped() > 1 << 62
@@ -259,7 +254,7 @@ pub fn calib_bytes(data: &[u8]) {
             let b = valid_calibrator_bytes(u, which)?;
             damage(u, b)?
         };
-        // FINDINGS.md F9: a state whose count is near u64::MAX is accepted, and merging it
+        // FINDINGS.md F3: a state whose count is near u64::MAX is accepted, and merging it
         // overflows; such counts kept out while that stands.
         let count_at = |o: usize| {
             bytes
@@ -303,7 +298,7 @@ pub fn calib_bytes(data: &[u8]) {
                 if let Ok(c) = HistogramCalibrator::from_bytes(&bytes) {
                     // Allocation: the fine histogram in proportion to the state's bytes.
                     let base = HistogramCalibrator::new(Method::Percentile(99.0)).memory();
-                    // FINDINGS.md F8: a page entry of 12 bytes allocates a whole page (up to
+                    // FINDINGS.md F2: a page entry of 12 bytes allocates a whole page (up to
                     // 512 KiB): ~4 KB of state hold 256 MiB. Until fixed, only that bound.
                     let per_byte = if super::avoid_known() { 1 << 16 } else { 64 };
                     assert!(
