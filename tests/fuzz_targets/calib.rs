@@ -132,8 +132,11 @@ pub fn calib_minmax(data: &[u8]) {
                 }
                 let other = c.clone();
                 assert!(c.merge(&other).is_err());
-                let d = MovingAverageMinMaxCalibrator::from_bytes(&c.to_bytes()).expect("bytes");
-                assert_eq!(d.to_bytes(), c.to_bytes());
+                // FINDINGS.md F8 also: the infinite state is refused by from_bytes.
+                if !(super::avoid_known() && huge) {
+                    let d = MovingAverageMinMaxCalibrator::from_bytes(&c.to_bytes()).expect("bytes");
+                    assert_eq!(d.to_bytes(), c.to_bytes());
+                }
             }
             2 => {
                 let ch = size(u)?;

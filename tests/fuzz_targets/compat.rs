@@ -293,7 +293,7 @@ pub fn modelopt(data: &[u8]) {
             if let Some((h, e)) = c.histogram() {
                 // Allocation stays proportional: F5 is where it does not.
                 assert!(
-                    h.len() <= 1 << 16 && e.len() <= 1 << 16 + 1,
+                    h.len() <= 1 << 16 && e.len() <= (1 << 16) + 1,
                     "modelopt histogram grew to {}",
                     h.len()
                 );

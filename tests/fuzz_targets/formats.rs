@@ -150,6 +150,14 @@ pub(crate) fn format_index(u: &mut Unstructured<'_>) -> Result<u8> {
     })
 }
 
+/// FINDINGS.md F17: a `FiniteNan` layout with `NanRule::Payload` encodes NaN to a finite
+/// code on the generic path; its NaN checks are skipped while that stands.
+fn nan_payload_known<F: FloatFormat>() -> bool {
+    super::avoid_known()
+        && F::LAYOUT.specials() != Specials::Ieee
+        && matches!(F::LAYOUT.nan_rule(), NanRule::Payload { .. })
+}
+
 /// A code of `F` (any bits: out-of-range codes are masked by `try_code`'s check).
 fn code<F: FloatFormat>(u: &mut Unstructured<'_>) -> Result<F::Code> {
     let raw: u64 = u.arbitrary()?;
@@ -166,6 +174,9 @@ fn check_code_round_trip<F: FloatFormat>(c: F::Code, opts: Options) {
     assert_eq!(v.is_nan(), F::is_nan(c), "{}: decode_f64({c:#x}) = {v}", F::NAME);
     if F::is_nan(c) {
         assert!(w.is_nan(), "{}: decode_f32 of NaN code {c:#x} = {w}", F::NAME);
+        if nan_payload_known::<F>() {
+            return;
+        }
         assert!(
             F::is_nan(F::encode_f64_with(v, opts)),
             "{}: NaN {c:#x} re-encoded",
@@ -224,7 +235,7 @@ fn check_encode<F: FloatFormat>(x: f64, opts: Options) {
         !F::LAYOUT.is_signed() && x < 0.0 || F::LAYOUT.specials() == Specials::PowerOfTwo && x == 0.0;
     if x.is_nan() {
         assert!(
-            F::is_nan(c) || !F::LAYOUT.has_nan(),
+            F::is_nan(c) || !F::LAYOUT.has_nan() || nan_payload_known::<F>(),
             "{}: NaN encoded as {c:#x}",
             F::NAME
         );
