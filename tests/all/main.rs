@@ -6,6 +6,7 @@ mod calib_props;
 mod codebook;
 mod common;
 mod exhaustive;
+mod fuzz;
 mod generic;
 mod ggml;
 #[cfg(feature = "gguf")]
