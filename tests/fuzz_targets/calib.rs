@@ -86,10 +86,7 @@ fn use_range(r: Range) {
     let _ = r.amax();
     let _ = r.symmetric_int8();
     if let Ok(p) = r.affine_uint8() {
-        // FINDINGS.md F7: a range of ±f32::MAX gives an infinite scale.
-        if !(super::avoid_known() && (r.max - r.min).is_infinite()) {
-            assert!(p.scale.is_finite() && p.scale > 0.0, "{r:?} -> {p:?}");
-        }
+        assert!(p.scale.is_finite() && p.scale > 0.0, "{r:?} -> {p:?}");
     }
     let _ = r.fp8_scale::<lowbit::E4M3>();
     let _ = r.fp8_scale::<lowbit::E8M0>();
@@ -114,36 +111,23 @@ pub fn calib_minmax(data: &[u8]) {
                 let Ok(mut c) = MovingAverageMinMaxCalibrator::new(k) else {
                     return Ok(());
                 };
-                let mut huge = false;
                 for b in batches(u, 40, 1)? {
-                    if c.observe(&b).is_ok() {
-                        huge |= b.iter().any(|v| v.abs() > 1e38);
-                    }
+                    let _ = c.observe(&b);
                 }
                 if let Ok(r) = c.range() {
-                    // FINDINGS.md F8: averaging extremes near f32::MAX overflows to inf.
-                    if !(super::avoid_known() && huge) {
-                        assert!(
-                            r.min <= r.max && r.min.is_finite() && r.max.is_finite(),
-                            "c = {k}: {r:?}"
-                        );
-                    }
+                    assert!(
+                        r.min <= r.max && r.min.is_finite() && r.max.is_finite(),
+                        "c = {k}: {r:?}"
+                    );
                     use_range(r);
                 }
                 let other = c.clone();
                 assert!(c.merge(&other).is_err());
-                // FINDINGS.md F8 also: the infinite state is refused by from_bytes.
-                if !(super::avoid_known() && huge) {
-                    let d = MovingAverageMinMaxCalibrator::from_bytes(&c.to_bytes()).expect("bytes");
-                    assert_eq!(d.to_bytes(), c.to_bytes());
-                }
+                let d = MovingAverageMinMaxCalibrator::from_bytes(&c.to_bytes()).expect("bytes");
+                assert_eq!(d.to_bytes(), c.to_bytes());
             }
             2 => {
                 let ch = size(u)?;
-                // FINDINGS.md F6: new(u32::MAX as usize) allocates 16 GiB up front.
-                if super::avoid_known() && ch > 1 << 16 {
-                    return Ok(());
-                }
                 let Ok(c) = PerChannelMinMaxCalibrator::new(ch) else {
                     return Ok(());
                 };
@@ -158,10 +142,12 @@ pub fn calib_minmax(data: &[u8]) {
                 }
                 let _ = c.range();
                 let _ = lowbit::scheme::smooth::absmax_from_calibrator(&c);
-                let mut other = PerChannelMinMaxCalibrator::new(ch + 1).expect("ch + 1");
-                let _ = other.observe(&vec![1.0; ch + 1]);
-                let mut c2 = c.clone();
-                assert!(c2.merge(&other).is_err());
+                if ch < 4096 {
+                    let mut other = PerChannelMinMaxCalibrator::new(ch + 1).expect("ch + 1");
+                    let _ = other.observe(&vec![1.0; ch + 1]);
+                    let mut c2 = c.clone();
+                    assert!(c2.merge(&other).is_err());
+                }
             }
             _ => {
                 // Ranges from public fields.
@@ -224,21 +210,6 @@ pub fn calib_histogram(data: &[u8]) {
         let c = c.clone().with_non_finite(super::non_finite(u)?).unwrap_or(c);
         let skip = c.clone().observe(&[f32::NAN]).is_ok();
         let bs = batches(u, 48, 1)?;
-        // FINDINGS.md F4: `new` takes a method it cannot keep: Percentile(NaN) does not merge
-        // with its own clone, and Entropy / Mse bits above 255 come back from the bytes
-        // truncated (so the shards no longer merge).
-        let unkept = match m {
-            Method::Percentile(p) => p.is_nan(),
-            Method::Entropy { bits } | Method::Mse { bits } => bits > 255,
-        };
-        if super::avoid_known() && unkept {
-            let mut c = c;
-            for b in &bs {
-                let _ = c.observe(b);
-            }
-            let _ = c.range();
-            return Ok(());
-        }
         let template = c.clone();
         let got = order_and_split(u, || template.clone(), &bs, skip)?;
         let _ = (got.bins(), got.count(), got.skipped(), got.memory(), got.amax());
@@ -255,11 +226,9 @@ pub fn calib_histogram(data: &[u8]) {
         let mut g2 = got.clone();
         let _ = g2.merge(&other);
         // A histogram of our own.
-        // FINDINGS.md F14: counts whose sum passes u64::MAX overflow; kept below it here.
-        let cap = if super::avoid_known() { u64::MAX >> 10 } else { u64::MAX };
         let counts = vec_of(u, 300, |u| {
             Ok(if u.ratio(1u8, 16)? {
-                u.arbitrary::<u64>()? & cap
+                u.arbitrary::<u64>()?
             } else {
                 u64::from(u.arbitrary::<u8>()?)
             })

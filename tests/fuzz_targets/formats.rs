@@ -140,24 +140,9 @@ pub(crate) use with_format;
 /// Number of formats [`with_format`] dispatches over.
 pub(crate) const FORMATS: u8 = 23;
 
-/// A format index for [`with_format`]. FINDINGS.md F1: layouts whose top exponent
-/// `2^exp_bits - 1 - bias` passes 1023 (here 14 and 17, 8 bits with bias -1000) are accepted though their values pass `f64`'s range, so
-/// finite codes decode to infinity; steered around while known.
+/// A format index for [`with_format`].
 pub(crate) fn format_index(u: &mut Unstructured<'_>) -> Result<u8> {
-    let i = u.int_in_range(0..=FORMATS - 1)?;
-    Ok(if super::avoid_known() && (i == 14 || i == 17) {
-        0
-    } else {
-        i
-    })
-}
-
-/// FINDINGS.md F17: a `FiniteNan` layout with `NanRule::Payload` encodes NaN to a finite
-/// code on the generic path; its NaN checks are skipped while that stands.
-fn nan_payload_known<F: FloatFormat>() -> bool {
-    super::avoid_known()
-        && F::LAYOUT.specials() != Specials::Ieee
-        && matches!(F::LAYOUT.nan_rule(), NanRule::Payload { .. })
+    u.int_in_range(0..=FORMATS - 1)
 }
 
 /// A code of `F` (any bits: out-of-range codes are masked by `try_code`'s check).
@@ -176,9 +161,6 @@ fn check_code_round_trip<F: FloatFormat>(c: F::Code, opts: Options) {
     assert_eq!(v.is_nan(), F::is_nan(c), "{}: decode_f64({c:#x}) = {v}", F::NAME);
     if F::is_nan(c) {
         assert!(w.is_nan(), "{}: decode_f32 of NaN code {c:#x} = {w}", F::NAME);
-        if nan_payload_known::<F>() {
-            return;
-        }
         assert!(
             F::is_nan(F::encode_f64_with(v, opts)),
             "{}: NaN {c:#x} re-encoded",
@@ -237,7 +219,7 @@ fn check_encode<F: FloatFormat>(x: f64, opts: Options) {
         !F::LAYOUT.is_signed() && x < 0.0 || F::LAYOUT.specials() == Specials::PowerOfTwo && x == 0.0;
     if x.is_nan() {
         assert!(
-            F::is_nan(c) || !F::LAYOUT.has_nan() || nan_payload_known::<F>(),
+            F::is_nan(c) || !F::LAYOUT.has_nan(),
             "{}: NaN encoded as {c:#x}",
             F::NAME
         );
@@ -460,11 +442,8 @@ pub fn layout(data: &[u8]) {
         let minp = l.min_positive();
         let minn = l.min_positive_normal();
         assert!(max > 0.0 && !max.is_nan(), "{l:?}: max {max}");
-        // FINDINGS.md F1: every value of an accepted layout is an f64.
-        let beyond_f64 = ((1i64 << exp_bits.min(11)) - 1 - i64::from(bias)) > 1023;
-        if !(super::avoid_known() && beyond_f64) {
-            assert!(max.is_finite(), "{l:?}: max {max}");
-        }
+        // Every value of an accepted layout is an f64 (F1).
+        assert!(max.is_finite(), "{l:?}: max {max}");
         // (An IEEE layout with one exponent bit has no normal values: there the smallest
         // normal exponent's value lies above the largest value; FINDINGS.md, observations.)
         assert!(minp > 0.0 && minp <= minn && minp <= max, "{l:?}: {minp} {minn} {max}");

@@ -16,6 +16,15 @@ use lowbit::quant::{
 };
 use lowbit::{Bf16, E4M3Fnuz, Fp16, Fp32, Fp64, Tf32, E2M1, E4M3, E5M2, E8M0};
 
+/// The length of a contiguous group (for messages; 1 for per-column).
+fn g_len(g: Granularity, _i: usize) -> usize {
+    match g {
+        Granularity::PerBlock(b) => b,
+        Granularity::PerRow { cols } => cols,
+        _ => 1,
+    }
+}
+
 /// Group index of element `i` under `g` (for the error bound).
 fn group_of(g: Granularity, i: usize) -> usize {
     match g {
@@ -196,14 +205,27 @@ fn affine_with<S: FloatFormat>(u: &mut Unstructured<'_>) -> Result<()> {
     };
     let q = q.with_rounding(rounding(u)?).unwrap_or(q);
     let q = q.with_non_finite(non_finite(u)?);
-    let q = q.with_eps(f32_any(u)?).unwrap_or(q);
+    let eps = f32_any(u)?;
+    let q = q.with_eps(eps).unwrap_or(q);
     assert_eq!(q.qmax(), (1 << b) - 1);
     let x = f32s_mostly_finite(u, 200)?;
     let mut reuse = Quantized::empty();
     if let Some((_, y)) = exercise(&q, &x, &mut reuse) {
-        if S::NAME == Fp32::NAME && x.iter().all(|v| v.is_finite()) {
+        // FINDINGS.md F19: an eps near f32::MAX (accepted by with_eps) lets finite data near
+        // f32::MAX dequantize to infinity; steered around while that stands.
+        let huge_eps = super::avoid_known() && eps > 1e30;
+        if S::NAME == Fp32::NAME && x.iter().all(|v| v.is_finite()) && !huge_eps {
             // Finite data gives finite values.
-            assert!(y.iter().all(|v| v.is_finite()), "affine {b}-bit {g:?}: {x:?} -> {y:?}");
+            if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+                let lo = i - i % g_len(g, i);
+                panic!(
+                    "{q:?}: x[{i}] = {} came back {}; group from {lo}: {:?} -> {:?}",
+                    x[i],
+                    y[i],
+                    &x[lo..(lo + g_len(g, i)).min(x.len())],
+                    &y[lo..(lo + g_len(g, i)).min(y.len())]
+                );
+            }
         }
     }
     Ok(())
@@ -285,10 +307,7 @@ pub fn codebook(data: &[u8]) {
         // Normal-float helpers.
         let _ = normal_quantile(f64::from(f32_any(u)?));
         let k = bits(u)?;
-        // FINDINGS.md F13: normal_float_offset(k) shifts `1u32 << k`, which overflows from 32.
-        if !super::avoid_known() || k < 32 {
-            let _ = normal_float_offset(k);
-        }
+        let _ = normal_float_offset(k);
         let _ = normal_float_levels(k);
         let _ = normal_float_levels_with_offset(k, f32_any(u)?);
         let Some(cb) = any_codebook(u)? else {
@@ -359,15 +378,7 @@ pub fn mx(data: &[u8]) {
                 let Ok(q) = MxQuantizer::new(el, rule) else {
                     return Ok(());
                 };
-                let block = size(u)?;
-                // FINDINGS.md F15: with_block_size multiplies the size by the element width
-                // unchecked (overflow from 2^61).
-                let block = if super::avoid_known() && block > 1 << 40 {
-                    32
-                } else {
-                    block
-                };
-                let q = q.with_block_size(block).unwrap_or(q);
+                let q = q.with_block_size(size(u)?).unwrap_or(q);
                 let q = q.with_rounding(rounding(u)?).unwrap_or(q);
                 let q = q.with_non_finite(non_finite(u)?).unwrap_or(q);
                 let _ = (q.element(), q.rule(), q.block_size());
@@ -470,10 +481,7 @@ pub fn mx(data: &[u8]) {
             mm::mxint8_code(v, e, mr),
         );
         let _ = (mm::mxint8_dequant(u.arbitrary()?, e), mm::mxint8_code(v, t, mr));
-        // FINDINGS.md F12: msx_scale_code of a shared exponent beyond i32 overflows.
-        if !super::avoid_known() || t.abs() < 1e9 {
-            let _ = mm::msx_scale_code(t);
-        }
+        let _ = mm::msx_scale_code(t);
         Ok(())
     });
 }

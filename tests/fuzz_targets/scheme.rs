@@ -115,13 +115,8 @@ pub fn ptq(data: &[u8]) {
         } else {
             p == s
         };
-        // FINDINGS.md F9: `?` matches a byte, not a character; `*` in a name is taken for the
-        // pattern's `*` literally, so `a*` does not match `a*b`.
-        let known = super::avoid_known() && (!s.is_ascii() || s.contains('*'));
-        if !known {
-            assert_eq!(got, want, "pattern {p:?} against {s:?}");
-        }
-        assert!(Pattern::parse(&s).matches(&s) || (super::avoid_known() && s.contains(['*', '?'])));
+        assert_eq!(got, want, "pattern {p:?} against {s:?}");
+        assert!(Pattern::parse(&s).matches(&s), "{s:?} does not match itself");
         // A recipe.
         let mut recipe = match u.int_in_range(0u8..=4)? {
             0 => lowbit::scheme::tflite::dynamic_range(),
@@ -180,8 +175,11 @@ pub fn ptq(data: &[u8]) {
             let _ = qw.size_bytes();
             let y = qw.dequantize().expect("dequantize a quantized weight");
             assert_eq!(y.len(), data.len());
-            if data.iter().all(|v| v.is_finite()) {
-                assert!(!lr.mse.is_nan(), "{nm}: {lr:?}");
+            // FINDINGS.md F20: bnb double quantization of block maxima near f32::MAX restores
+            // an infinite absmax (NaN values, MSE NaN); steered around while that stands.
+            let near_max = super::avoid_known() && data.iter().any(|v| v.abs() > 1e37);
+            if data.iter().all(|v| v.is_finite()) && !near_max {
+                assert!(!lr.mse.is_nan(), "{nm}: {lr:?}; data {data:?} -> {y:?}");
             }
             if let QuantizedWeight::Int(q) = &qw {
                 assert!(lowbit::quant::Quantized::from_bytes(&q.to_bytes()).expect("bytes") == *q);
@@ -253,12 +251,9 @@ pub fn fake_quant(data: &[u8]) {
             let _ = (p.scale(), p.zero_point(), p.qmin(), p.qmax());
             let mut y = vec![0f32; x.len()];
             if fq::forward(&x, &p, &mut y).is_ok() {
-                // Finite in, finite out, within the integer grid's range; FINDINGS.md F10: a
-                // subnormal scale gives NaN.
-                if !(super::avoid_known() && p.scale() < f32::MIN_POSITIVE) {
-                    for (v, w) in x.iter().zip(&y) {
-                        assert!(!w.is_nan(), "{p:?}: {v} -> {w}");
-                    }
+                // Finite in, no NaN out (F10: a subnormal scale).
+                for (v, w) in x.iter().zip(&y) {
+                    assert!(!w.is_nan(), "{p:?}: {v} -> {w}");
                 }
             }
             let mut dx = vec![0f32; x.len()];
@@ -284,8 +279,6 @@ pub fn lowbit_schemes(data: &[u8]) {
         } else {
             u.int_in_range(1usize..=4)?
         };
-        // FINDINGS.md F11: a huge channel count allocates (capacity overflow) before checking.
-        let channels_ok = !(super::avoid_known() && channels > 1 << 16);
         let wrong = u.ratio(1u8, 8)?;
         let mut out = vec![0f32; x.len() + usize::from(wrong)];
         match u.int_in_range(0u8..=2)? {
@@ -317,7 +310,7 @@ pub fn lowbit_schemes(data: &[u8]) {
                     }
                 }
             }
-            1 if channels_ok => {
+            1 => {
                 if let Ok(z) = Binary::quantize(&x, channels) {
                     assert_eq!(z.len(), x.len());
                     let _ = (
@@ -337,7 +330,7 @@ pub fn lowbit_schemes(data: &[u8]) {
                     }
                 }
             }
-            _ if channels_ok => {
+            _ => {
                 let r = if u.arbitrary()? {
                     Ternary::quantize(&x, channels)
                 } else {
@@ -356,7 +349,6 @@ pub fn lowbit_schemes(data: &[u8]) {
                     assert_eq!(z.dequantize(&mut out).is_ok(), !wrong);
                 }
             }
-            _ => {}
         }
         Ok(())
     });
@@ -488,11 +480,8 @@ pub fn smooth(data: &[u8]) {
             let _ = sq.scales_shared(&act, &[&w, &w2]);
             let _ = sq.scales_shared(&act, &[]);
         }
-        // FINDINGS.md F11: column_absmax(&[], usize::MAX) allocates `cols` before checking.
-        if !(super::avoid_known() && cols > 1 << 16) {
-            if let Ok(m) = sm::column_absmax(&w, cols) {
-                assert_eq!(m.len(), cols);
-            }
+        if let Ok(m) = sm::column_absmax(&w, cols) {
+            assert_eq!(m.len(), cols);
         }
         let s = f32s(u, 8)?;
         let mut x = f32s(u, 48)?;

@@ -122,8 +122,6 @@ fn use_quantized(q: &Quantized, input_len: usize) {
             let _ = z.dequantize_into(q, &mut out);
         }
     }
-    // FINDINGS.md F15: with_block_size overflows on sizes from 2^61.
-    let block_ok = |b: usize| !super::avoid_known() || b < 1 << 40;
     if let lowbit::quant::Granularity::PerBlock(block) = g {
         for el in [
             MxElement::E4M3,
@@ -133,9 +131,6 @@ fn use_quantized(q: &Quantized, input_len: usize) {
             MxElement::E2M1,
             MxElement::Int8,
         ] {
-            if !block_ok(block) {
-                break;
-            }
             if let Ok(z) = MxQuantizer::new(el, ScaleRule::Floor).and_then(|z| z.with_block_size(block)) {
                 let _ = z.dequantize_into(q, &mut out);
             }
@@ -179,12 +174,6 @@ pub fn quantized_bytes(data: &[u8]) {
         }
         Ok(())
     });
-}
-
-/// Whether an accepted histogram state is one of FINDINGS.md F3 (counts that overflow or
-/// underflow later in range, merge and observe): a count near `u64::MAX`.
-fn histogram_state_is_known_bad(c: &HistogramCalibrator) -> bool {
-    c.count() > 1 << 62 || c.skipped() > 1 << 62
 }
 
 /// Use an accepted calibrator: observe, merge with itself, range, and the bytes round trip.
@@ -258,21 +247,6 @@ pub fn calib_bytes(data: &[u8]) {
             let b = valid_calibrator_bytes(u, which)?;
             damage(u, b)?
         };
-        // FINDINGS.md F3: a state whose count is near u64::MAX is accepted, and merging it
-        // overflows; such counts kept out while that stands.
-        let count_at = |o: usize| {
-            bytes
-                .get(o..o + 8)
-                .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8")))
-        };
-        let huge_count = match which {
-            0 => count_at(5) > 1 << 62,
-            2 => count_at(9) > 1 << 62,
-            _ => false,
-        };
-        if super::avoid_known() && huge_count {
-            return Ok(());
-        }
         match which {
             0 => {
                 if let Ok(c) = MinMaxCalibrator::from_bytes(&bytes) {
@@ -301,19 +275,15 @@ pub fn calib_bytes(data: &[u8]) {
                     let base = HistogramCalibrator::new(Method::Percentile(99.0))
                         .expect("a valid method")
                         .memory();
-                    // FINDINGS.md F2: a page entry of 12 bytes allocates a whole page (up to
-                    // 512 KiB): ~4 KB of state hold 256 MiB. Until fixed, only that bound.
-                    let per_byte = if super::avoid_known() { 1 << 16 } else { 64 };
+                    // (F2: pages stay sparse.)
                     assert!(
-                        c.memory() <= base + per_byte * bytes.len(),
+                        c.memory() <= base + 64 * bytes.len(),
                         "histogram state of {} bytes holds {} bytes",
                         bytes.len(),
                         c.memory()
                     );
                     let _ = (c.bins(), c.count(), c.skipped(), c.amax());
-                    if !(super::avoid_known() && histogram_state_is_known_bad(&c)) {
-                        use_calibrator(&c, u)?;
-                    }
+                    use_calibrator(&c, u)?;
                 }
             }
         }
