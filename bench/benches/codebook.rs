@@ -8,15 +8,7 @@ use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantized, Quantiz
 const N: usize = 16 << 20;
 
 fn input() -> Vec<f32> {
-    // Roughly normal weights (sum of four uniforms), deterministic.
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    let mut u = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    (0..N).map(|_| u() + u() + u() + u()).collect()
+    lowbit_bench::normal_weights(N)
 }
 
 fn nf4(c: &mut Criterion) {
