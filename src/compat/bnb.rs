@@ -50,10 +50,12 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 
+use crate::format::FloatFormat;
 use crate::quant::codebook::{Codebook, NF4_LEVELS};
 use crate::quant::double::bnb_blocks;
 use crate::quant::double::{bnb_map_codebook, dynamic_map, DoubleQuant};
-use crate::quant::{check_len, Error};
+use crate::quant::{check_len, CodebookQuantizer, Error, Granularity, Quantized, ZeroBlock};
+use crate::Fp32;
 
 /// Block sizes bitsandbytes accepts for 4-bit quantization.
 pub const BLOCKSIZES_4BIT: [usize; 8] = [32, 64, 128, 256, 512, 1024, 2048, 4096];
@@ -188,6 +190,87 @@ impl QuantState {
         Ok(a)
     }
 
+    /// The quantizer that makes what `quantize_4bit` makes, as a lowbit [`Quantizer`]:
+    /// the codebook, blocks of `blocksize`, bitsandbytes' zero blocks and, with
+    /// `compress_statistics`, double quantization in nested blocks of 256.
+    ///
+    /// # Errors
+    /// [`Error::BlockSize`] for a block size bitsandbytes does not support.
+    ///
+    /// ```
+    /// use lowbit::compat::bnb::{quantize_4bit, QuantState, QuantType};
+    /// use lowbit::quant::Quantizer;
+    ///
+    /// let x: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 2000) as f32 / 1000.0 - 1.0).collect();
+    /// let q = QuantState::quantizer(64, QuantType::Nf4, true)?.quantize(&x)?;
+    /// assert_eq!(QuantState::from_quantized(&q)?, quantize_4bit(&x, 64, QuantType::Nf4, true)?);
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    pub fn quantizer(
+        blocksize: usize,
+        quant_type: QuantType,
+        compress_statistics: bool,
+    ) -> Result<CodebookQuantizer, Error> {
+        check_4bit_blocksize(blocksize)?;
+        CodebookQuantizer::new(quant_type.codebook(), Granularity::PerBlock(blocksize))?
+            .with_zero_block(ZeroBlock::Bitsandbytes)
+            .with_double_quant(compress_statistics.then_some(BLOCKSIZE2))
+    }
+
+    /// The packed bytes and state of a [`Quantized`] made by a 4-bit NF4 or bitsandbytes FP4
+    /// codebook quantizer over blocks bitsandbytes supports (plain or double-quantized
+    /// scales), as `quantize_4bit` returns them.
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] for another scheme, bit width, bit order, granularity or scale
+    /// format; [`Error::BlockSize`] for a block size bitsandbytes does not support.
+    pub fn from_quantized(q: &Quantized) -> Result<(Vec<u8>, Self), Error> {
+        let quant_type = [QuantType::Nf4, QuantType::Fp4]
+            .into_iter()
+            .find(|t| t.codebook().scheme() == q.scheme())
+            .ok_or(Error::Incompatible("not an NF4 or bitsandbytes FP4 codebook"))?;
+        let Granularity::PerBlock(blocksize) = q.granularity() else {
+            return Err(Error::Incompatible("bitsandbytes quantizes per block"));
+        };
+        if q.bits() != 4 || q.bit_order() != crate::quant::pack::BitOrder::MsbFirst || q.scale_layout() != Fp32::LAYOUT
+        {
+            return Err(Error::Incompatible("bits, bit order or scale format"));
+        }
+        let absmax = match q.double_quant() {
+            Some(d) => Absmax::Double(d.clone()),
+            None => Absmax::Plain(q.scales().to_vec()),
+        };
+        Ok((q.codes().to_vec(), Self::new(absmax, blocksize, quant_type, q.len())?))
+    }
+
+    /// The same as a lowbit [`Quantized`], which the [`quantizer`](Self::quantizer) of this
+    /// state dequantizes exactly as `dequantize_4bit` does.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `packed` holds `len` 4-bit codes; those of
+    /// [`Quantized::with_double_quant`].
+    pub fn to_quantized(&self, packed: Vec<u8>) -> Result<Quantized, Error> {
+        let g = self.blocks();
+        let scales = match &self.absmax {
+            Absmax::Plain(a) => a.clone(),
+            Absmax::Double(_) => vec![0.0; g],
+        };
+        let q = Quantized::from_parts(
+            self.quant_type.codebook().scheme(),
+            4,
+            self.len,
+            Granularity::PerBlock(self.blocksize),
+            Fp32::LAYOUT,
+            packed,
+            scales,
+            Vec::new(),
+        )?;
+        match &self.absmax {
+            Absmax::Plain(_) => Ok(q),
+            Absmax::Double(d) => q.with_double_quant(d.clone()),
+        }
+    }
+
     /// Storage in bits per element: packed codes, scales (or their codes, second-level
     /// scales and the offset).
     pub fn bits_per_element(&self) -> f64 {
@@ -244,6 +327,8 @@ pub fn quantize_4bit_into(
     packed: &mut [u8],
 ) -> Result<QuantState, Error> {
     check_4bit_blocksize(blocksize)?;
+    // The plain path writes straight into the caller's buffer; `QuantState::quantizer` is the
+    // same computation as a `Quantizer`.
     let mut absmax = vec![0f32; x.len().div_ceil(blocksize)];
     bnb_blocks(quant_type.codebook(), blocksize)?.quantize_to(x, packed, &mut absmax)?;
     let absmax = if compress_statistics {

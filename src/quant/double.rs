@@ -27,23 +27,21 @@
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```
 //!
-//! With lowbit's own codebook quantizer: double-quantize its scales, and rebuild a
-//! [`Quantized`](crate::quant::Quantized) with the restored scales to dequantize. An all-zero
-//! block keeps the code of level 0, so it stays exactly 0 whatever its restored scale.
+//! With lowbit's own codebook quantizer, double quantization is an option
+//! ([`CodebookQuantizer::with_double_quant`]); the [`Quantized`](crate::quant::Quantized) it
+//! makes holds the nested scales and dequantizes with the restored ones. An all-zero block
+//! keeps the code of level 0, so it stays exactly 0 whatever its restored scale.
 //!
 //! ```
-//! use lowbit::quant::double::DoubleQuant;
-//! use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantized, Quantizer};
+//! use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantizer};
 //!
 //! let mut x: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
 //! x[64..128].fill(0.0);
-//! let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?;
+//! let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?
+//!     .with_double_quant(Some(256))?;
 //! let r = q.quantize(&x)?;
-//! let dq = DoubleQuant::quantize(r.scales(), 256)?;
-//! let scales = dq.restore()?;
-//! let r2 = Quantized::from_parts(r.scheme(), r.bits(), r.len(), r.granularity(), r.scale_layout(),
-//!     r.codes().to_vec(), scales, Vec::new())?;
-//! let y = q.dequantize(&r2)?;
+//! assert_eq!(r.double_quant().unwrap().codes().len(), 64);
+//! let y = q.dequantize(&r)?;
 //! assert!(y[64..128].iter().all(|v| *v == 0.0));
 //! # Ok::<(), lowbit::QuantError>(())
 //! ```

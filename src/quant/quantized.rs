@@ -4,6 +4,7 @@ use super::pack::{self, BitOrder};
 use super::walk::Kernel;
 
 mod wire;
+use super::double::DoubleQuant;
 use super::{Error, Granularity, Scheme};
 use crate::format::codec;
 use crate::format::{Code, FloatFormat, Layout, Options};
@@ -30,14 +31,24 @@ use crate::Fp32;
 /// | 28 | 1 | scale format specials: 0 IEEE, 1 FN, 2 FNUZ, 3 finite, 4 power of two |
 /// | 29 | 1 | scale format NaN rule: 0 canonical, 1 payload, 2 payload quieted |
 /// | 30 | 1 | bytes per scale code `w`: 1, 2 or 4 |
-/// | 31 | 1 | bit 0: bit order of the codes, 0 MSB first, 1 LSB first ([`BitOrder`]); bit 1: a tensor scale follows |
+/// | 31 | 1 | bit 0: bit order of the codes, 0 MSB first, 1 LSB first ([`BitOrder`]); bit 1: a tensor scale follows; bit 2: the scales are double-quantized; bit 3: the value holds non-finite scales (NaN blocks) |
 /// | 32 | 0 or 4 | the tensor scale (`f32`), if bit 1 of byte 31 is set ([`Quantized::tensor_scale`]) |
-/// | … | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits) |
+/// | … | `g × w` | scale codes, one per group, in the scale format (an `f32` scale is its bits); or, if bit 2 is set, the [`DoubleQuant`] below |
 /// | … | `g` or 0 | zero points (`u8`), one per group, affine only |
 /// | … | `ceil(n k / 8)` | codes, packed in the bit order of byte 31 (see [`pack`]) |
 ///
 /// `g` is the number of groups ([`Granularity::groups`]). Codes are in element order
 /// whatever the granularity.
+///
+/// Double-quantized scales (bit 2; the scale format is then `f32`) are stored as
+/// the offset (`f32`), the nested block size `b` (`u64`), `ceil(g / b)` second-level absmax
+/// (`f32`) and `g` 8-bit codes ([`DoubleQuant`]); reading restores the scales from them.
+///
+/// A NaN or infinite scale (or tensor scale) is what a block holding a NaN gets under
+/// [`NonFinite::Propagate`](super::NonFinite::Propagate), and MX's NaN scale code marks a
+/// NaN block; [`to_bytes`](Quantized::to_bytes) then sets bit 3 of byte 31, and
+/// [`from_bytes`](Quantized::from_bytes) refuses a non-finite scale in a buffer that does not
+/// declare them, so that a corrupted scale is an error rather than a block of NaNs.
 #[derive(Clone, Debug)]
 pub struct Quantized {
     scheme: Scheme,
@@ -54,6 +65,8 @@ pub struct Quantized {
     /// `scale_codes` decoded, kept so that dequantizing reads a value per group.
     scales: Vec<f32>,
     zero_points: Vec<u8>,
+    /// The scales double-quantized; `scales` then holds their restored values.
+    double: Option<DoubleQuant>,
 }
 
 /// A group's scale: its code in the scale format and that code's value.
@@ -111,6 +124,7 @@ impl PartialEq for Quantized {
             && self.codes == o.codes
             && self.scale_codes == o.scale_codes
             && self.zero_points == o.zero_points
+            && self.double == o.double
     }
 }
 
@@ -135,6 +149,7 @@ impl Quantized {
             scale_codes: Vec::new(),
             scales: Vec::new(),
             zero_points: Vec::new(),
+            double: None,
         }
     }
 
@@ -226,7 +241,60 @@ impl Quantized {
             scale_codes,
             scales,
             zero_points,
+            double: None,
         })
+    }
+
+    /// The same value with its scales double-quantized: `double` holds one 8-bit code per
+    /// group, and the value's scales become `double`'s restored ones (what dequantizing
+    /// uses, as bitsandbytes does). This is how a checkpoint's `absmax`, `nested_absmax`,
+    /// `offset` parts are put back together; [`CodebookQuantizer::with_double_quant`]
+    /// makes such values directly.
+    ///
+    /// [`CodebookQuantizer::with_double_quant`]: super::CodebookQuantizer::with_double_quant
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] unless the scales are `f32` without zero points,
+    /// [`Error::LengthMismatch`] unless `double` has one code per group.
+    ///
+    /// ```
+    /// use lowbit::quant::double::DoubleQuant;
+    /// use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantizer};
+    ///
+    /// let x: Vec<f32> = (0..4096).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    /// let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?;
+    /// let plain = q.quantize(&x)?;
+    /// let dq = DoubleQuant::quantize(plain.scales(), 256)?;
+    /// let double = plain.clone().with_double_quant(dq)?;
+    /// // The same as quantizing with double quantization on.
+    /// assert_eq!(double, q.clone().with_double_quant(Some(256))?.quantize(&x)?);
+    /// assert!(double.bits_per_element() < plain.bits_per_element());
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    pub fn with_double_quant(mut self, double: DoubleQuant) -> Result<Self, Error> {
+        if self.scale_layout != Fp32::LAYOUT || !self.zero_points.is_empty() {
+            return Err(Error::Incompatible(
+                "double quantization needs f32 scales and no zero points",
+            ));
+        }
+        expect_len(self.scales.len(), double.codes().len())?;
+        double.restore_into(&mut self.scales)?;
+        for (c, s) in self.scale_codes.iter_mut().zip(&self.scales) {
+            *c = s.to_bits();
+        }
+        self.double = Some(double);
+        Ok(self)
+    }
+
+    /// The double-quantized scales, if the scales are double-quantized
+    /// ([`with_double_quant`](Self::with_double_quant)).
+    pub fn double_quant(&self) -> Option<&DoubleQuant> {
+        self.double.as_ref()
+    }
+
+    /// Whether a scale or the tensor scale is NaN or infinite (a NaN block).
+    pub fn has_non_finite_scales(&self) -> bool {
+        self.scales.iter().any(|s| !s.is_finite()) || self.tensor_scale.is_some_and(|t| !t.is_finite())
     }
 
     /// The same value with a second-level scale of the whole tensor (`None`: none), which
@@ -280,6 +348,7 @@ impl Quantized {
         self.scales.resize(groups, 0.0);
         self.zero_points
             .resize(if self.scheme == Scheme::Affine { groups } else { 0 }, 0);
+        self.double = None;
         Ok(())
     }
 
@@ -369,7 +438,8 @@ impl Quantized {
     }
 
     /// Storage size in bits per element, counting the packed codes, each scale at its
-    /// format's width and each zero point as a byte (the header is not counted).
+    /// format's width (double-quantized scales: their [`DoubleQuant::bytes`]) and each zero
+    /// point as a byte (the header is not counted).
     ///
     /// ```
     /// use lowbit::quant::{AbsmaxQuantizer, Granularity, Quantizer};
@@ -383,8 +453,11 @@ impl Quantized {
         if self.len == 0 {
             return 0.0;
         }
-        let bits =
-            self.codes.len() * 8 + self.scales.len() * self.scale_layout.bits() as usize + self.zero_points.len() * 8;
+        let scale_bits = match &self.double {
+            Some(d) => d.bytes() * 8,
+            None => self.scales.len() * self.scale_layout.bits() as usize,
+        };
+        let bits = self.codes.len() * 8 + scale_bits + self.zero_points.len() * 8;
         bits as f64 / self.len as f64
     }
 }

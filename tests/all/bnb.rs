@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lowbit::compat::bnb::{self, Absmax, QuantType};
+use lowbit::compat::bnb::{self, Absmax, QuantState, QuantType};
 use lowbit::quant::codebook::normal_float_levels;
 use lowbit::quant::double::{dynamic_map, torch_cuda_mean};
+use lowbit::quant::{Quantized, Quantizer};
 
 use crate::common::{data, shared_ref, Npz};
 
@@ -115,6 +116,13 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 // Without double quantization.
                 let (packed, st) = bnb::quantize_4bit(x, bs, qt, false).unwrap();
                 assert_eq!(packed, r.u8(&format!("{p}_sq_packed")), "{p}_sq_packed");
+                check_quantizer_path(
+                    x,
+                    &packed,
+                    &st,
+                    false,
+                    r.has(&format!("{p}_sq_deq")).then(|| r.f32(&format!("{p}_sq_deq"))),
+                );
                 let Absmax::Plain(am) = st.scales() else { panic!() };
                 assert_eq!(bits(am), bits(r.f32(&format!("{p}_sq_absmax"))), "{p}_sq_absmax");
                 assert_eq!(bits(&qt.code()), bits(r.f32(&format!("{p}_sq_code"))), "{p}_sq_code");
@@ -130,6 +138,13 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
                 // With double quantization.
                 let (packed, st) = bnb::quantize_4bit(x, bs, qt, true).unwrap();
                 assert_eq!(packed, r.u8(&format!("{p}_dq_packed")), "{p}_dq_packed");
+                check_quantizer_path(
+                    x,
+                    &packed,
+                    &st,
+                    true,
+                    r.has(&format!("{p}_dq_deq")).then(|| r.f32(&format!("{p}_dq_deq"))),
+                );
                 let Absmax::Double(dq) = st.scales() else { panic!() };
                 assert_eq!(dq.codes(), r.u8(&format!("{p}_dq_absmax_codes")), "{p}_dq_absmax_codes");
                 assert_eq!(
@@ -181,6 +196,22 @@ fn check_all(r: &Refs) -> (usize, usize, usize) {
         }
     }
     (keys, deq_n, deq_exact)
+}
+
+/// lowbit's own quantizer, configured as bitsandbytes ([`QuantState::quantizer`]), stores the
+/// same bytes and scales, dequantizes to the reference, and its `Quantized` (double-quantized
+/// scales included) survives `to_bytes` / `from_bytes`.
+fn check_quantizer_path(x: &[f32], packed: &[u8], st: &QuantState, double: bool, deq: Option<&[f32]>) {
+    let quantizer = QuantState::quantizer(st.blocksize(), st.quant_type(), double).unwrap();
+    let q = quantizer.quantize(x).unwrap();
+    let (p2, st2) = QuantState::from_quantized(&q).unwrap();
+    assert_eq!((p2.as_slice(), &st2), (packed, st));
+    assert_eq!(st.to_quantized(packed.to_vec()).unwrap(), q);
+    assert_eq!(Quantized::from_bytes(&q.to_bytes()).unwrap(), q);
+    assert_eq!(q.bits_per_element(), st.bits_per_element());
+    if let Some(want) = deq {
+        assert_eq!(bits(&quantizer.dequantize(&q).unwrap()), bits(want));
+    }
 }
 
 #[test]

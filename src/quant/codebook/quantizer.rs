@@ -55,6 +55,8 @@ pub struct CodebookQuantizer {
     codebook: Codebook,
     granularity: Granularity,
     zero_block: ZeroBlock,
+    /// The nested block size of double quantization, if on.
+    double: Option<usize>,
 }
 
 impl CodebookQuantizer {
@@ -75,7 +77,49 @@ impl CodebookQuantizer {
             codebook,
             granularity,
             zero_block: ZeroBlock::Nearest,
+            double: None,
         })
+    }
+
+    /// The same quantizer with double quantization of its scales in nested blocks of
+    /// `blocksize2` (`None`: off, the default): QLoRA's and bitsandbytes'
+    /// `compress_statistics=True`, whose `blocksize2` is 256. The codes are those of the
+    /// exact scales; the [`Quantized`] made holds the [`DoubleQuant`](crate::quant::double::DoubleQuant)
+    /// ([`Quantized::double_quant`]) and dequantizes with the restored scales, as bitsandbytes
+    /// does. Scales near `f32::MAX` may not double-quantize (a typed error).
+    ///
+    /// # Errors
+    /// [`Error::ZeroGroupSize`] for `Some(0)`.
+    ///
+    /// ```
+    /// use lowbit::quant::{Codebook, CodebookQuantizer, Granularity, Quantized, Quantizer};
+    ///
+    /// let x: Vec<f32> = (0..16384).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    /// let q = CodebookQuantizer::new(Codebook::nf4(), Granularity::PerBlock(64))?
+    ///     .with_double_quant(Some(256))?;
+    /// let z = q.quantize(&x)?;
+    /// assert_eq!(z.double_quant().unwrap().codes().len(), 256); // one 8-bit code per block
+    /// // 4-bit codes, an 8-bit code per block of 64, an f32 per 256 blocks, an f32 offset.
+    /// assert_eq!(z.bits_per_element(), 4.0 + (8.0 * 256.0 + 32.0 + 32.0) / 16384.0);
+    /// // The stored object carries its nested scales.
+    /// assert_eq!(Quantized::from_bytes(&z.to_bytes())?, z);
+    /// let y = q.dequantize(&z)?;
+    /// assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() < 0.2));
+    /// # Ok::<(), lowbit::QuantError>(())
+    /// ```
+    pub fn with_double_quant(self, blocksize2: Option<usize>) -> Result<Self, Error> {
+        if blocksize2 == Some(0) {
+            return Err(Error::ZeroGroupSize);
+        }
+        Ok(Self {
+            double: blocksize2,
+            ..self
+        })
+    }
+
+    /// The nested block size of double quantization, if on.
+    pub fn double_quant(&self) -> Option<usize> {
+        self.double
     }
 
     /// The same quantizer with another [`ZeroBlock`] policy.
@@ -232,7 +276,12 @@ impl Quantizer for CodebookQuantizer {
         let (codes, absmax) = out.f32_parts_mut();
         let r = self.quantize_to(x, codes, absmax);
         out.f32_scales_written();
-        r
+        r?;
+        if let Some(b2) = self.double {
+            let d = crate::quant::double::DoubleQuant::quantize(out.scales(), b2)?;
+            *out = std::mem::take(out).with_double_quant(d)?;
+        }
+        Ok(())
     }
 
     fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
