@@ -1,8 +1,10 @@
 //! `lowbit quantize` and `lowbit inspect` on GGUF files: re-quantization as `llama-quantize`
 //! does it, for the types lowbit writes.
 
-use lowbit::io::gguf::{Gguf, RequantizeOptions, Target};
+use lowbit::io::gguf::{GgmlType, Gguf, RequantizeOptions, Target, Tensor};
+use safetensors::Dtype;
 
+use crate::tensors::Metadata;
 use crate::Result;
 
 /// The GGUF target of a recipe name.
@@ -24,8 +26,64 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
 
 /// `lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]`.
 pub fn quantize(bytes: &[u8], input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
-    let t = target(recipe)?;
     let g = Gguf::read(bytes).map_err(|e| format!("{input}: {e}"))?;
+    requantize(&g, input, recipe, output, as_json)
+}
+
+/// `lowbit quantize IN.safetensors --format gguf --recipe q8_0|... [-o OUT.gguf]`: the
+/// checkpoint's tensors as a GGUF file (names and values kept, dims in ggml's order, float
+/// tensors at their own precision, F64 as F32), then re-quantized as `llama-quantize` would.
+/// Tensor names are not mapped to llama.cpp's (`blk.N.attn_q.weight`, ...) and no
+/// architecture metadata is written: that is `convert_hf_to_gguf.py`'s job, which needs the
+/// model's config. The file is for GGUF readers that take tensors by name (gguf-py, candle);
+/// for llama.cpp, convert with its script to F16 first and re-quantize that GGUF.
+pub fn from_safetensors(
+    tensors: &[crate::tensors::Tensor],
+    metadata: &Metadata,
+    input: &str,
+    recipe: &str,
+    output: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let mut g = Gguf::new();
+    let stem = std::path::Path::new(input)
+        .file_stem()
+        .map_or_else(|| input.to_string(), |s| s.to_string_lossy().into_owned());
+    g.metadata.insert("general.name", stem.as_str());
+    for (k, v) in metadata {
+        g.metadata.insert(format!("safetensors.{k}"), v.as_str());
+    }
+    for t in tensors {
+        let mut dims: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+        if dims.is_empty() {
+            dims.push(1);
+        }
+        let (ty, data) = match t.dtype {
+            Dtype::F32 => (GgmlType::F32, t.data.clone()),
+            Dtype::F16 => (GgmlType::F16, t.data.clone()),
+            Dtype::BF16 => (GgmlType::BF16, t.data.clone()),
+            Dtype::F64 => (
+                GgmlType::F32,
+                t.values()
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+            Dtype::I8 => (GgmlType::I8, t.data.clone()),
+            Dtype::I16 => (GgmlType::I16, t.data.clone()),
+            Dtype::I32 => (GgmlType::I32, t.data.clone()),
+            Dtype::I64 => (GgmlType::I64, t.data.clone()),
+            d => return Err(format!("{input}: {}: dtype {d:?} has no GGUF type", t.name).into()),
+        };
+        g.tensors
+            .push(Tensor::new(t.name.clone(), dims, ty, data).map_err(|e| format!("{input}: {}: {e}", t.name))?);
+    }
+    requantize(&g, input, recipe, output, as_json)
+}
+
+fn requantize(g: &Gguf<'_>, input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
+    let t = target(recipe)?;
     let (out, report) = g
         .requantize(t, &RequantizeOptions::default())
         .map_err(|e| format!("{input}: {e}"))?;

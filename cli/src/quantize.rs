@@ -222,7 +222,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if format == "safetensors" {
         scheme(&recipe_name)?;
     }
-    let (tensors, _) = tensors::read(&bytes, &input)?;
+    let (tensors, metadata) = tensors::read(&bytes, &input)?;
+    if format == "gguf" {
+        return crate::gguf::from_safetensors(&tensors, &metadata, &input, &recipe_name, output.as_deref(), as_json);
+    }
     let report = match format.as_str() {
         "safetensors" => {
             let recipe = Recipe::new().weights("*", scheme(&recipe_name)?);
@@ -240,7 +243,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "bnb" | "compressed-tensors" => {
             crate::runtime::run(&tensors, &format, &recipe_name, output.as_deref(), &input)?
         }
-        f => return Err(format!("unknown --format {f} (safetensors, bnb, compressed-tensors)").into()),
+        f => return Err(format!("unknown --format {f} (safetensors, bnb, compressed-tensors, gguf)").into()),
     };
     if as_json {
         println!("{}", json(&report));

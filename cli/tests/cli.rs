@@ -174,3 +174,31 @@ fn gguf_requantizes_as_llama_quantize() {
     assert!(ok, "{err}");
     assert!(stdout.contains("general.file_type"), "{stdout}");
 }
+
+/// `--format gguf` from a safetensors checkpoint: the 2-D weight as Q8_0 with exactly the bytes
+/// `compat::ggml` gives its values, the bias kept at F32, dims in ggml's order.
+#[test]
+fn safetensors_to_gguf() {
+    use lowbit::io::gguf::{GgmlType, Gguf};
+    let (src, dst) = (tmp("to_gguf.safetensors"), tmp("to_gguf.gguf"));
+    checkpoint(&src);
+    let (ok, stdout, err) = lowbit(&[
+        "quantize", &src, "--format", "gguf", "--recipe", "q8_0", "-o", &dst, "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["file_type"], 7);
+    let bytes = std::fs::read(&dst).unwrap();
+    let g = Gguf::read(&bytes).unwrap();
+    let w = g.tensor("l.weight").unwrap();
+    assert_eq!((w.info.ty, w.info.dims.as_slice()), (GgmlType::Q8_0, &[32u64, 64][..]));
+    let x: Vec<f32> = (0..64 * 32).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+    let blocks = lowbit::compat::ggml::quantize_q8_0(&x).unwrap();
+    assert_eq!(&w.data[..], lowbit::bytemuck::cast_slice::<_, u8>(&blocks));
+    let b = g.tensor("l.bias").unwrap();
+    assert_eq!(b.info.ty, GgmlType::F32);
+    assert_eq!(g.metadata.get_str("general.name"), Some("to_gguf"));
+    // A recipe without a GGUF type is refused with one line.
+    let (ok, _, err) = lowbit(&["quantize", &src, "--format", "gguf", "--recipe", "nf4"]);
+    assert!(!ok && err.trim().lines().count() == 1, "{err}");
+}
