@@ -126,4 +126,14 @@ pub enum Error {
     /// A codebook table is not usable (unsorted, outside `[-1, 1]`, too long, ...).
     #[error("invalid codebook: {0}")]
     Codebook(&'static str),
+    /// A quantizer parameter out of its domain.
+    #[error("{name} = {value}: {why}")]
+    Parameter {
+        /// The parameter.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be.
+        why: &'static str,
+    },
 }

@@ -57,7 +57,7 @@ pub mod mx;
 pub use mx::math as mx_math;
 pub mod pack;
 mod quantized;
-mod walk;
+pub(crate) mod walk;
 
 pub use crate::format::Rounding;
 pub use crate::NonFinite;

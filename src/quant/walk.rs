@@ -110,6 +110,16 @@ pub(crate) trait Kernel: Quantizer {
     }
     /// The stored scale and zero point of a group from its statistics.
     fn params(&self, group: usize, st: Stats) -> Result<(Scale, u8), Error>;
+    /// A contiguous group's stored scale, zero point and code map, from its values and
+    /// statistics. The default is [`params`](Self::params) then [`enc`](Self::enc); a kernel
+    /// whose scale is not a function of the min and max (binary's `mean|x|`) or whose code
+    /// map is not a function of the stored scale (ternary's threshold) overrides it, and then
+    /// accepts only contiguous groups (the per-column path calls `params` and `enc`).
+    #[inline(always)]
+    fn group(&self, group: usize, _x: &[f32], st: Stats) -> Result<(Scale, u8, Self::Enc), Error> {
+        let (s, z) = self.params(group, st)?;
+        Ok((s, z, self.enc(s.value, z)))
+    }
     /// The code map for a stored scale and zero point.
     fn enc(&self, scale: f32, zp: u8) -> Self::Enc;
     /// Codes of `x`, one per byte (the packer keeps the low `bits`).
@@ -172,9 +182,8 @@ fn fixed<K: Kernel, G: GroupSink + ?Sized, const B: usize>(
             kernel_stats(k, xs)
         };
         let st = group_stats(k, g, st, || g * B + first_nonfinite(xs))?;
-        let (s, z) = k.params(g, st)?;
+        let (s, z, e) = k.group(g, xs, st)?;
         params.set(g, s, z);
-        let e = k.enc(s.value, z);
         match (<&[f32; B]>::try_from(xs), bits) {
             (Ok(xa), 8) => k.encode(&e, xa, cs),
             (Ok(xa), _) => {
@@ -384,17 +393,17 @@ pub(crate) fn quantize_portable<K: Kernel, G: GroupSink + ?Sized>(
             if bits == 8 {
                 for (g, (xs, cs)) in x.chunks(run).zip(codes.chunks_mut(run)).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
-                    let (s, z) = k.params(g, st)?;
+                    let (s, z, e) = k.group(g, xs, st)?;
                     params.set(g, s, z);
-                    k.encode(&k.enc(s.value, z), xs, cs);
+                    k.encode(&e, xs, cs);
                 }
             } else {
                 let mut stage = Stager::new(bits, order, codes);
                 for (g, xs) in x.chunks(run).enumerate() {
                     let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
-                    let (s, z) = k.params(g, st)?;
+                    let (s, z, e) = k.group(g, xs, st)?;
                     params.set(g, s, z);
-                    stage.push(k, xs, &k.enc(s.value, z));
+                    stage.push(k, xs, &e);
                 }
                 stage.finish();
             }
@@ -521,8 +530,8 @@ pub(crate) fn fake_quantize<K: Kernel>(k: &K, x: &[f32], y: &mut [f32]) -> Resul
     let mut buf = [0u8; CH];
     for (g, (xs, ys)) in x.chunks(run).zip(y.chunks_mut(run)).enumerate() {
         let st = group_stats(k, g, kernel_stats(k, xs), || g * run + first_nonfinite(xs))?;
-        let (s, z) = k.params(g, st)?;
-        let (e, d) = (k.enc(s.value, z), k.dec(s.value, z));
+        let (s, z, e) = k.group(g, xs, st)?;
+        let d = k.dec(s.value, z);
         for (xc, yc) in xs.chunks(CH).zip(ys.chunks_mut(CH)) {
             let codes = &mut buf[..xc.len()];
             k.encode(&e, xc, codes);

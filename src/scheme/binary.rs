@@ -7,6 +7,10 @@
 //! per-tensor scale). Bits are packed most significant bit first, as everywhere in the crate
 //! ([`crate::quant::pack`]); a set bit is a negative sign.
 //!
+//! [`BinaryQuantizer`] is the same on the crate's block walker, as a
+//! [`Quantizer`](crate::quant::Quantizer) over any contiguous groups (tensor, rows, blocks);
+//! [`Binary`] is its per-channel form.
+//!
 //! # Examples
 //!
 //! ```
@@ -21,7 +25,116 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{channel_rows, check_finite, check_len, pack_codes, Error};
+use super::{channel_rows, check_finite, check_len, Error};
+use crate::format::{FloatFormat, Layout};
+use crate::quant::walk::{self, Kernel, Stats};
+use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantized, Quantizer, Scale, Scheme};
+use crate::Fp32;
+
+/// The [`Scheme`] tag of binary quantization in a [`Quantized`].
+pub const BINARY_SCHEME: Scheme = Scheme::Other(11);
+
+/// `mean |x|` in `f64`, rounded once to `f32`: binary's `α` and ternary's threshold base.
+pub(crate) fn mean_abs(x: &[f32]) -> f64 {
+    if x.is_empty() {
+        return 0.0;
+    }
+    x.iter().map(|v| f64::from(v.abs())).sum::<f64>() / x.len() as f64
+}
+
+/// Refuse per-column groups: the schemes' statistics are over contiguous runs.
+pub(crate) fn contiguous(granularity: Granularity) -> Result<Granularity, QuantError> {
+    granularity.validate()?;
+    if matches!(granularity, Granularity::PerColumn { .. }) {
+        return Err(QuantError::Incompatible(
+            "binary and ternary quantization group contiguous runs: per tensor, per row or per block",
+        ));
+    }
+    Ok(granularity)
+}
+
+/// Binary quantization as a [`Quantizer`]: per group `α = mean|x|`, one bit per element (1:
+/// negative), `x' = ±α`; `f32` scales, codes MSB first, scheme [`BINARY_SCHEME`].
+///
+/// ```
+/// use lowbit::quant::{Granularity, Quantizer};
+/// use lowbit::scheme::binary::BinaryQuantizer;
+///
+/// let q = BinaryQuantizer::new(Granularity::PerBlock(4))?;
+/// let z = q.quantize(&[0.5, -1.5, 1.0, 0.0, 2.0, -2.0, 1.0, 1.0])?;
+/// assert_eq!(z.scales(), [0.75, 1.5]);
+/// assert_eq!(z.codes(), [0b0100_0100]);
+/// assert_eq!(q.dequantize(&z)?, [0.75, -0.75, 0.75, 0.75, 1.5, -1.5, 1.5, 1.5]);
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BinaryQuantizer {
+    granularity: Granularity,
+}
+
+impl BinaryQuantizer {
+    /// Groups of the tensor, rows or blocks.
+    ///
+    /// # Errors
+    /// [`QuantError::ZeroGroupSize`] for empty groups, [`QuantError::Incompatible`] per column.
+    pub fn new(granularity: Granularity) -> Result<Self, QuantError> {
+        Ok(Self {
+            granularity: contiguous(granularity)?,
+        })
+    }
+}
+
+impl Kernel for BinaryQuantizer {
+    fn scheme(&self) -> Scheme {
+        BINARY_SCHEME
+    }
+    const ABSMAX_ONLY: bool = true;
+    type Enc = ();
+    type Dec = f32;
+    fn non_finite(&self) -> NonFinite {
+        NonFinite::Error
+    }
+    fn layout(&self) -> Layout {
+        Fp32::LAYOUT
+    }
+    fn params(&self, _group: usize, _st: Stats) -> Result<(Scale, u8), QuantError> {
+        Err(QuantError::Incompatible("binary quantization needs contiguous groups"))
+    }
+    fn group(&self, _g: usize, x: &[f32], _st: Stats) -> Result<(Scale, u8, ()), QuantError> {
+        Ok((Scale::store::<Fp32>(mean_abs(x) as f32), 0, ()))
+    }
+    fn enc(&self, _scale: f32, _zp: u8) {}
+    #[inline(always)]
+    fn encode(&self, _e: &(), x: &[f32], out: &mut [u8]) {
+        for (o, v) in out.iter_mut().zip(x) {
+            *o = u8::from(*v < 0.0);
+        }
+    }
+    fn dec(&self, scale: f32, _zp: u8) -> f32 {
+        scale
+    }
+    #[inline(always)]
+    fn decode(&self, a: &f32, codes: &[u8], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = if c & 1 == 1 { -a } else { *a };
+        }
+    }
+}
+
+impl Quantizer for BinaryQuantizer {
+    fn bits(&self) -> u32 {
+        1
+    }
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), QuantError> {
+        walk::quantize(self, x, out)
+    }
+    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), QuantError> {
+        walk::dequantize(self, q, out)
+    }
+}
 
 /// A binarized tensor: one sign bit per element and one scale per channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,16 +155,17 @@ impl Binary {
     pub fn quantize(x: &[f32], channels: usize) -> Result<Self, Error> {
         let row = channel_rows(x.len(), channels)?;
         check_finite(x, "x")?;
-        let alphas = if row == 0 {
-            vec![0.0; channels]
-        } else {
-            x.chunks_exact(row)
-                .map(|r| (r.iter().map(|v| f64::from(v.abs())).sum::<f64>() / row as f64) as f32)
-                .collect()
-        };
-        let bits: Vec<u8> = x.iter().map(|&v| u8::from(v < 0.0)).collect();
+        if row == 0 {
+            return Ok(Binary {
+                packed: Vec::new(),
+                alphas: vec![0.0; channels],
+                len: 0,
+            });
+        }
+        let q = BinaryQuantizer::new(Granularity::PerRow { cols: row })?.quantize(x)?;
+        let (packed, alphas, _) = q.into_parts();
         Ok(Binary {
-            packed: pack_codes(&bits, 1),
+            packed,
             alphas,
             len: x.len(),
         })
@@ -94,14 +208,10 @@ impl Binary {
         if self.len == 0 {
             return Ok(());
         }
-        let row = self.len / self.alphas.len();
-        for (i, (o, a)) in out.chunks_exact_mut(row).zip(&self.alphas).enumerate() {
-            for (j, o) in o.iter_mut().enumerate() {
-                let k = i * row + j;
-                let neg = (self.packed[k / 8] >> (7 - k % 8)) & 1 == 1;
-                *o = if neg { -a } else { *a };
-            }
-        }
+        let k = BinaryQuantizer::new(Granularity::PerRow {
+            cols: self.len / self.alphas.len(),
+        })?;
+        walk::dequantize_slices(&k, &self.packed, &self.alphas, &[], out);
         Ok(())
     }
 }
@@ -143,5 +253,36 @@ mod tests {
         let b = Binary::quantize(&[], super::super::MAX_EMPTY_CHANNELS).unwrap();
         assert_eq!(b.alphas().len(), super::super::MAX_EMPTY_CHANNELS);
         assert!(b.is_empty());
+    }
+
+    /// The walker's result equals the scheme's definition, element by element: `α = mean|x|`
+    /// per row (f64, rounded once), a set bit for a negative value, MSB first; on sizes that
+    /// take the walker's fixed-block, staged and whole-tensor paths.
+    #[test]
+    fn walker_equals_definition() {
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        for (rows, cols) in [(1, 1), (3, 7), (2, 64), (5, 100), (4, 256), (1, 1000)] {
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                })
+                .collect();
+            let b = Binary::quantize(&x, rows).unwrap();
+            let want_alpha: Vec<f32> = x.chunks(cols).map(|r| mean_abs(r) as f32).collect();
+            assert_eq!(b.alphas(), want_alpha);
+            for (i, v) in x.iter().enumerate() {
+                assert_eq!((b.packed()[i / 8] >> (7 - i % 8)) & 1 == 1, *v < 0.0);
+            }
+            let mut y = vec![0f32; x.len()];
+            b.dequantize(&mut y).unwrap();
+            for (i, (v, y)) in x.iter().zip(&y).enumerate() {
+                let a = want_alpha[i / cols];
+                assert_eq!(*y, if *v < 0.0 { -a } else { a });
+            }
+        }
+        assert!(BinaryQuantizer::new(Granularity::PerColumn { cols: 2 }).is_err());
     }
 }

@@ -21,10 +21,142 @@
 //! # Ok::<(), lowbit::SchemeError>(())
 //! ```
 
-use super::{channel_rows, check_finite, check_len, pack_codes, Error};
+use super::binary::{contiguous, mean_abs};
+use super::{channel_rows, check_finite, check_len, Error};
+use crate::format::{FloatFormat, Layout};
+use crate::quant::walk::{self, Kernel, Stats};
+use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantized, Quantizer, Scale, Scheme};
+use crate::Fp32;
 
 /// TWN's threshold factor: `Δ = 0.7 · mean|x|`.
 pub const TWN_THRESHOLD: f32 = 0.7;
+
+/// The [`Scheme`] tag of ternary quantization in a [`Quantized`].
+pub const TERNARY_SCHEME: Scheme = Scheme::Other(12);
+
+/// A group's threshold `Δ = factor · mean|x|` (in `f64`, rounded once) and scale `α`, the
+/// mean of the magnitudes above it (0 when none is).
+fn threshold_and_alpha(x: &[f32], factor: f32) -> (f32, f32) {
+    let delta = (f64::from(factor) * mean_abs(x)) as f32;
+    let (mut sum, mut n) = (0f64, 0usize);
+    for v in x {
+        if v.abs() > delta {
+            sum += f64::from(v.abs());
+            n += 1;
+        }
+    }
+    (delta, if n == 0 { 0.0 } else { (sum / n as f64) as f32 })
+}
+
+/// Ternary quantization as a [`Quantizer`]: per group the threshold `Δ = factor · mean|x|`,
+/// `α` the mean of the magnitudes above it, 2-bit codes (`0`: 0, `1`: `+α`, `2`: `-α`), `f32`
+/// scales, codes MSB first, scheme [`TERNARY_SCHEME`]. The thresholds are not stored (they are
+/// not needed to dequantize; [`Ternary`] keeps them).
+///
+/// ```
+/// use lowbit::quant::{Granularity, Quantizer};
+/// use lowbit::scheme::ternary::TernaryQuantizer;
+///
+/// let q = TernaryQuantizer::new(Granularity::PerTensor)?;
+/// let z = q.quantize(&[0.9, -1.1, 0.1, 0.0])?;
+/// assert_eq!(z.scales(), [1.0]);
+/// assert_eq!(q.dequantize(&z)?, [1.0, -1.0, 0.0, 0.0]);
+/// # Ok::<(), lowbit::QuantError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TernaryQuantizer {
+    granularity: Granularity,
+    factor: f32,
+}
+
+impl TernaryQuantizer {
+    /// Groups of the tensor, rows or blocks, with TWN's threshold factor 0.7.
+    ///
+    /// # Errors
+    /// [`QuantError::ZeroGroupSize`] for empty groups, [`QuantError::Incompatible`] per column.
+    pub fn new(granularity: Granularity) -> Result<Self, QuantError> {
+        Ok(Self {
+            granularity: contiguous(granularity)?,
+            factor: TWN_THRESHOLD,
+        })
+    }
+
+    /// The same with threshold `factor · mean|x|`.
+    ///
+    /// # Errors
+    /// [`QuantError::Parameter`] when `factor` is negative or not finite.
+    pub fn with_factor(self, factor: f32) -> Result<Self, QuantError> {
+        if !(factor.is_finite() && factor >= 0.0) {
+            return Err(QuantError::Parameter {
+                name: "factor",
+                value: f64::from(factor),
+                why: "must be a finite number >= 0",
+            });
+        }
+        Ok(Self { factor, ..self })
+    }
+}
+
+impl Kernel for TernaryQuantizer {
+    fn scheme(&self) -> Scheme {
+        TERNARY_SCHEME
+    }
+    const ABSMAX_ONLY: bool = true;
+    /// The group's threshold.
+    type Enc = f32;
+    type Dec = f32;
+    fn non_finite(&self) -> NonFinite {
+        NonFinite::Error
+    }
+    fn layout(&self) -> Layout {
+        Fp32::LAYOUT
+    }
+    fn params(&self, _group: usize, _st: Stats) -> Result<(Scale, u8), QuantError> {
+        Err(QuantError::Incompatible("ternary quantization needs contiguous groups"))
+    }
+    fn group(&self, _g: usize, x: &[f32], _st: Stats) -> Result<(Scale, u8, f32), QuantError> {
+        let (delta, alpha) = threshold_and_alpha(x, self.factor);
+        Ok((Scale::store::<Fp32>(alpha), 0, delta))
+    }
+    fn enc(&self, _scale: f32, _zp: u8) -> f32 {
+        // Only the per-column path builds a map from a stored scale, and it is refused.
+        f32::INFINITY
+    }
+    #[inline(always)]
+    fn encode(&self, delta: &f32, x: &[f32], out: &mut [u8]) {
+        for (o, v) in out.iter_mut().zip(x) {
+            *o = if v.abs() > *delta { 1 + u8::from(*v < 0.0) } else { 0 };
+        }
+    }
+    fn dec(&self, scale: f32, _zp: u8) -> f32 {
+        scale
+    }
+    #[inline(always)]
+    fn decode(&self, a: &f32, codes: &[u8], out: &mut [f32]) {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = match c & 3 {
+                1 => *a,
+                2 => -a,
+                _ => 0.0,
+            };
+        }
+    }
+}
+
+impl Quantizer for TernaryQuantizer {
+    fn bits(&self) -> u32 {
+        2
+    }
+    fn granularity(&self) -> Granularity {
+        self.granularity
+    }
+    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), QuantError> {
+        walk::quantize(self, x, out)
+    }
+    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), QuantError> {
+        walk::dequantize(self, q, out)
+    }
+}
 
 /// A ternarized tensor: 2-bit codes and one scale (and threshold) per channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,32 +194,21 @@ impl Ternary {
         }
         let row = channel_rows(x.len(), channels)?;
         check_finite(x, "x")?;
-        let mut alphas = vec![0f32; channels];
-        let mut deltas = vec![0f32; channels];
-        let mut codes = vec![0u8; x.len()];
-        if row > 0 {
-            for (((r, c), a), d) in x
-                .chunks_exact(row)
-                .zip(codes.chunks_exact_mut(row))
-                .zip(&mut alphas)
-                .zip(&mut deltas)
-            {
-                let mean = r.iter().map(|v| f64::from(v.abs())).sum::<f64>() / row as f64;
-                let delta = (f64::from(factor) * mean) as f32;
-                let (mut sum, mut n) = (0f64, 0usize);
-                for (&v, c) in r.iter().zip(c.iter_mut()) {
-                    if v.abs() > delta {
-                        sum += f64::from(v.abs());
-                        n += 1;
-                        *c = if v < 0.0 { 2 } else { 1 };
-                    }
-                }
-                *d = delta;
-                *a = if n == 0 { 0.0 } else { (sum / n as f64) as f32 };
-            }
+        if row == 0 {
+            return Ok(Ternary {
+                packed: Vec::new(),
+                alphas: vec![0.0; channels],
+                deltas: vec![0.0; channels],
+                len: 0,
+            });
         }
+        let q = TernaryQuantizer::new(Granularity::PerRow { cols: row })?
+            .with_factor(factor)?
+            .quantize(x)?;
+        let deltas = x.chunks_exact(row).map(|r| threshold_and_alpha(r, factor).0).collect();
+        let (packed, alphas, _) = q.into_parts();
         Ok(Ternary {
-            packed: pack_codes(&codes, 2),
+            packed,
             alphas,
             deltas,
             len: x.len(),
@@ -135,17 +256,10 @@ impl Ternary {
         if self.len == 0 {
             return Ok(());
         }
-        let row = self.len / self.alphas.len();
-        for (i, (o, &a)) in out.chunks_exact_mut(row).zip(&self.alphas).enumerate() {
-            for (j, o) in o.iter_mut().enumerate() {
-                let k = i * row + j;
-                *o = match (self.packed[k / 4] >> (6 - 2 * (k % 4))) & 3 {
-                    1 => a,
-                    2 => -a,
-                    _ => 0.0,
-                };
-            }
-        }
+        let k = TernaryQuantizer::new(Granularity::PerRow {
+            cols: self.len / self.alphas.len(),
+        })?;
+        walk::dequantize_slices(&k, &self.packed, &self.alphas, &[], out);
         Ok(())
     }
 }
@@ -185,5 +299,54 @@ mod tests {
         }
         let t = Ternary::quantize(&[], 3).unwrap();
         assert_eq!((t.alphas(), t.deltas()), (&[0.0; 3][..], &[0.0; 3][..]));
+    }
+
+    /// The walker's result equals TWN's definition element by element, on sizes that take
+    /// the walker's fixed-block, staged and whole-tensor paths.
+    #[test]
+    fn walker_equals_definition() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        for (rows, cols) in [(1, 1), (3, 7), (2, 64), (5, 100), (4, 256), (1, 1000)] {
+            let x: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
+                })
+                .collect();
+            let t = Ternary::quantize(&x, rows).unwrap();
+            let mut y = vec![0f32; x.len()];
+            t.dequantize(&mut y).unwrap();
+            for (r, ((xr, yr), (&a, &d))) in x
+                .chunks(cols)
+                .zip(y.chunks(cols))
+                .zip(t.alphas().iter().zip(t.deltas()))
+                .enumerate()
+            {
+                let mean = xr.iter().map(|v| f64::from(v.abs())).sum::<f64>() / cols as f64;
+                assert_eq!(d, (f64::from(TWN_THRESHOLD) * mean) as f32, "row {r}");
+                let kept: Vec<f64> = xr.iter().filter(|v| v.abs() > d).map(|v| f64::from(v.abs())).collect();
+                let alpha = if kept.is_empty() {
+                    0.0
+                } else {
+                    (kept.iter().sum::<f64>() / kept.len() as f64) as f32
+                };
+                assert_eq!(a, alpha);
+                for (v, y) in xr.iter().zip(yr) {
+                    let want = if v.abs() > d {
+                        if *v < 0.0 {
+                            -a
+                        } else {
+                            a
+                        }
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(*y, want);
+                }
+            }
+        }
+        assert!(TernaryQuantizer::new(Granularity::PerColumn { cols: 2 }).is_err());
     }
 }
