@@ -11,6 +11,12 @@
 //! magnitudes below the smallest power of two round to it or to 0, whichever is nearer (ties
 //! to the power of two). Multiplication by a dequantized value is a shift.
 //!
+//! The grid is a float format of its own: `k` exponent bits, no mantissa, no infinity or NaN,
+//! and a bias that puts the top code on `2^e_max` ([`Log2Quantized::layout`]); the crate's one
+//! codec encodes into it with [`Rounding::NearestAway`] (ties up, in magnitude) and saturation,
+//! and decodes from it. Its subnormal step is the smallest power of two, which is why the
+//! magnitudes below it go to it or to 0.
+//!
 //! The codes are packed densely, most significant bit first, as everywhere in the crate (see
 //! [`Log2Quantized::packed`]).
 //!
@@ -29,6 +35,7 @@
 //! ```
 
 use super::{check_finite, check_len, pack_codes, Error};
+use crate::format::{codec, Layout, NanRule, Options, Overflow, Rounding, Specials};
 
 /// Power-of-two quantizer with `k`-bit exponent codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +82,6 @@ impl Log2Quantizer {
     pub fn quantize(&self, x: &[f32]) -> Result<Log2Quantized, Error> {
         check_finite(x, "x")?;
         let k = self.exp_bits;
-        let top = (1i32 << k) - 1;
         let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
         // 2^e_max must be a finite f32.
         let e_max = if amax == 0.0 {
@@ -83,25 +89,15 @@ impl Log2Quantizer {
         } else {
             nearest_exponent(amax).min(127)
         };
-        let e_min = e_max - (top - 1);
+        let layout = grid(k, e_max);
+        let opts = Options::rounding(Rounding::NearestAway).with_overflow(Overflow::Saturate);
+        let zero_mask = (1u64 << k) - 1;
         let codes: Vec<u8> = x
             .iter()
             .map(|&v| {
-                let a = v.abs();
-                let c = if a == 0.0 {
-                    0
-                } else {
-                    let e = nearest_exponent(a);
-                    if e >= e_min {
-                        e.min(e_max) - e_min + 1
-                    } else if f64::from(a) >= pow2(e_min - 1) {
-                        1
-                    } else {
-                        0
-                    }
-                };
-                let sign = u8::from(v.is_sign_negative() && c != 0);
-                (sign << k) | c as u8
+                let c = codec::encode_f64(&layout, f64::from(v), opts);
+                // A magnitude that rounds to zero is +0 (no negative zero code).
+                (if c & zero_mask == 0 { 0 } else { c }) as u8
             })
             .collect();
         Ok(Log2Quantized {
@@ -113,8 +109,17 @@ impl Log2Quantizer {
     }
 }
 
-fn pow2(e: i32) -> f64 {
-    2f64.powi(e)
+/// The format of the grid: `k` exponent bits, no mantissa, finite, exponent field `f` worth
+/// `2^(e_max - (2^k - 1 - f))` (so field 0 is zero and its subnormal step the smallest power).
+fn grid(k: u32, e_max: i32) -> Layout {
+    let top = (1i32 << k) - 1;
+    let e_min = e_max - (top - 1);
+    match Layout::try_new(k, 0, 1 - e_min, Specials::Finite, NanRule::Canonical) {
+        Ok(l) => l,
+        // k <= 7 and -149 <= e_max <= 127 keep the bias within -1000..=1000 and the values
+        // within f64: every grid the quantizer makes is a valid layout.
+        Err(_) => unreachable!("a log2 grid is a valid layout"),
+    }
 }
 
 impl Log2Quantized {
@@ -166,22 +171,20 @@ impl Log2Quantized {
     /// [`Error::Shape`] when `out.len() != self.len()`.
     pub fn dequantize(&self, out: &mut [f32]) -> Result<(), Error> {
         check_len("out", self.len, out.len())?;
-        let k = self.exp_bits;
-        let top = (1i32 << k) - 1;
-        let mut table = vec![0f32; 1 << (k + 1)];
-        for (code, t) in table.iter_mut().enumerate() {
-            let c = (code & ((1 << k) - 1)) as i32;
-            let mag = if c == 0 {
-                0.0
-            } else {
-                pow2(self.e_max - (top - c)) as f32
-            };
-            *t = if code >> k == 1 { -mag } else { mag };
-        }
+        let layout = self.layout();
+        let table: Vec<f32> = (0..1u64 << (self.exp_bits + 1))
+            .map(|c| codec::decode_f32(&layout, c))
+            .collect();
         for (o, c) in out.iter_mut().zip(self.codes()) {
-            *o = table[c as usize];
+            *o = table[usize::from(c)];
         }
         Ok(())
+    }
+
+    /// The grid as a float format: `k` exponent bits, no mantissa, finite, its top code
+    /// `2^e_max`; the codes are its codes.
+    pub fn layout(&self) -> Layout {
+        grid(self.exp_bits, self.e_max)
     }
 }
 
@@ -197,6 +200,95 @@ mod tests {
         assert_eq!(nearest_exponent(0.75), 0);
         assert_eq!(nearest_exponent(f32::from_bits(1)), -149);
         assert_eq!(nearest_exponent(f32::MAX), 128);
+    }
+
+    /// The definition, written out: the nearest power of two in the linear domain (ties up),
+    /// below the grid to its smallest power or 0, whichever is nearer (ties to the power).
+    fn reference(k: u32, x: &[f32]) -> (i32, Vec<u8>, Vec<f32>) {
+        let top = (1i32 << k) - 1;
+        let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let e_max = if amax == 0.0 {
+            0
+        } else {
+            nearest_exponent(amax).min(127)
+        };
+        let e_min = e_max - (top - 1);
+        let pow2 = |e: i32| 2f64.powi(e);
+        let codes: Vec<u8> = x
+            .iter()
+            .map(|&v| {
+                let a = v.abs();
+                let c = if a == 0.0 {
+                    0
+                } else {
+                    let e = nearest_exponent(a);
+                    if e >= e_min {
+                        e.min(e_max) - e_min + 1
+                    } else if f64::from(a) >= pow2(e_min - 1) {
+                        1
+                    } else {
+                        0
+                    }
+                };
+                (u8::from(v.is_sign_negative() && c != 0) << k) | c as u8
+            })
+            .collect();
+        let values = codes
+            .iter()
+            .map(|&code| {
+                let c = i32::from(code) & top;
+                let mag = if c == 0 { 0.0 } else { pow2(e_max - (top - c)) as f32 };
+                if code >> k == 1 {
+                    -mag
+                } else {
+                    mag
+                }
+            })
+            .collect();
+        (e_max, codes, values)
+    }
+
+    /// The codec on the grid's layout equals the definition, code for code and bit for bit,
+    /// for every width, on magnitudes from subnormal to `f32::MAX`, ties included.
+    #[test]
+    fn codec_equals_definition() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        for k in 1..=7 {
+            for round in 0..300 {
+                let scale = 2f32.powi((round % 56) * 5 - 150);
+                let mut x: Vec<f32> = (0..64)
+                    .map(|_| {
+                        let r = next();
+                        let v = ((r >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale;
+                        // Exact ties: 1.5 · 2^e, and midpoints between 0 and the smallest power.
+                        match r % 7 {
+                            0 => 1.5 * 2f32.powi((r >> 8) as i32 % 40 - 20),
+                            1 => f32::from_bits(1) * ((r >> 8) % 4) as f32,
+                            _ => v,
+                        }
+                    })
+                    .collect();
+                if round % 17 == 0 {
+                    x.push(f32::MAX);
+                }
+                let q = Log2Quantizer::new(k).unwrap().quantize(&x).unwrap();
+                let (e_max, codes, values) = reference(k, &x);
+                assert_eq!(q.e_max(), e_max);
+                assert_eq!(q.codes(), codes, "k {k} round {round}");
+                let mut y = vec![0f32; x.len()];
+                q.dequantize(&mut y).unwrap();
+                assert_eq!(
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+            }
+        }
     }
 
     #[test]
