@@ -190,7 +190,7 @@ impl QuantState {
         Ok(a)
     }
 
-    /// The quantizer that makes what `quantize_4bit` makes, as a lowbit [`Quantizer`]:
+    /// The quantizer that makes what `quantize_4bit` makes, as a lowbit [`Quantizer`](crate::quant::Quantizer):
     /// the codebook, blocks of `blocksize`, bitsandbytes' zero blocks and, with
     /// `compress_statistics`, double quantization in nested blocks of 256.
     ///

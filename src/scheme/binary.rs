@@ -171,49 +171,10 @@ impl Binary {
         })
     }
 
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    /// Whether there are no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// The per-channel scales `α`.
-    pub fn alphas(&self) -> &[f32] {
-        &self.alphas
-    }
-    /// The sign bits, 8 per byte, most significant first; 1 means negative.
-    pub fn packed(&self) -> &[u8] {
-        &self.packed
-    }
-    /// Storage in bytes: the bits and one f32 per channel.
-    pub fn size_bytes(&self) -> usize {
-        self.packed.len() + 4 * self.alphas.len()
-    }
-    /// Bits per element including the scales.
-    pub fn bits_per_element(&self) -> f64 {
-        if self.len == 0 {
-            return 0.0;
-        }
-        8.0 * self.size_bytes() as f64 / self.len as f64
-    }
-
-    /// Dequantize into `out`.
-    ///
-    /// # Errors
-    /// [`Error::Shape`] when `out.len() != self.len()`.
-    pub fn dequantize(&self, out: &mut [f32]) -> Result<(), Error> {
-        check_len("out", self.len, out.len())?;
-        if self.len == 0 {
-            return Ok(());
-        }
-        let k = BinaryQuantizer::new(Granularity::PerRow {
-            cols: self.len / self.alphas.len(),
-        })?;
-        walk::dequantize_slices(&k, &self.packed, &self.alphas, &[], out);
-        Ok(())
-    }
+    per_channel_tensor!(
+        BinaryQuantizer,
+        "The sign bits, 8 per byte, most significant first; 1 means negative."
+    );
 }
 
 #[cfg(test)]

@@ -215,52 +215,13 @@ impl Ternary {
         })
     }
 
-    /// Number of elements.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    /// Whether there are no elements.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    /// The per-channel scales `α`.
-    pub fn alphas(&self) -> &[f32] {
-        &self.alphas
-    }
+    per_channel_tensor!(
+        TernaryQuantizer,
+        "The 2-bit codes, four per byte, most significant first."
+    );
     /// The per-channel thresholds `Δ` used.
     pub fn deltas(&self) -> &[f32] {
         &self.deltas
-    }
-    /// The 2-bit codes, four per byte, most significant first.
-    pub fn packed(&self) -> &[u8] {
-        &self.packed
-    }
-    /// Storage in bytes: the codes and one f32 scale per channel.
-    pub fn size_bytes(&self) -> usize {
-        self.packed.len() + 4 * self.alphas.len()
-    }
-    /// Bits per element including the scales.
-    pub fn bits_per_element(&self) -> f64 {
-        if self.len == 0 {
-            return 0.0;
-        }
-        8.0 * self.size_bytes() as f64 / self.len as f64
-    }
-
-    /// Dequantize into `out`.
-    ///
-    /// # Errors
-    /// [`Error::Shape`] when `out.len() != self.len()`.
-    pub fn dequantize(&self, out: &mut [f32]) -> Result<(), Error> {
-        check_len("out", self.len, out.len())?;
-        if self.len == 0 {
-            return Ok(());
-        }
-        let k = TernaryQuantizer::new(Granularity::PerRow {
-            cols: self.len / self.alphas.len(),
-        })?;
-        walk::dequantize_slices(&k, &self.packed, &self.alphas, &[], out);
-        Ok(())
     }
 }
 
