@@ -8,7 +8,7 @@
 //! ([`crate::quant::pack`]); a set bit is a negative sign.
 //!
 //! [`BinaryQuantizer`] is the same on the crate's block walker, as a
-//! [`Quantizer`](crate::quant::Quantizer) over any contiguous groups (tensor, rows, blocks);
+//! [`Quantizer`] over any contiguous groups (tensor, rows, blocks);
 //! [`Binary`] is its per-channel form.
 //!
 //! # Examples
