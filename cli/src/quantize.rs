@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use lowbit::compat::bnb::{Absmax, QuantType};
+use lowbit::compat::bnb::QuantType;
 use lowbit::format::Format;
 use lowbit::quant::mx::{MxElement, ScaleRule, TensorScale};
 use lowbit::scheme::ptq::{LayerReport, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme};
@@ -81,7 +81,7 @@ pub fn quantize(tensors: &[Tensor], recipe: &Recipe, what: &str) -> Result<(Repo
         let (q, row) = recipe
             .quantize_weight(&t.name, &values, &t.shape)
             .map_err(|e| format!("{what}: {}: {e}", t.name))?;
-        write_weight(&t.name, &t.shape, q, &mut out);
+        write_weight(&t.name, &t.shape, q, &mut out)?;
         report.layers.push(row);
         bar.inc(1);
     }
@@ -89,71 +89,18 @@ pub fn quantize(tensors: &[Tensor], recipe: &Recipe, what: &str) -> Result<(Repo
     Ok((report, out))
 }
 
-/// The stored tensors of one quantized weight, in lowbit's safetensors layout: `NAME.codes`
-/// (packed codes), `NAME.scales` (one per group: raw bytes for 8-bit scale formats, else
-/// f32), `NAME.zero_points`, `NAME.tensor_scale`; float casts keep the name with their dtype.
-fn write_weight(name: &str, shape: &[usize], q: QuantizedWeight, out: &mut Vec<Tensor>) {
-    let mut push = |suffix: &str, dtype, shape: Vec<usize>, data: Vec<u8>| {
+/// The stored tensors of one quantized weight, in lowbit's safetensors layout
+/// ([`lowbit::io::safetensors::lowbit`]).
+fn write_weight(name: &str, shape: &[usize], q: QuantizedWeight, out: &mut Vec<Tensor>) -> Result<()> {
+    for t in lowbit::io::safetensors::lowbit::weight_tensors(name, shape, &q).map_err(|e| e.to_string())? {
         out.push(Tensor {
-            name: format!("{name}{suffix}"),
-            dtype,
-            shape,
-            data,
-        })
-    };
-    let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-    match q {
-        QuantizedWeight::Kept(v) => push("", Dtype::F32, shape.to_vec(), f32s(&v)),
-        QuantizedWeight::Int(q) => {
-            push(".codes", Dtype::U8, vec![q.codes().len()], q.codes().to_vec());
-            if q.scale_layout().bits() <= 8 {
-                let s: Vec<u8> = q.scale_codes().iter().map(|&c| c as u8).collect();
-                push(".scales", Dtype::U8, vec![s.len()], s);
-            } else {
-                push(".scales", Dtype::F32, vec![q.scales().len()], f32s(q.scales()));
-            }
-            if !q.zero_points().is_empty() {
-                push(
-                    ".zero_points",
-                    Dtype::U8,
-                    vec![q.zero_points().len()],
-                    q.zero_points().to_vec(),
-                );
-            }
-            if let Some(t) = q.tensor_scale() {
-                push(".tensor_scale", Dtype::F32, vec![], t.to_le_bytes().to_vec());
-            }
-        }
-        QuantizedWeight::Bnb4 { packed, state } => {
-            push(".codes", Dtype::U8, vec![packed.len()], packed);
-            match state.scales() {
-                Absmax::Plain(a) => push(".absmax", Dtype::F32, vec![a.len()], f32s(a)),
-                Absmax::Double(dq) => {
-                    push(".absmax_codes", Dtype::U8, vec![dq.codes().len()], dq.codes().to_vec());
-                    push(".absmax2", Dtype::F32, vec![dq.absmax2().len()], f32s(dq.absmax2()));
-                    push(".absmax_offset", Dtype::F32, vec![], dq.offset().to_le_bytes().to_vec());
-                }
-            }
-        }
-        QuantizedWeight::Float {
-            format,
-            codes,
-            scale,
-            scaled,
-        } => {
-            let dtype = match format {
-                Format::E4M3 => Dtype::F8_E4M3,
-                Format::E5M2 => Dtype::F8_E5M2,
-                Format::Fp16 => Dtype::F16,
-                Format::Bf16 => Dtype::BF16,
-                _ => Dtype::U8,
-            };
-            push("", dtype, shape.to_vec(), codes);
-            if scaled {
-                push(".scale", Dtype::F32, vec![], scale.to_le_bytes().to_vec());
-            }
-        }
+            dtype: t.dtype(),
+            data: t.bytes().into_owned(),
+            shape: t.shape,
+            name: t.name,
+        });
     }
+    Ok(())
 }
 
 /// Write tensors as a safetensors file.

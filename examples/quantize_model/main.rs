@@ -2,7 +2,7 @@
 //! report, and optionally write the quantized tensors (with their scales) back as safetensors.
 //!
 //! ```text
-//! cargo run --release --example quantize_model -- model.safetensors \
+//! cargo run --release --features safetensors --example quantize_model -- model.safetensors \
 //!     [--recipe int8|int4|nf4|e4m3|mxfp8|mxfp6|mxfp4|mxint8|nvfp4] [--out quantized.safetensors] [--activations DIR]
 //! ```
 //!
@@ -29,12 +29,11 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use lowbit::compat::bnb::{Absmax, QuantType};
+use lowbit::compat::bnb::QuantType;
 use lowbit::format::Format;
+use lowbit::io::safetensors::lowbit::weight_tensors;
 use lowbit::quant::mx::{MxElement, ScaleRule, TensorScale};
-use lowbit::scheme::ptq::{
-    ActivationScheme, CalibratorKind, QuantizedWeight, Recipe, Report, WeightGranularity, WeightScheme,
-};
+use lowbit::scheme::ptq::{ActivationScheme, CalibratorKind, Recipe, Report, WeightGranularity, WeightScheme};
 use lowbit::{Bf16, FloatFormat, Fp16};
 use safetensors::{Dtype, SafeTensors};
 
@@ -219,119 +218,14 @@ fn run(args: &Args, log: &mut String) -> Result<Summary, Box<dyn Error>> {
         after += row.bytes_after;
         meta.insert(format!("lowbit.{name}"), format!("{} shape={:?}", row.scheme, shape));
         report.layers.push(row);
-        match q {
-            QuantizedWeight::Int(q) => {
-                let codes = q.codes().to_vec();
-                let zps = q.zero_points().to_vec();
-                outputs.push(OutTensor {
-                    name: format!("{name}.codes"),
-                    dtype: Dtype::U8,
-                    shape: vec![codes.len()],
-                    data: codes,
-                });
-                // 8-bit scale formats (MX's E8M0, NVFP4's E4M3) as their raw bytes.
-                let (dtype, scales) = if q.scale_layout().bits() <= 8 {
-                    (Dtype::U8, q.scale_codes().iter().map(|&c| c as u8).collect())
-                } else {
-                    (Dtype::F32, q.scales().iter().flat_map(|s| s.to_le_bytes()).collect())
-                };
-                outputs.push(OutTensor {
-                    name: format!("{name}.scales"),
-                    dtype,
-                    shape: vec![q.scales().len()],
-                    data: scales,
-                });
-                if let Some(t) = q.tensor_scale() {
-                    outputs.push(OutTensor {
-                        name: format!("{name}.tensor_scale"),
-                        dtype: Dtype::F32,
-                        shape: vec![],
-                        data: t.to_le_bytes().to_vec(),
-                    });
-                }
-                if !zps.is_empty() {
-                    outputs.push(OutTensor {
-                        name: format!("{name}.zero_points"),
-                        dtype: Dtype::U8,
-                        shape: vec![zps.len()],
-                        data: zps,
-                    });
-                }
-            }
-            QuantizedWeight::Bnb4 { packed, state } => {
-                let f32s = |v: &[f32]| v.iter().flat_map(|s| s.to_le_bytes()).collect::<Vec<u8>>();
-                outputs.push(OutTensor {
-                    name: format!("{name}.codes"),
-                    dtype: Dtype::U8,
-                    shape: vec![packed.len()],
-                    data: packed,
-                });
-                match state.scales() {
-                    Absmax::Plain(a) => outputs.push(OutTensor {
-                        name: format!("{name}.absmax"),
-                        dtype: Dtype::F32,
-                        shape: vec![a.len()],
-                        data: f32s(a),
-                    }),
-                    Absmax::Double(dq) => {
-                        outputs.push(OutTensor {
-                            name: format!("{name}.absmax"),
-                            dtype: Dtype::U8,
-                            shape: vec![dq.codes().len()],
-                            data: dq.codes().to_vec(),
-                        });
-                        outputs.push(OutTensor {
-                            name: format!("{name}.nested_absmax"),
-                            dtype: Dtype::F32,
-                            shape: vec![dq.absmax2().len()],
-                            data: f32s(dq.absmax2()),
-                        });
-                        outputs.push(OutTensor {
-                            name: format!("{name}.nested_offset"),
-                            dtype: Dtype::F32,
-                            shape: vec![1],
-                            data: f32s(&[dq.offset()]),
-                        });
-                    }
-                }
-            }
-            QuantizedWeight::Float {
-                format,
-                codes,
-                scale,
-                scaled,
-            } => {
-                let dtype = match format {
-                    Format::E4M3 => Dtype::F8_E4M3,
-                    Format::E5M2 => Dtype::F8_E5M2,
-                    Format::Fp16 => Dtype::F16,
-                    Format::Bf16 => Dtype::BF16,
-                    Format::Fp32 => Dtype::F32,
-                    Format::Fp64 => Dtype::F64,
-                    // The other formats have no safetensors dtype: their code bytes as U8.
-                    _ => Dtype::U8,
-                };
-                outputs.push(OutTensor {
-                    name: name.clone(),
-                    dtype,
-                    shape: shape.clone(),
-                    data: codes,
-                });
-                if scaled {
-                    outputs.push(OutTensor {
-                        name: format!("{name}.scale"),
-                        dtype: Dtype::F32,
-                        shape: vec![1],
-                        data: scale.to_le_bytes().to_vec(),
-                    });
-                }
-            }
-            QuantizedWeight::Kept(v) => outputs.push(OutTensor {
-                name: name.clone(),
-                dtype: Dtype::F32,
-                shape,
-                data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            }),
+        // lowbit's own layout: NAME.codes, NAME.scales, ... (see `lowbit::io::safetensors::lowbit`).
+        for t in weight_tensors(name, &shape, &q)? {
+            outputs.push(OutTensor {
+                dtype: t.dtype(),
+                data: t.bytes().into_owned(),
+                shape: t.shape,
+                name: t.name,
+            });
         }
     }
 

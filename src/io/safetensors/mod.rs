@@ -57,6 +57,7 @@ use crate::{Bf16, FloatFormat, Fp16, E4M3, E5M2, E8M0};
 pub mod bnb;
 pub mod compressed;
 mod json;
+pub mod lowbit;
 mod read;
 mod write;
 
