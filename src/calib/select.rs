@@ -36,22 +36,52 @@ fn xlogx(x: f64) -> f64 {
 pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
     let n = bins.len();
     debug_assert!(levels >= 1 && levels <= n);
+    let mut obj = vec![f64::INFINITY; n + 1];
+    entropy_terms(bins, levels, |i, t| {
+        if let Some(t) = t {
+            let kl = (t.sum_plogp - t.sum_plogq) / t.total + (t.kept / t.total).ln();
+            obj[i] = kl.max(0.0);
+        }
+    });
+    near_min(&obj[levels..]) + levels
+}
+
+/// The sums of one candidate edge's KL divergence (see [`entropy_terms`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KlTerms {
+    /// `Σ p ln p` of the reference counts (the tail added to the last kept bin).
+    pub sum_plogp: f64,
+    /// `Σ p ln q`, `q` the quantized density (a group's count over its non-empty bins).
+    pub sum_plogq: f64,
+    /// The counts below the edge.
+    pub kept: f64,
+    /// All counts.
+    pub total: f64,
+}
+
+/// For every candidate edge `i` in `levels..=n`, the sums of TensorRT's KL objective
+/// between the first `i` bins (the clipped tail added to the last) and their quantization
+/// into `levels` groups, or `None` where the divergence is infinite (nothing kept, or a tail
+/// on an empty last bin). From prefix sums, `O(n · levels)`. TensorRT's selection here and
+/// modelopt's (`compat::modelopt`) combine them each in their own way.
+pub(crate) fn entropy_terms(bins: &[u64], levels: usize, mut each: impl FnMut(usize, Option<KlTerms>)) {
+    let n = bins.len();
     let mut cnt = vec![0u64; n + 1];
-    let mut nz = vec![0u32; n + 1];
+    let mut nz = vec![0u64; n + 1];
     let mut plogp = vec![0f64; n + 1];
     for (j, &b) in bins.iter().enumerate() {
         cnt[j + 1] = cnt[j] + b;
-        nz[j + 1] = nz[j] + u32::from(b != 0);
+        nz[j + 1] = nz[j] + u64::from(b != 0);
         plogp[j + 1] = plogp[j] + xlogx(b as f64);
     }
     let total = cnt[n] as f64;
-    let mut obj = vec![f64::INFINITY; n + 1];
     for i in levels..=n {
         let s = cnt[i];
         let tail = cnt[n] - s;
         let last = bins[i - 1];
         if s == 0 || (tail > 0 && last == 0) {
-            continue; // infinite divergence
+            each(i, None);
+            continue;
         }
         let sum_plogp = plogp[i - 1] + xlogx((last + tail) as f64);
         let mut sum_plogq = 0.0;
@@ -59,18 +89,24 @@ pub(crate) fn entropy_edge(bins: &[u64], levels: usize) -> usize {
         for g in 0..levels {
             let a = (g * i).div_ceil(levels);
             let b = ((g + 1) * i).div_ceil(levels);
-            let c = (cnt[b] - cnt[a]) as f64;
-            if c > 0.0 {
-                let q = c / f64::from(nz[b] - nz[a]);
-                sum_plogq += c * q.ln();
-                q_last = q;
+            let c = cnt[b] - cnt[a];
+            if c > 0 {
+                let q = c as f64 / (nz[b] - nz[a]) as f64;
+                sum_plogq += c as f64 * q.ln();
+                q_last = q; // the last group holds bin i - 1
             }
         }
         sum_plogq += tail as f64 * q_last.ln();
-        let kl = (sum_plogp - sum_plogq) / total + (s as f64 / total).ln();
-        obj[i] = kl.max(0.0);
+        each(
+            i,
+            Some(KlTerms {
+                sum_plogp,
+                sum_plogq,
+                kept: s as f64,
+                total,
+            }),
+        );
     }
-    near_min(&obj[levels..]) + levels
 }
 
 /// Relative tolerance of [`near_min`].

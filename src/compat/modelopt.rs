@@ -284,15 +284,6 @@ fn entropy_exact(hist: &[u64], edges: &[f32]) -> f32 {
     edges[best.1.min(edges.len() - 1)]
 }
 
-#[inline]
-fn xlogx(x: f64) -> f64 {
-    if x > 0.0 {
-        x * x.ln()
-    } else {
-        0.0
-    }
-}
-
 /// modelopt's entropy objective for every candidate from prefix sums, `O(bins * 128)`.
 ///
 /// With `r` the reference counts (the tail added to the last), `d` the quantized density
@@ -304,46 +295,19 @@ fn entropy_prefix(hist: &[u64], edges: &[f32]) -> f32 {
     if bins.len() > 1 {
         bins[0] = bins[1];
     }
-    let nbins = 128usize;
-    let n = bins.len();
-    let mut cnt = vec![0u64; n + 1];
-    let mut nz = vec![0u64; n + 1];
-    let mut plogp = vec![0f64; n + 1];
-    for (j, &b) in bins.iter().enumerate() {
-        cnt[j + 1] = cnt[j] + b;
-        nz[j + 1] = nz[j] + u64::from(b != 0);
-        plogp[j + 1] = plogp[j] + xlogx(b as f64);
-    }
-    let total = cnt[n] as f64;
     let mut best = (f64::INFINITY, 128usize);
     let mut any = false;
-    for i in nbins..=n {
-        let s = cnt[i];
-        let tail = cnt[n] - s;
-        let last = bins[i - 1];
-        let ent = if s == 0 || (tail > 0 && last == 0) {
-            f64::INFINITY // an observed bin with no quantized density
-        } else {
-            let mut rlnd = 0.0;
-            let mut d_last = 0.0;
-            for g in 0..nbins {
-                let (a, b) = ((g * i).div_ceil(nbins), ((g + 1) * i).div_ceil(nbins));
-                let c = cnt[b] - cnt[a];
-                if c > 0 {
-                    let d = c as f64 / (nz[b] - nz[a]) as f64;
-                    rlnd += c as f64 * d.ln();
-                    d_last = d; // the last group holds bin i - 1
-                }
-            }
-            rlnd += tail as f64 * d_last.ln();
-            let rlnr = plogp[i - 1] + xlogx((last + tail) as f64);
-            ((rlnr - rlnd) / total - total.ln() + (s as f64).ln()).max(0.0)
+    crate::calib::select::entropy_terms(&bins, 128, |i, t| {
+        let ent = match t {
+            // modelopt's own last step: `- ln T + ln S`.
+            Some(t) => ((t.sum_plogp - t.sum_plogq) / t.total - t.total.ln() + t.kept.ln()).max(0.0),
+            None => f64::INFINITY, // an observed bin with no quantized density
         };
         if !any || ent <= best.0 {
             best = (ent, i);
             any = true;
         }
-    }
+    });
     edges[best.1.min(edges.len() - 1)]
 }
 
