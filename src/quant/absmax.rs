@@ -4,7 +4,7 @@ use core::marker::PhantomData;
 
 use super::int_codes::{self, IntDec, IntEnc, Mode};
 use super::walk::{self, Kernel, Stats};
-use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
+use super::{Error, Granularity, NonFinite, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
 
@@ -196,25 +196,13 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
     }
 }
 
-impl<S: FloatFormat> Quantizer for AbsmaxQuantizer<S> {
-    fn bits(&self) -> u32 {
-        self.bits
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-        walk::quantize(self, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-        walk::dequantize(self, q, out)
-    }
-}
+walk::walker_quantizer!(impl[S: FloatFormat] AbsmaxQuantizer<S>, |q| q.bits);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant::AffineQuantizer;
+    use crate::quant::Quantizer;
 
     #[test]
     fn all_zero_block_is_exact_zero() {

@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use super::absmax::nan_scale;
 use super::int_codes::{self, IntDec, IntEnc, Mode};
 use super::walk::{self, Kernel, Stats};
-use super::{Error, Granularity, NonFinite, Quantized, Quantizer, Rounding, Scale, Scheme};
+use super::{Error, Granularity, NonFinite, Rounding, Scale, Scheme};
 use crate::format::{FloatFormat, Layout};
 use crate::Fp32;
 
@@ -341,24 +341,12 @@ impl<S: FloatFormat> Kernel for AffineQuantizer<S> {
     }
 }
 
-impl<S: FloatFormat> Quantizer for AffineQuantizer<S> {
-    fn bits(&self) -> u32 {
-        self.bits
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), Error> {
-        walk::quantize(self, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
-        walk::dequantize(self, q, out)
-    }
-}
+walk::walker_quantizer!(impl[S: FloatFormat] AffineQuantizer<S>, |q| q.bits);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::Quantizer;
 
     #[test]
     fn reduce_range_matches_torch() {

@@ -86,6 +86,29 @@ pub(crate) fn stats(x: &[f32]) -> Stats {
     s
 }
 
+/// `impl Quantizer` for a [`Kernel`] type whose quantize and dequantize are the walker's, with
+/// a `granularity` field: `walker_quantizer!(impl[S: FloatFormat] AbsmaxQuantizer<S>, |q| q.bits);`.
+macro_rules! walker_quantizer {
+    (impl[$($gen:tt)*] $t:ty, |$q:ident| $bits:expr) => {
+        impl<$($gen)*> $crate::quant::Quantizer for $t {
+            fn bits(&self) -> u32 {
+                let $q = self;
+                $bits
+            }
+            fn granularity(&self) -> $crate::quant::Granularity {
+                self.granularity
+            }
+            fn quantize_into(&self, x: &[f32], out: &mut $crate::quant::Quantized) -> Result<(), $crate::quant::Error> {
+                $crate::quant::walk::quantize(self, x, out)
+            }
+            fn dequantize_into(&self, q: &$crate::quant::Quantized, out: &mut [f32]) -> Result<(), $crate::quant::Error> {
+                $crate::quant::walk::dequantize(self, q, out)
+            }
+        }
+    };
+}
+pub(crate) use walker_quantizer;
+
 /// What a quantizer supplies to the walker.
 pub(crate) trait Kernel: Quantizer {
     /// The scheme tag of what it makes.

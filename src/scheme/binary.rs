@@ -28,7 +28,7 @@
 use super::{channel_rows, check_finite, check_len, Error};
 use crate::format::{FloatFormat, Layout};
 use crate::quant::walk::{self, Kernel, Stats};
-use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantized, Quantizer, Scale, Scheme};
+use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantizer, Scale, Scheme};
 use crate::Fp32;
 
 /// The [`Scheme`] tag of binary quantization in a [`Quantized`].
@@ -121,20 +121,7 @@ impl Kernel for BinaryQuantizer {
     }
 }
 
-impl Quantizer for BinaryQuantizer {
-    fn bits(&self) -> u32 {
-        1
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), QuantError> {
-        walk::quantize(self, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), QuantError> {
-        walk::dequantize(self, q, out)
-    }
-}
+walk::walker_quantizer!(impl[] BinaryQuantizer, |_q| 1);
 
 /// A binarized tensor: one sign bit per element and one scale per channel.
 #[derive(Clone, Debug, PartialEq)]

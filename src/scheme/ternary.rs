@@ -25,7 +25,7 @@ use super::binary::{contiguous, mean_abs};
 use super::{channel_rows, check_finite, check_len, Error};
 use crate::format::{FloatFormat, Layout};
 use crate::quant::walk::{self, Kernel, Stats};
-use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantized, Quantizer, Scale, Scheme};
+use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantizer, Scale, Scheme};
 use crate::Fp32;
 
 /// TWN's threshold factor: `Δ = 0.7 · mean|x|`.
@@ -143,20 +143,7 @@ impl Kernel for TernaryQuantizer {
     }
 }
 
-impl Quantizer for TernaryQuantizer {
-    fn bits(&self) -> u32 {
-        2
-    }
-    fn granularity(&self) -> Granularity {
-        self.granularity
-    }
-    fn quantize_into(&self, x: &[f32], out: &mut Quantized) -> Result<(), QuantError> {
-        walk::quantize(self, x, out)
-    }
-    fn dequantize_into(&self, q: &Quantized, out: &mut [f32]) -> Result<(), QuantError> {
-        walk::dequantize(self, q, out)
-    }
-}
+walk::walker_quantizer!(impl[] TernaryQuantizer, |_q| 2);
 
 /// A ternarized tensor: 2-bit codes and one scale (and threshold) per channel.
 #[derive(Clone, Debug, PartialEq)]
