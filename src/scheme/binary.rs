@@ -31,7 +31,7 @@ use crate::quant::walk::{self, Kernel, Stats};
 use crate::quant::{Error as QuantError, Granularity, NonFinite, Quantizer, Scale, Scheme};
 use crate::Fp32;
 
-/// The [`Scheme`] tag of binary quantization in a [`Quantized`].
+/// The [`Scheme`] tag of binary quantization in a [`Quantized`](crate::quant::Quantized).
 pub const BINARY_SCHEME: Scheme = Scheme::Other(11);
 
 /// `mean |x|` in `f64`, rounded once to `f32`: binary's `α` and ternary's threshold base.

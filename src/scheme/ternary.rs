@@ -31,7 +31,7 @@ use crate::Fp32;
 /// TWN's threshold factor: `Δ = 0.7 · mean|x|`.
 pub const TWN_THRESHOLD: f32 = 0.7;
 
-/// The [`Scheme`] tag of ternary quantization in a [`Quantized`].
+/// The [`Scheme`] tag of ternary quantization in a [`Quantized`](crate::quant::Quantized).
 pub const TERNARY_SCHEME: Scheme = Scheme::Other(12);
 
 /// A group's threshold `Δ = factor · mean|x|` (in `f64`, rounded once) and scale `α`, the
