@@ -11,7 +11,10 @@ use crate::quant::mx::{self, MxElement, MxQuantizer, Nvfp4Quantizer, ScaleRule, 
 use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Granularity, Quantized, Quantizer};
 use crate::scheme::{check_finite, Error};
 
-/// How a weight's elements are grouped for integer quantization.
+/// How a weight's elements are grouped for integer quantization, before its shape is known:
+/// a recipe rule applies to weights of many shapes, so "per channel" cannot yet say how long
+/// a row is. [`resolve`](Self::resolve) turns it into the quantizers' [`Granularity`] for one
+/// weight's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightGranularity {
     /// One scale for the tensor.
@@ -209,6 +212,38 @@ impl WeightScheme {
     }
 
     fn granularity(g: WeightGranularity, len: usize, shape: &[usize]) -> Result<Granularity, Error> {
+        g.resolve_len(len, shape)
+    }
+}
+
+impl WeightGranularity {
+    /// The quantizers' [`Granularity`] for a weight of `shape`: per channel is per row of
+    /// `shape[0]` rows (one scale for a 1-D or empty tensor).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the shape's element count overflows.
+    ///
+    /// ```
+    /// use lowbit::quant::Granularity;
+    /// use lowbit::scheme::ptq::WeightGranularity;
+    /// assert_eq!(WeightGranularity::PerChannel.resolve(&[4, 3, 2])?, Granularity::PerRow { cols: 6 });
+    /// assert_eq!(WeightGranularity::PerChannel.resolve(&[5])?, Granularity::PerTensor);
+    /// # Ok::<(), lowbit::SchemeError>(())
+    /// ```
+    pub fn resolve(self, shape: &[usize]) -> Result<Granularity, Error> {
+        let len = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or(Error::Shape {
+                what: "shape",
+                expected: usize::MAX,
+                got: usize::MAX,
+            })?;
+        self.resolve_len(len, shape)
+    }
+
+    fn resolve_len(self, len: usize, shape: &[usize]) -> Result<Granularity, Error> {
+        let g = self;
         // A product that overflows is no length at all.
         let numel = shape
             .iter()
