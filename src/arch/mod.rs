@@ -36,6 +36,21 @@ pub(crate) fn encode_fp16_f16c(src: &[f32], dst: &mut [u16], exact: impl Fn(&[f3
     false
 }
 
+/// Decode IEEE binary16 with F16C, if the CPU has it, and say whether it did. `exact`
+/// decodes what the instruction would get wrong (chunks holding a NaN) and the tail, so the
+/// result equals `exact` on the whole slice.
+#[inline]
+pub(crate) fn decode_fp16_f16c(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u16], &mut [f32])) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("f16c") && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports F16C and AVX2, checked on the line above.
+        unsafe { x86::decode_fp16_f16c(src, dst, exact) };
+        return true;
+    }
+    let _ = (src, dst, exact);
+    false
+}
+
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).
 #[inline]
 pub(crate) fn quantize_blocks15(
@@ -103,6 +118,16 @@ pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]
     portable::count_and_widen(words, slot, word);
 }
 
+/// Whether the CPU has the AVX-512 subsets [`run`] compiles for.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vl")
+        && std::is_x86_feature_detected!("avx2")
+}
+
 /// A computation to run with the widest instruction set the CPU has. `run` must be
 /// `#[inline(always)]`, and so must everything hot it calls, so that it is compiled again
 /// inside the wider entry point.
@@ -113,9 +138,16 @@ pub(crate) trait Job {
     fn run(self) -> Self::Out;
 }
 
-/// Run `job` compiled for AVX2 when the CPU has it, else the portable build.
+/// Run `job` compiled for AVX-512 (F, BW, VL) or AVX2 when the CPU has them, else the
+/// portable build. Rust does not contract `a * b + c` into a fused multiply-add, so every
+/// build computes the same bits.
 #[inline]
 pub(crate) fn run<J: Job>(job: J) -> J::Out {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW, VL and AVX2, checked on the line above.
+        return unsafe { x86::run_avx512(job) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.

@@ -175,6 +175,48 @@ pub(super) unsafe fn encode_fp16_f16c(src: &[f32], dst: &mut [u16], exact: impl 
     exact(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
+/// Decode IEEE binary16 with F16C, 32 codes a step; a chunk holding a NaN code goes to
+/// `exact` (the instruction quiets a signalling NaN, which the portable decode keeps), and so
+/// does the tail, so the result equals `exact` on the whole slice.
+///
+/// # Safety
+/// The CPU must support F16C and AVX2.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn decode_fp16_f16c(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u16], &mut [f32])) {
+    use core::arch::x86_64::*;
+    let n = src.len().min(dst.len());
+    let (src, dst) = (&src[..n], &mut dst[..n]);
+    let mut chunks_src = src.chunks_exact(32);
+    let mut chunks_dst = dst.chunks_exact_mut(32);
+    let magnitude = _mm256_set1_epi16(0x7fff);
+    let inf = _mm256_set1_epi16(0x7c00);
+    for (s, d) in (&mut chunks_src).zip(&mut chunks_dst) {
+        // SAFETY: `s` has exactly 32 u16 and `d` exactly 32 f32, so the loads at `s + 16i`
+        // (i < 2, 16 codes each), the loads at `s + 8i` and the stores at `d + 8i` (i < 4) are
+        // in bounds; they are unaligned, and the instructions are enabled by this function's
+        // target features.
+        unsafe {
+            let a = _mm256_loadu_si256(s.as_ptr().cast());
+            let b = _mm256_loadu_si256(s.as_ptr().add(16).cast());
+            // A NaN code has a magnitude above 0x7c00 (signed 16-bit compare: magnitudes are
+            // at most 0x7fff).
+            let nan = _mm256_or_si256(
+                _mm256_cmpgt_epi16(_mm256_and_si256(a, magnitude), inf),
+                _mm256_cmpgt_epi16(_mm256_and_si256(b, magnitude), inf),
+            );
+            if _mm256_movemask_epi8(nan) != 0 {
+                exact(s, d);
+                continue;
+            }
+            for i in 0..4 {
+                let h = _mm_loadu_si128(s.as_ptr().add(8 * i).cast());
+                _mm256_storeu_ps(d.as_mut_ptr().add(8 * i), _mm256_cvtph_ps(h));
+            }
+        }
+    }
+    exact(chunks_src.remainder(), chunks_dst.into_remainder());
+}
+
 /// `portable::fine_keys` eight values a step, the page offsets gathered from `index`
 /// (every `bits >> 23` is below 512, so the gather stays inside it) and the maxima kept per lane
 /// (unsigned `max`) and reduced at the end; the tail goes to the portable loop. Same result as
@@ -297,5 +339,12 @@ pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], 
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
+    job.run()
+}
+
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VL (and AVX2).
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn run_avx512<J: super::Job>(job: J) -> J::Out {
     job.run()
 }

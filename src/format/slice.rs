@@ -38,6 +38,13 @@ pub(crate) fn encode_slice<F: FloatFormat>(src: &[f32], dst: &mut [F::Code], opt
 pub(crate) fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> Result<(), Error> {
     check_len(src.len(), dst.len())?;
     if F::FAST.fast {
+        if F::LAYOUT == crate::Fp16::LAYOUT {
+            if let Ok(s16) = bytemuck::try_cast_slice::<F::Code, u16>(src) {
+                if crate::arch::decode_fp16_f16c(s16, dst, portable::decode_f32_u16::<F>) {
+                    return Ok(());
+                }
+            }
+        }
         crate::arch::run(DecodeJob::<F> { src, dst });
     } else {
         for (d, &c) in dst.iter_mut().zip(src) {
@@ -96,6 +103,14 @@ pub(crate) mod portable {
         let k = if SATURATE { &F::FAST_SATURATE } else { &F::FAST };
         for (d, &x) in dst.iter_mut().zip(src) {
             *d = F::Code::from_u64(u64::from(codec::encode_f32_rne(k, x)));
+        }
+    }
+
+    /// [`decode_f32`] of 16-bit codes given as `u16`.
+    #[inline(always)]
+    pub(crate) fn decode_f32_u16<F: FloatFormat>(src: &[u16], dst: &mut [f32]) {
+        for (d, &c) in dst.iter_mut().zip(src) {
+            *d = codec::decode_f32_fast(&F::LAYOUT, &F::FAST, u32::from(c));
         }
     }
 
