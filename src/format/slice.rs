@@ -65,7 +65,38 @@ fn encode_fast<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::
             }
         }
     }
+    if F::LAYOUT == crate::Bf16::LAYOUT && !SATURATE {
+        if let Ok(d16) = bytemuck::try_cast_slice_mut::<F::Code, u16>(dst) {
+            crate::arch::run(Bf16Job { src, dst: d16 });
+            return;
+        }
+    }
     crate::arch::run(EncodeJob::<F, SATURATE> { src, dst });
+}
+
+/// BF16 is the top half of an `f32`: round the low half to nearest even by integer addition
+/// (an overflow carries into the exponent and gives infinity, as it should), NaN to the
+/// canonical quiet NaN with its sign. The same codes as the codec.
+struct Bf16Job<'a> {
+    src: &'a [f32],
+    dst: &'a mut [u16],
+}
+
+impl crate::arch::Job for Bf16Job<'_> {
+    type Out = ();
+    #[inline(always)]
+    fn run(self) {
+        for (d, &x) in self.dst.iter_mut().zip(self.src) {
+            let b = x.to_bits();
+            let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
+            let nan = (b & 0x7fff_ffff) > 0x7f80_0000;
+            *d = if nan {
+                ((b >> 16) as u16 & 0x8000) | 0x7fc0
+            } else {
+                rounded
+            };
+        }
+    }
 }
 
 struct EncodeJob<'a, F: FloatFormat, const SATURATE: bool> {

@@ -114,6 +114,35 @@ fn fp16_decode_every_code() {
     }
 }
 
+/// BF16's slice encode (its own integer kernel) against the portable codec on a stride through
+/// every `f32` bit pattern, every NaN boundary and the rounding carries into the exponent.
+#[test]
+fn bf16_encode_stride_of_every_f32() {
+    let mut src: Vec<f32> = (0..=u32::MAX).step_by(4099).map(f32::from_bits).collect();
+    for b in [
+        0x7f80_0000u32,
+        0x7f80_0001,
+        0x7fbf_ffff,
+        0x7fc0_0000,
+        0x7fff_ffff,
+        0x7f7f_ffff,
+        0x7f7f_8000,
+        0x7f7f_7fff,
+    ] {
+        src.extend([f32::from_bits(b), f32::from_bits(b | 0x8000_0000)]);
+    }
+    for low in [0x7fffu32, 0x8000, 0x8001, 0x1_8000, 0xffff] {
+        src.push(f32::from_bits(0x3f80_0000 | low));
+    }
+    let mut fast = vec![0u16; src.len()];
+    let mut portable = vec![0u16; src.len()];
+    Bf16::encode_slice(&src, &mut fast).unwrap();
+    encode_slice_portable::<Bf16>(&src, &mut portable).unwrap();
+    for (i, (a, b)) in fast.iter().zip(&portable).enumerate() {
+        assert_eq!(a, b, "{:#x}", src[i].to_bits());
+    }
+}
+
 /// A layout declared by a user: the fast path must agree with the reference codec for it too.
 #[derive(Clone, Copy, Debug, Default)]
 struct E3M3;
