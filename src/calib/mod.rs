@@ -5,7 +5,7 @@
 //! collected elsewhere ([`Calibrator::merge`]), serialises its state
 //! ([`Calibrator::to_bytes`]) and finally answers [`Calibrator::range`]. A [`Range`] turns into
 //! quantization parameters: [`Range::symmetric_int8`], [`Range::affine_uint8`],
-//! [`Range::fp8_scale`].
+//! [`Range::fp8_scale`], and in ONNX Runtime's flavour [`Range::ort_qparams`].
 //!
 //! | calibrator | result depends on | merge |
 //! |---|---|---|

@@ -14,6 +14,7 @@ mod gguf;
 #[cfg(feature = "safetensors")]
 mod io_safetensors;
 mod mx;
+mod ort_qparams;
 mod props;
 mod ptq;
 mod quant;

@@ -1,0 +1,71 @@
+//! ONNX Runtime's `compute_scale_zp` and `quantize_nparray` against the vectors ONNX Runtime
+//! itself produced (`tests/data/ort/qparams.json`, made by `tests/data/ort/make_qparams.py`):
+//! every scale bit, zero point and code.
+
+use crate::common::data;
+use lowbit::calib::Range;
+use lowbit::compat::ort::{compute_scale_zp, qparams, quantize_nparray, QuantType};
+use serde_json::Value;
+
+fn u32_of(v: &Value) -> u32 {
+    u32::try_from(v.as_u64().expect("u32 bits")).expect("u32")
+}
+
+#[test]
+fn ort_qparams_match_onnxruntime() {
+    let text = std::fs::read_to_string(data("ort/qparams.json")).expect("qparams.json");
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(doc["onnxruntime"], "1.32.0");
+    let cols: Vec<&str> = doc["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(
+        cols,
+        [
+            "range",
+            "qtype",
+            "symmetric",
+            "reduce_range",
+            "min_real_range",
+            "qmin",
+            "qmax",
+            "scale",
+            "zero_point",
+            "codes"
+        ]
+    );
+    let ranges = doc["ranges"].as_array().unwrap();
+    let vectors = doc["vectors"].as_array().unwrap();
+    assert!(vectors.len() > 1000, "{}", vectors.len());
+    let (mut checked, mut codes_checked, mut qparams_checked) = (0, 0, 0);
+    for v in vectors {
+        let v = v.as_array().unwrap();
+        let r = &ranges[v[0].as_u64().unwrap() as usize];
+        let (rmin, rmax) = (f32::from_bits(u32_of(&r["rmin"])), f32::from_bits(u32_of(&r["rmax"])));
+        let qtype = QuantType::from_name(v[1].as_str().unwrap()).expect("qtype");
+        let symmetric = v[2].as_u64().unwrap() == 1;
+        let reduce = v[3].as_u64().unwrap() == 1;
+        let mrr = (!v[4].is_null()).then(|| f32::from_bits(u32_of(&v[4])));
+        let (qmin, qmax) = (v[5].as_i64().unwrap() as i32, v[6].as_i64().unwrap() as i32);
+        let (scale, zp) = (u32_of(&v[7]), v[8].as_i64().unwrap() as i32);
+        let what = format!("[{rmin:e}, {rmax:e}] {qtype:?} sym={symmetric} reduce={reduce} mrr={mrr:?}");
+
+        assert_eq!(qtype.qmin_qmax(reduce, symmetric), (qmin, qmax), "{what}");
+        let (z, s) = compute_scale_zp(rmin, rmax, qmin, qmax, symmetric, mrr).unwrap();
+        assert_eq!((s.to_bits(), z), (scale, zp), "{what}: scale {s:e}");
+        if mrr.is_none() {
+            let q = qparams(Range { min: rmin, max: rmax }, qtype, symmetric, reduce).unwrap();
+            assert_eq!((q.scale.to_bits(), q.zero_point), (scale, zp), "{what}");
+            let q = Range { min: rmin, max: rmax }.ort_qparams(qtype, symmetric, reduce).unwrap();
+            assert_eq!((q.scale.to_bits(), q.zero_point), (scale, zp), "{what}");
+            qparams_checked += 1;
+        }
+
+        let probes: Vec<f32> = r["probes"].as_array().unwrap().iter().map(|p| f32::from_bits(u32_of(p))).collect();
+        let want: Vec<i32> = v[9].as_array().unwrap().iter().map(|c| c.as_i64().unwrap() as i32).collect();
+        let got = quantize_nparray(qtype, &probes, f32::from_bits(scale), zp).unwrap();
+        assert_eq!(got, want, "{what}: probes {probes:?}");
+        codes_checked += want.len();
+        checked += 1;
+    }
+    assert_eq!(checked, vectors.len());
+    assert!(qparams_checked > 900 && codes_checked > 15_000, "{qparams_checked} {codes_checked}");
+}
