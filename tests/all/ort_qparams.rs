@@ -16,7 +16,12 @@ fn ort_qparams_match_onnxruntime() {
     let text = std::fs::read_to_string(data("ort/qparams.json")).expect("qparams.json");
     let doc: Value = serde_json::from_str(&text).expect("json");
     assert_eq!(doc["onnxruntime"], "1.32.0");
-    let cols: Vec<&str> = doc["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let cols: Vec<&str> = doc["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert_eq!(
         cols,
         [
@@ -54,18 +59,33 @@ fn ort_qparams_match_onnxruntime() {
         if mrr.is_none() {
             let q = qparams(Range { min: rmin, max: rmax }, qtype, symmetric, reduce).unwrap();
             assert_eq!((q.scale.to_bits(), q.zero_point), (scale, zp), "{what}");
-            let q = Range { min: rmin, max: rmax }.ort_qparams(qtype, symmetric, reduce).unwrap();
+            let q = Range { min: rmin, max: rmax }
+                .ort_qparams(qtype, symmetric, reduce)
+                .unwrap();
             assert_eq!((q.scale.to_bits(), q.zero_point), (scale, zp), "{what}");
             qparams_checked += 1;
         }
 
-        let probes: Vec<f32> = r["probes"].as_array().unwrap().iter().map(|p| f32::from_bits(u32_of(p))).collect();
-        let want: Vec<i32> = v[9].as_array().unwrap().iter().map(|c| c.as_i64().unwrap() as i32).collect();
+        let probes: Vec<f32> = r["probes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| f32::from_bits(u32_of(p)))
+            .collect();
+        let want: Vec<i32> = v[9]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_i64().unwrap() as i32)
+            .collect();
         let got = quantize_nparray(qtype, &probes, f32::from_bits(scale), zp).unwrap();
         assert_eq!(got, want, "{what}: probes {probes:?}");
         codes_checked += want.len();
         checked += 1;
     }
     assert_eq!(checked, vectors.len());
-    assert!(qparams_checked > 900 && codes_checked > 15_000, "{qparams_checked} {codes_checked}");
+    assert!(
+        qparams_checked > 900 && codes_checked > 15_000,
+        "{qparams_checked} {codes_checked}"
+    );
 }

@@ -171,9 +171,9 @@ pub fn qparams(range: Range, qtype: QuantType, symmetric: bool, reduce_range: bo
 ///
 /// [`Error::InvalidRange`] for ends that are not finite or `rmin > rmax`;
 /// [`Error::InvalidParameter`] for `qmin > 0`, `qmax < 0` or `qmin == qmax` (ONNX Runtime
-/// raises or divides by zero), for a `min_real_range` that is not finite or makes `rmax`
-/// overflow, and for a scale that overflows `f32` (only possible with a code range narrower
-/// than any of [`QuantType`]'s).
+/// raises or divides by zero), for a `min_real_range` that is not finite, and for a scale
+/// that overflows `f32` (only possible with a code range narrower than any of
+/// [`QuantType`]'s).
 ///
 /// # Examples
 ///
@@ -203,10 +203,11 @@ pub fn compute_scale_zp(
     let mut rmin = rmin.min(0.0);
     let mut rmax = rmax.max(0.0);
     if let Some(m) = min_real_range {
-        let floor = rmin + m;
-        if !floor.is_finite() {
+        if !m.is_finite() {
             return Err(Error::InvalidParameter("min_real_range"));
         }
+        // `rmin <= 0`, so `rmin + m` is at most `m`: finite, or `-inf` (no effect).
+        let floor = rmin + m;
         if floor > rmax {
             rmax = floor;
         }
@@ -283,7 +284,10 @@ mod tests {
     /// part.
     #[test]
     fn documented_cases() {
-        let r = Range { min: -10.68, max: 10.68 };
+        let r = Range {
+            min: -10.68,
+            max: 10.68,
+        };
         assert_eq!(qparams(r, QuantType::QUInt8, true, false).unwrap().zero_point, 128);
         assert_eq!(qparams(r, QuantType::QUInt8, false, false).unwrap().zero_point, 127);
         for (t, zp) in [
@@ -307,7 +311,12 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_errors() {
-        for (lo, hi) in [(f32::NAN, 1.0), (0.0, f32::INFINITY), (f32::NEG_INFINITY, 0.0), (2.0, 1.0)] {
+        for (lo, hi) in [
+            (f32::NAN, 1.0),
+            (0.0, f32::INFINITY),
+            (f32::NEG_INFINITY, 0.0),
+            (2.0, 1.0),
+        ] {
             assert!(matches!(
                 qparams(Range { min: lo, max: hi }, QuantType::QInt8, false, false),
                 Err(Error::InvalidRange { .. })
@@ -317,7 +326,12 @@ mod tests {
         assert!(compute_scale_zp(0.0, 1.0, -5, -1, false, None).is_err());
         assert!(compute_scale_zp(0.0, 1.0, 0, 0, false, None).is_err());
         assert!(compute_scale_zp(0.0, 1.0, 0, 255, false, Some(f32::NAN)).is_err());
-        assert!(compute_scale_zp(f32::MAX, f32::MAX, 0, 255, false, Some(f32::MAX)).is_err());
+        assert!(compute_scale_zp(0.0, 1.0, 0, 255, false, Some(f32::INFINITY)).is_err());
+        // The largest floor is finite; a negative one that overflows changes nothing.
+        let top = compute_scale_zp(f32::MAX, f32::MAX, 0, 255, false, Some(f32::MAX)).unwrap();
+        assert_eq!(top, compute_scale_zp(0.0, f32::MAX, 0, 255, false, None).unwrap());
+        let low = compute_scale_zp(-f32::MAX, 1.0, 0, 255, false, Some(-f32::MAX)).unwrap();
+        assert_eq!(low, compute_scale_zp(-f32::MAX, 1.0, 0, 255, false, None).unwrap());
         assert!(compute_scale_zp(-f32::MAX, f32::MAX, 0, 1, false, None).is_err());
         assert!(quantize_nparray(QuantType::QInt8, &[1.0, f32::NAN], 1.0, 0).is_err());
         assert!(quantize_nparray(QuantType::QInt8, &[1.0], 0.0, 0).is_err());
