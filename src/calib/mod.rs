@@ -51,7 +51,7 @@
 //! # Ok::<(), lowbit::calib::Error>(())
 //! ```
 
-mod bytes;
+pub(crate) mod bytes;
 pub(crate) mod histogram;
 mod minmax;
 mod qparams;

@@ -17,6 +17,7 @@ mod mx;
 mod ort_qparams;
 mod props;
 mod ptq;
+mod ptq_state;
 mod quant;
 mod reference;
 mod scheme;
