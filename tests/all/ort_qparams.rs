@@ -89,3 +89,58 @@ fn ort_qparams_match_onnxruntime() {
         "{qparams_checked} {codes_checked}"
     );
 }
+
+/// An activation scheme in ONNX Runtime's flavour gives ONNX Runtime's scale and zero point,
+/// with the type's full code range, for every vector (or an error where the grid's ends
+/// overflow `f32`).
+#[test]
+fn activation_schemes_in_the_ort_flavour() {
+    use lowbit::scheme::ptq::{ActivationScheme, CalibratorKind, QParamsFlavour};
+    let text = std::fs::read_to_string(data("ort/qparams.json")).expect("qparams.json");
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    let ranges = doc["ranges"].as_array().unwrap();
+    let mut n = 0;
+    for v in doc["vectors"].as_array().unwrap() {
+        let v = v.as_array().unwrap();
+        if !v[4].is_null() {
+            continue;
+        }
+        let r = &ranges[v[0].as_u64().unwrap() as usize];
+        let range = Range {
+            min: f32::from_bits(u32_of(&r["rmin"])),
+            max: f32::from_bits(u32_of(&r["rmax"])),
+        };
+        let qtype = QuantType::from_name(v[1].as_str().unwrap()).unwrap();
+        let (symmetric, reduce_range) = (v[2].as_u64() == Some(1), v[3].as_u64() == Some(1));
+        let (scale, zp) = (f32::from_bits(u32_of(&v[7])), v[8].as_i64().unwrap() as i32);
+        let s = ActivationScheme::new(CalibratorKind::MinMax, qtype.bits(), symmetric)
+            .unwrap()
+            .with_flavour(QParamsFlavour::Ort { qtype, reduce_range })
+            .unwrap();
+        let (lo, hi) = qtype.full_range();
+        match s.params(range) {
+            Ok(p) => {
+                assert_eq!(
+                    (p.scale().to_bits(), p.zero_point()),
+                    (scale.to_bits(), zp),
+                    "{range:?} {qtype:?}"
+                );
+                assert_eq!((p.qmin(), p.qmax()), (lo, hi));
+                n += 1;
+            }
+            Err(e) => {
+                let ends = [lo, hi].map(|q| (q as f32 - zp as f32) * scale);
+                assert!(ends.iter().any(|e| !e.is_finite()), "{range:?} {qtype:?}: {e}");
+            }
+        }
+    }
+    assert!(n > 800, "{n}"); // 836 of 912: the others are the widest ranges
+                             // The type's width must be the scheme's.
+    let s = ActivationScheme::new(CalibratorKind::MinMax, 8, false).unwrap();
+    assert!(s
+        .with_flavour(QParamsFlavour::Ort {
+            qtype: QuantType::QInt4,
+            reduce_range: false
+        })
+        .is_err());
+}

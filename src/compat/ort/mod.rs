@@ -71,8 +71,11 @@
 //!   negative code) and `reduce_range` (one bit less, as [`QuantType::qmin_qmax`] lists).
 //!
 //! On the range `[-10.68, 10.68]` (`f32` ends) as `QUInt8`, ONNX Runtime's symmetric zero
-//! point is 128 and its asymmetric one 127 (`10.68 / scale` falls just below 127.5 in `f64`);
-//! on `[-3.5, 251.5]` the zero point is `round(3.5) = 4` and on `[-2.5, 252.5]` it is 2.
+//! point is 128 and its asymmetric one 127 (`10.68 / scale` falls just below 127.5 in `f64`),
+//! where torch.ao's asymmetric formula gives 128 (the quotient is exactly 127.5 in `f32`,
+//! rounded to even; ONNX Runtime too gives 128 on `float64` ends, which this module does not
+//! take). On `[-3.5, 251.5]` the zero point is `round(3.5) = 4` and on `[-2.5, 252.5]` it
+//! is 2.
 //!
 //! [`quantize_nparray`] quantizes as ONNX Runtime's Python side does: `x / scale` in `f32`,
 //! rounded to nearest even, plus the zero point, clipped to the type's *full* range (also

@@ -290,6 +290,11 @@ mod tests {
         };
         assert_eq!(qparams(r, QuantType::QUInt8, true, false).unwrap().zero_point, 128);
         assert_eq!(qparams(r, QuantType::QUInt8, false, false).unwrap().zero_point, 127);
+        // torch.ao's formula: 10.68 / scale is exactly the tie 127.5 in f32, rounded to even.
+        assert_eq!(r.affine_uint8().unwrap().zero_point, 128);
+        // ONNX Runtime's: 10.68 / scale in f64, just below the tie.
+        let scale = (f64::from(10.68f32) * 2.0) / 255.0;
+        assert!(f64::from(10.68f32) / scale < 127.5);
         for (t, zp) in [
             (QuantType::QUInt8, 128),
             (QuantType::QInt8, 0),
