@@ -163,7 +163,7 @@ pub fn qparams(range: Range, qtype: QuantType, symmetric: bool, reduce_range: bo
 
 /// `compute_scale_zp(rmin, rmax, qmin, qmax, symmetric, min_real_range)` on `float32` ends:
 /// `(zero_point, scale)`, in ONNX Runtime's order. The steps are in the [module
-/// documentation](self); `min_real_range` (the `MinimumRealRange` option) raises `rmax` to
+/// documentation](super#quantization-parameters); `min_real_range` (the `MinimumRealRange` option) raises `rmax` to
 /// at least `rmin + min_real_range` (in `f32`) after 0 is included and before the range is
 /// made symmetric.
 ///
