@@ -21,7 +21,7 @@ pub enum QuantType {
 }
 
 impl QuantType {
-    /// Every type, in the order of the enum.
+    /// Every type, in the order of the enum (`ALL[t as usize] == t`).
     pub const ALL: [QuantType; 6] = [
         QuantType::QUInt8,
         QuantType::QInt8,
@@ -306,6 +306,7 @@ mod tests {
             let q = qparams(Range { min: -1.0, max: 5.0 }, t, true, false).unwrap();
             assert_eq!(q.zero_point, zp, "{t:?}");
             assert_eq!(QuantType::from_name(t.name()), Some(t));
+            assert_eq!(QuantType::ALL[t as usize], t);
         }
         let q = qparams(Range { min: -2.5, max: 252.5 }, QuantType::QUInt8, false, false).unwrap();
         assert_eq!((q.scale, q.zero_point), (1.0, 2));

@@ -176,11 +176,8 @@ impl ActivationScheme {
                 w.u8(0);
             }
             QParamsFlavour::Ort { qtype, reduce_range } => {
-                let t = QuantType::ALL
-                    .iter()
-                    .position(|&q| q == qtype)
-                    .expect("every type is listed");
-                w.u8(1).u8(t as u8).u8(u8::from(reduce_range));
+                // The declaration order, which is `QuantType::ALL`'s.
+                w.u8(1).u8(qtype as u8).u8(u8::from(reduce_range));
             }
         }
     }
