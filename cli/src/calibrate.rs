@@ -1,7 +1,9 @@
 //! `lowbit calibrate`: activation ranges from `.npy` / `.npz` batches, with states that merge
-//! across machines.
+//! across machines: one range for all the arrays, or (`--per-array`) one per array, through a
+//! `lowbit::scheme::ptq::Calibration`.
 
 use lowbit::calib::{Calibrator, HistogramCalibrator, Method, MinMaxCalibrator, Range};
+use lowbit::scheme::ptq::{ActivationScheme, CalibratorKind, Recipe};
 
 use crate::Result;
 
@@ -11,21 +13,38 @@ pub enum Any {
     Histogram(Box<HistogramCalibrator>),
 }
 
+/// The histogram method of a `--method` value (`None` for `minmax`): `percentile[=P]`
+/// (default 99.99), `entropy`, `mse`, with `bits` for entropy and MSE.
+fn method_of(method: &str, bits: u32) -> Result<Option<Method>> {
+    Ok(Some(match method {
+        "minmax" => return Ok(None),
+        "entropy" => Method::Entropy { bits },
+        "mse" => Method::Mse { bits },
+        "percentile" => Method::Percentile(99.99),
+        p => match p.strip_prefix("percentile=").map(str::parse::<f64>) {
+            Some(Ok(v)) => Method::Percentile(v),
+            _ => return Err(format!("unknown method {p:?} (minmax, percentile[=P], entropy, mse)").into()),
+        },
+    }))
+}
+
+/// The recipe of `--per-array`: every array (`*`) calibrated with the method, symmetric as the
+/// single calibrator is.
+fn per_array_recipe(method: &str, bits: u32) -> Result<Recipe> {
+    let kind = match method_of(method, bits)? {
+        None => CalibratorKind::MinMax,
+        Some(m) => CalibratorKind::Histogram(m),
+    };
+    Ok(Recipe::new().activations("*", ActivationScheme::new(kind, bits, true)?))
+}
+
 impl Any {
-    /// The calibrator of a `--method` value: `minmax`, `percentile[=P]` (default 99.99),
-    /// `entropy`, `mse`, with `bits` for entropy and MSE.
+    /// The calibrator of a `--method` value (see [`method_of`]).
     pub fn new(method: &str, bits: u32) -> Result<Any> {
-        let m = match method {
-            "minmax" => return Ok(Any::MinMax(MinMaxCalibrator::new())),
-            "entropy" => Method::Entropy { bits },
-            "mse" => Method::Mse { bits },
-            "percentile" => Method::Percentile(99.99),
-            p => match p.strip_prefix("percentile=").map(str::parse::<f64>) {
-                Some(Ok(v)) => Method::Percentile(v),
-                _ => return Err(format!("unknown method {p:?} (minmax, percentile[=P], entropy, mse)").into()),
-            },
-        };
-        Ok(Any::Histogram(Box::new(HistogramCalibrator::new(m)?)))
+        Ok(match method_of(method, bits)? {
+            None => Any::MinMax(MinMaxCalibrator::new()),
+            Some(m) => Any::Histogram(Box::new(HistogramCalibrator::new(m)?)),
+        })
     }
 
     pub fn observe(&mut self, batch: &[f32]) -> Result<()> {
@@ -102,7 +121,7 @@ pub fn load(path: &str) -> Result<Vec<(String, Vec<f32>)>> {
 pub fn run(args: &[String]) -> Result<()> {
     let (mut method, mut bits) = ("entropy".to_string(), 8u32);
     let (mut inputs, mut merges) = (Vec::new(), Vec::new());
-    let (mut state_out, mut as_json) = (None, false);
+    let (mut state_out, mut as_json, mut per_array) = (None, false, false);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -112,12 +131,16 @@ pub fn run(args: &[String]) -> Result<()> {
             "--state-out" => state_out = Some(value("--state-out")?),
             "--merge" => merges.push(value("--merge")?),
             "--json" => as_json = true,
+            "--per-array" => per_array = true,
             s if s.starts_with('-') => return Err(format!("unknown option {s}\n{}", crate::USAGE).into()),
             s => inputs.push(s.to_string()),
         }
     }
     if inputs.is_empty() && merges.is_empty() {
         return Err(format!("calibrate needs activation files or --merge states\n{}", crate::USAGE).into());
+    }
+    if per_array {
+        return run_per_array(&method, bits, &inputs, &merges, state_out.as_deref(), as_json);
     }
     let mut cal = Any::new(&method, bits)?;
     let bar = crate::progress(inputs.len(), "calibrating");
@@ -147,6 +170,60 @@ pub fn run(args: &[String]) -> Result<()> {
         );
     } else {
         println!("{method}: range [{}, {}], amax {}", r.min, r.max, r.amax());
+    }
+    Ok(())
+}
+
+/// `lowbit calibrate --per-array ...`: one range per array (the name of an `.npz` member, the
+/// path of an `.npy`), the state a whole `Calibration`.
+fn run_per_array(
+    method: &str,
+    bits: u32,
+    inputs: &[String],
+    merges: &[String],
+    state_out: Option<&str>,
+    as_json: bool,
+) -> Result<()> {
+    let recipe = per_array_recipe(method, bits)?;
+    let mut cal = recipe.calibration();
+    let bar = crate::progress(inputs.len(), "calibrating");
+    for path in inputs {
+        for (name, v) in load(path)? {
+            bar.set_message(name.clone());
+            for batch in v.chunks(1 << 16) {
+                cal.observe(&name, batch).map_err(|e| format!("{name}: {e}"))?;
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    for path in merges {
+        let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+        let other = recipe
+            .calibration_from_bytes(&bytes)
+            .map_err(|e| format!("{path}: {e}"))?;
+        cal.merge(&other).map_err(|e| format!("{path}: {e}"))?;
+    }
+    if let Some(path) = state_out {
+        std::fs::write(path, cal.to_bytes()?).map_err(|e| format!("{path}: {e}"))?;
+    }
+    let mut layers = serde_json::Map::new();
+    for name in cal.layers() {
+        let r = cal.range(name).map_err(|e| format!("{name}: {e}"))?;
+        if as_json {
+            layers.insert(
+                name.to_string(),
+                serde_json::json!({"min": r.min, "max": r.max, "amax": r.amax()}),
+            );
+        } else {
+            println!("{name}: {method}: range [{}, {}], amax {}", r.min, r.max, r.amax());
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::json!({"method": method, "bits": bits, "layers": layers})
+        );
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
 //! lowbit quantize IN.safetensors --format gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
 //! lowbit inspect FILE.safetensors|FILE.gguf
-//! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--state-out F] [--merge F]... [--json]
+//! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--per-array] [--state-out F] [--merge F]... [--json]
 //! ```
 //!
 //! Errors are one line naming the file and tensor, with a non-zero exit code.
@@ -28,7 +28,8 @@ const USAGE: &str = "usage:
   lowbit quantize IN.safetensors --format gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf]
   lowbit inspect FILE.safetensors|FILE.gguf
   lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
-                   [--state-out STATE] [--merge STATE]... [--json]
+                   [--per-array] [--state-out STATE] [--merge STATE]... [--json]
+  --per-array: one range per array (per .npz member), not one for all
 recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
   --format bnb: nf4 fp4; --format compressed-tensors: fp8 int8 int4 nvfp4 mxfp4 mxfp8
   (both also write OUT.quantization_config.json for the model's config.json)

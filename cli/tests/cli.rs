@@ -109,6 +109,72 @@ fn calibration_states_merge_to_the_one_batch_result() {
     }
 }
 
+/// `.npy` bytes (version 1.0) of a 1-D f32 array.
+fn npy_bytes(v: &[f32]) -> Vec<u8> {
+    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", v.len());
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+    bytes
+}
+
+/// An `.npz` of the named arrays (stored, not deflated).
+fn write_npz(path: &str, arrays: &[(&str, Vec<f32>)]) {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, v) in arrays {
+        z.start_file(format!("{name}.npy"), opts).unwrap();
+        z.write_all(&npy_bytes(v)).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+/// `--per-array`: a range per layer, and whole-model states that merge to the result of one
+/// run over both shards; a state of another method is refused.
+#[test]
+fn per_array_states_merge_to_the_one_run_result() {
+    let vals = |n: usize, scale: f32, seed: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| ((((i + seed) * 7919) % 1000) as f32 / 500.0 - 1.0) * scale)
+            .collect()
+    };
+    let (a, b) = (tmp("shard_a.npz"), tmp("shard_b.npz"));
+    write_npz(&a, &[("l0.q", vals(3000, 1.0, 1)), ("l0.ffn", vals(2000, 4.0, 2))]);
+    write_npz(&b, &[("l0.q", vals(1000, 2.5, 3)), ("l1.out", vals(500, 0.5, 4))]);
+    let (sa, sb) = (tmp("shard_a.state"), tmp("shard_b.state"));
+    for method in ["entropy", "percentile=99.9", "minmax"] {
+        let run = |args: &[&str]| {
+            let mut all = vec!["calibrate", "--per-array", "--method", method];
+            all.extend_from_slice(args);
+            lowbit(&all)
+        };
+        assert!(run(&[&a, "--state-out", &sa]).0, "{method}");
+        assert!(run(&[&b, "--state-out", &sb]).0, "{method}");
+        let merged = run(&["--merge", &sb, "--merge", &sa, "--json"]);
+        let whole = run(&[&a, &b, "--json"]);
+        assert!(merged.0 && whole.0, "{method}: {} {}", merged.2, whole.2);
+        assert_eq!(merged.1, whole.1, "{method}");
+        let v: serde_json::Value = serde_json::from_str(&whole.1).unwrap();
+        let layers = v["layers"].as_object().unwrap();
+        assert_eq!(
+            layers.keys().collect::<Vec<_>>(),
+            ["l0.ffn", "l0.q", "l1.out"],
+            "{method}"
+        );
+        let text = run(&[&a]);
+        assert!(text.0 && text.1.lines().count() == 2, "{}", text.1);
+    }
+    // The states were written by minmax: another method's recipe refuses them.
+    let (ok, _, err) = lowbit(&["calibrate", "--per-array", "--method", "mse", "--merge", &sa]);
+    assert!(!ok && err.contains("other activation rules"), "{err}");
+}
+
 #[test]
 fn errors_are_one_line_and_fail() {
     let (ok, _, err) = lowbit(&["quantize", "/nonexistent.safetensors", "--recipe", "int8"]);

@@ -5,7 +5,7 @@
 //! collected elsewhere ([`Calibrator::merge`]), serialises its state
 //! ([`Calibrator::to_bytes`]) and finally answers [`Calibrator::range`]. A [`Range`] turns into
 //! quantization parameters: [`Range::symmetric_int8`], [`Range::affine_uint8`],
-//! [`Range::fp8_scale`].
+//! [`Range::fp8_scale`], and in ONNX Runtime's flavour [`Range::ort_qparams`].
 //!
 //! | calibrator | result depends on | merge |
 //! |---|---|---|
@@ -51,7 +51,7 @@
 //! # Ok::<(), lowbit::calib::Error>(())
 //! ```
 
-mod bytes;
+pub(crate) mod bytes;
 pub(crate) mod histogram;
 mod minmax;
 mod qparams;

@@ -85,6 +85,38 @@ impl Range {
         Ok(AffineQParams { scale, zero_point })
     }
 
+    /// ONNX Runtime's parameters for this range, as its QDQ quantizer computes them
+    /// ([`crate::compat::ort::qparams`]): `qtype` is the activation or weight type,
+    /// `symmetric` its `ActivationSymmetric` / `WeightSymmetric` option and `reduce_range`
+    /// whether one bit of the codes is dropped. Its formula differs from
+    /// [`affine_uint8`](Self::affine_uint8) (torch.ao's): the scale is computed in `f64`, and
+    /// a symmetric zero point is the middle code whatever the range.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidRange`] if the range is not finite or `min > max`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lowbit::calib::Range;
+    /// use lowbit::compat::ort::QuantType;
+    /// let r = Range { min: -1.0, max: 3.0 };
+    /// let ort = r.ort_qparams(QuantType::QUInt8, false, false)?;
+    /// assert_eq!((ort.scale, ort.zero_point), (4.0 / 255.0, 64));
+    /// let sym = r.ort_qparams(QuantType::QUInt8, true, false)?;
+    /// assert_eq!((sym.scale, sym.zero_point), (6.0 / 255.0, 128));
+    /// # Ok::<(), lowbit::calib::Error>(())
+    /// ```
+    pub fn ort_qparams(
+        &self,
+        qtype: crate::compat::ort::QuantType,
+        symmetric: bool,
+        reduce_range: bool,
+    ) -> Result<crate::compat::ort::QParams, Error> {
+        crate::compat::ort::qparams(*self, qtype, symmetric, reduce_range)
+    }
+
     /// Scale for an FP8 (or any float) format `F`: `amax / F::MAX`, so that `amax` maps to the
     /// format's largest finite value (448 for [`crate::E4M3`], 57344 for [`crate::E5M2`]), at
     /// least `f32::EPSILON`.

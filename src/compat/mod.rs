@@ -6,7 +6,7 @@
 //! | [`bnb`] | bitsandbytes 0.50.2: 4-bit NF4/FP4 with double quantization, 8-bit blockwise |
 //! | [`ggml`] | llama.cpp's `Q8_0`, `Q4_0` and `Q4_1` blocks (32 elements, f16 scales) |
 //! | [`modelopt`] | NVIDIA modelopt 0.47 `HistogramCalibrator` (`torch_hist=True`) |
-//! | [`ort`] | ONNX Runtime 1.32 `HistogramCollector` |
+//! | [`ort`] | ONNX Runtime 1.32 `HistogramCollector` and its QDQ `compute_scale_zp` / `quantize_nparray` |
 //!
 //! Block structs are `#[repr(C)]` [`bytemuck::Pod`] types, so a slice of blocks casts to the
 //! exact bytes the other tool loads; their errors are the quantization module's

@@ -153,6 +153,18 @@ pub enum Error {
         /// The layer.
         layer: String,
     },
+    /// A calibration state (or another shard's calibration) made with other activation rules
+    /// than the recipe's: other patterns, calibrators, methods, bit widths, symmetry or
+    /// qparams flavour.
+    #[error("the calibration was made with other activation rules than this recipe's")]
+    RecipeMismatch,
+    /// A layer calibrated by a [`ptq::CalibratorKind::Custom`] calibrator, which a
+    /// calibration cannot write to bytes, read back or merge (its concrete type is unknown).
+    #[error("layer {layer:?} has a custom calibrator, which cannot be serialised or merged")]
+    CustomCalibrator {
+        /// The layer.
+        layer: String,
+    },
     /// An error from the float formats.
     #[error(transparent)]
     Format(#[from] crate::format::Error),

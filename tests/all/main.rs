@@ -14,8 +14,10 @@ mod gguf;
 #[cfg(feature = "safetensors")]
 mod io_safetensors;
 mod mx;
+mod ort_qparams;
 mod props;
 mod ptq;
+mod ptq_state;
 mod quant;
 mod reference;
 mod scheme;

@@ -320,3 +320,35 @@ pub fn ort(data: &[u8]) {
         Ok(())
     });
 }
+
+/// ONNX Runtime's `compute_scale_zp` / `qparams` / `quantize_nparray`: a scale and zero point
+/// within the type, codes within its full range, or a typed error.
+pub fn ort_qparams(data: &[u8]) {
+    run(data, |u| {
+        use lowbit::compat::ort::{compute_scale_zp, qparams, quantize_nparray, QuantType};
+        let qtype = QuantType::ALL[u.choose_index(QuantType::ALL.len())?];
+        let (sym, reduce): (bool, bool) = (u.arbitrary()?, u.arbitrary()?);
+        let r = lowbit::calib::Range {
+            min: f32_any(u)?,
+            max: f32_any(u)?,
+        };
+        let (lo, hi) = qtype.full_range();
+        if let Ok(q) = qparams(r, qtype, sym, reduce) {
+            assert!(q.scale.is_finite() && q.scale > 0.0, "{r:?} {qtype:?}: {q:?}");
+            let (qmin, qmax) = qtype.qmin_qmax(reduce, sym);
+            assert!((qmin..=qmax).contains(&q.zero_point), "{r:?} {qtype:?}: {q:?}");
+            let x = f32s(u, 16)?;
+            if let Ok(codes) = q.quantize(&x) {
+                assert_eq!(codes.len(), x.len());
+                assert!(codes.iter().all(|c| (lo..=hi).contains(c)), "{codes:?}");
+            }
+        }
+        let (qmin, qmax): (i32, i32) = (u.arbitrary()?, u.arbitrary()?);
+        let mrr = if u.arbitrary()? { Some(f32_any(u)?) } else { None };
+        if let Ok((zp, scale)) = compute_scale_zp(r.min, r.max, qmin, qmax, sym, mrr) {
+            assert!(scale.is_finite() && scale > 0.0 && (qmin..=qmax).contains(&zp));
+        }
+        let _ = quantize_nparray(qtype, &f32s(u, 8)?, f32_any(u)?, u.arbitrary()?);
+        Ok(())
+    });
+}

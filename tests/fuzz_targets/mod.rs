@@ -28,7 +28,7 @@ mod stored;
 #[allow(unused_imports)]
 pub use self::{
     calib::{calib_histogram, calib_minmax},
-    compat::{bnb, ggml, modelopt, ort},
+    compat::{bnb, ggml, modelopt, ort, ort_qparams},
     formats::{format_cast, format_scalar, format_slice, layout},
     quant::{absmax, affine, codebook, double_quant, mx, pack},
     scheme::{amp, fake_quant, lowbit_schemes, ptq, smooth},
@@ -56,6 +56,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("bnb", compat::bnb),
     ("modelopt", compat::modelopt),
     ("ort", compat::ort),
+    ("ort_qparams", compat::ort_qparams),
     ("calib_minmax", calib::calib_minmax),
     ("calib_histogram", calib::calib_histogram),
     ("ptq", scheme::ptq),

@@ -95,7 +95,30 @@ fn activation_scheme(u: &mut Unstructured<'_>) -> Result<Option<lowbit::scheme::
             }
         }
     };
-    Ok(ActivationScheme::new(kind, bits(u)?, u.arbitrary()?).ok())
+    let Ok(a) = ActivationScheme::new(kind, bits(u)?, u.arbitrary()?) else {
+        return Ok(None);
+    };
+    // ONNX Runtime's qparams, for a type that may or may not have the scheme's width.
+    if u.ratio(1u8, 3)? {
+        use lowbit::compat::ort::QuantType;
+        let qtype = QuantType::ALL[u.choose_index(QuantType::ALL.len())?];
+        let flavour = lowbit::scheme::ptq::QParamsFlavour::Ort {
+            qtype,
+            reduce_range: u.arbitrary()?,
+        };
+        let bits = a.bits();
+        return Ok(match a.with_flavour(flavour) {
+            Ok(a) => {
+                assert_eq!(bits, qtype.bits());
+                Some(a)
+            }
+            Err(_) => {
+                assert_ne!(bits, qtype.bits());
+                None
+            }
+        });
+    }
+    Ok(Some(a))
 }
 
 /// PTQ: patterns (against a reference glob), recipes, weight schemes, activation calibration.
@@ -203,6 +226,34 @@ pub fn ptq(data: &[u8]) {
             let _ = cal.observe(&layer, &f32s_mostly_finite(u, 32)?);
         }
         let _ = format!("{cal:?}");
+        // The whole calibration as bytes: read back as written, merged with its copy (twice the
+        // counts), and corrupted or arbitrary bytes refused or read without a panic.
+        if let Ok(bytes) = cal.to_bytes() {
+            let back = recipe
+                .calibration_from_bytes(&bytes)
+                .expect("read back what was written");
+            assert!(back.to_bytes().expect("bytes") == bytes);
+            for l in cal.layers() {
+                assert_eq!(back.range(l).ok(), cal.range(l).ok(), "{l}");
+            }
+            let mut twice = recipe.calibration_from_bytes(&bytes).expect("read back");
+            if twice.merge(&back).is_ok() {
+                let _ = twice.to_bytes();
+            }
+            let mut junk = bytes.clone();
+            if !junk.is_empty() {
+                let at = u.choose_index(junk.len())?;
+                junk[at] ^= u.arbitrary::<u8>()? | 1;
+            }
+            junk.truncate(u.int_in_range(0..=junk.len())?);
+            if let Ok(j) = recipe.calibration_from_bytes(&junk) {
+                let _ = j.to_bytes();
+                for l in j.layers() {
+                    let _ = j.range(l);
+                }
+            }
+        }
+        let _ = recipe.calibration_from_bytes(u.bytes(u.len().min(256))?);
         if let Ok(acts) = cal.finish() {
             for (_, mut a) in acts {
                 let _ = (a.range(), a.params(), a.bits());

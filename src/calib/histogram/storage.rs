@@ -5,7 +5,7 @@ use super::{HistogramCalibrator, SparseBin, NONE, PAGES};
 use crate::calib::Error;
 
 impl HistogramCalibrator {
-    fn same_config(&self, o: &Self) -> bool {
+    pub(crate) fn same_config(&self, o: &Self) -> bool {
         self.method == o.method
             && self.bins == o.bins
             && self.symmetric == o.symmetric

@@ -6,7 +6,7 @@ use crate::calib::bytes::{Reader, Writer};
 use crate::calib::Error;
 
 impl Method {
-    fn encode(&self) -> (u8, u8, f64) {
+    pub(crate) fn encode(&self) -> (u8, u8, f64) {
         match *self {
             Method::Percentile(p) => (0, 0, p),
             Method::Entropy { bits } => (1, bits as u8, 0.0),

@@ -15,8 +15,12 @@
 //! - Activations get their ranges from calibration data fed batch by batch:
 //!   [`Recipe::calibration`] returns a [`Calibration`] that routes each layer's batches to its
 //!   own [`Calibrator`]; [`Calibration::finish`] turns the ranges into integer parameters
-//!   ([`ActivationQuant`]) for the rule's bit width, and [`ActivationQuant::evaluate`] measures
-//!   the error (and the fraction of values clipped) on data you pass.
+//!   ([`ActivationQuant`]) for the rule's bit width, in torch.ao's or ONNX Runtime's formulas
+//!   ([`QParamsFlavour`]), and [`ActivationQuant::evaluate`] measures the error (and the
+//!   fraction of values clipped) on data you pass. A [`Calibration`] is written to bytes
+//!   ([`Calibration::to_bytes`]), read back ([`Recipe::calibration_from_bytes`]) and merged
+//!   with another shard's ([`Calibration::merge`]), exactly, so that calibration can be
+//!   spread over workers.
 //! - Every step yields a [`LayerReport`]; a [`Report`] prints as an aligned table.
 //!
 //! [`crate::scheme::tflite`] has the TensorFlow Lite converter's presets as recipes.
@@ -50,14 +54,15 @@
 //! [`Calibrator`]: crate::calib::Calibrator
 
 // The pieces: `patterns` (layer-name matching), `weights` (weight schemes and quantization),
-// `activations` (activation schemes and calibration), `report` (the per-layer report and its
-// table); this file holds the `Recipe` that ties them together.
+// `activations` (activation schemes and calibration), `state` (a calibration as bytes, and
+// merging calibrations), `report` (the per-layer report and its table); this file holds the `Recipe` that ties them together.
 mod activations;
 mod patterns;
 mod report;
+mod state;
 mod weights;
 
-pub use activations::{ActivationQuant, ActivationScheme, Calibration, CalibratorKind};
+pub use activations::{ActivationQuant, ActivationScheme, Calibration, CalibratorKind, QParamsFlavour};
 pub use patterns::Pattern;
 pub use report::{LayerReport, Report, TensorKind};
 pub use weights::{quantize_weight_with, QuantizedWeight, WeightGranularity, WeightScheme};

@@ -1,5 +1,9 @@
-//! ONNX Runtime's histogram calibration, reproduced: `onnxruntime.quantization.calibrate.
-//! HistogramCollector` (ONNX Runtime 1.32), including its dependence on batch order.
+//! ONNX Runtime 1.32 reproduced: its quantization parameters (`compute_scale_zp` and the
+//! codes of `quantize_nparray`, [`qparams`], [`compute_scale_zp`], [`quantize_nparray`]) and its
+//! histogram calibration (`onnxruntime.quantization.calibrate.HistogramCollector`,
+//! [`HistogramCollector`]), including its dependence on batch order.
+//!
+//! # Histogram calibration
 //!
 //! ONNX Runtime lays out its histogram from the first batch and, when a later batch holds a
 //! larger magnitude, widens it by whole bins of the *first* batch's width. The same data fed in
@@ -18,7 +22,7 @@
 //! `nanmin`/`nanmax`, here they are an error); empty batches (ONNX Runtime records a range of
 //! `[0, 0]` for them, here they change nothing).
 //!
-//! # Limits
+//! ## Limits
 //!
 //! ONNX Runtime grows its histogram by whole bins of the first batch's width, without bound: a
 //! first batch of `1e-6` then one of `1e6` asks for 2^50 bins (512 TB of counts), and a first
@@ -30,7 +34,7 @@
 //! `f32::MAX / 2` (where NumPy's bin edges overflow to infinity and NaN) are refused with
 //! [`Error::MagnitudeTooLarge`].
 //!
-//! # Examples
+//! ## Example
 //!
 //! ```
 //! use lowbit::compat::ort::{HistogramCollector, Method};
@@ -43,6 +47,71 @@
 //! assert!(lo < 0.0 && hi > 0.0);
 //! # Ok::<(), lowbit::calib::Error>(())
 //! ```
+//!
+//! # Quantization parameters
+//!
+//! [`qparams`](fn@qparams), [`compute_scale_zp`] and [`quantize_nparray`] are
+//! `onnxruntime.quantization.quant_utils`'s functions of those names (with
+//! `get_qmin_qmax_for_qType` as [`QuantType::qmin_qmax`]), which the QDQ quantizer calls to
+//! turn a calibrated range into the `scale` and `zero_point` of a `QuantizeLinear` node.
+//!
+//! ONNX Runtime's formula is not torch.ao's
+//! ([`Range::affine_uint8`](crate::calib::Range::affine_uint8)):
+//!
+//! - the range is widened to contain 0, then (symmetric) made `[-amax, amax]`;
+//! - the width and `scale = (rmax - rmin) / (qmax - qmin)` are computed in `f64` from the
+//!   `f32` ends, and the scale is rounded to `f32` only at the end (torch.ao divides in `f32`);
+//! - a scale below `f32::MIN_POSITIVE` (`numpy.finfo(float32).tiny`) gives scale 1 and zero
+//!   point 0 (torch.ao clamps the scale up to its `eps` instead);
+//! - asymmetric: `zero_point = round(qmin - rmin / scale)` in `f64` with the unrounded scale,
+//!   ties to even (`numpy.round`);
+//! - symmetric: `zero_point = round((qmin + qmax) / 2)`, whatever the range: 0 for the signed
+//!   types, 128 for `QUInt8`, 32768 for `QUInt16`, 8 for `QUInt4`;
+//! - the code range depends on the type, `symmetric` (`QInt8` and `QInt16` drop their most
+//!   negative code) and `reduce_range` (one bit less, as [`QuantType::qmin_qmax`] lists).
+//!
+//! On the range `[-10.68, 10.68]` (`f32` ends) as `QUInt8`, ONNX Runtime's symmetric zero
+//! point is 128 and its asymmetric one 127 (`10.68 / scale` falls just below 127.5 in `f64`),
+//! where torch.ao's asymmetric formula gives 128 (the quotient is exactly 127.5 in `f32`,
+//! rounded to even; ONNX Runtime too gives 128 on `float64` ends, which this module does not
+//! take). On `[-3.5, 251.5]` the zero point is `round(3.5) = 4` and on `[-2.5, 252.5]` it
+//! is 2.
+//!
+//! [`quantize_nparray`] quantizes as ONNX Runtime's Python side does: `x / scale` in `f32`,
+//! rounded to nearest even, plus the zero point, clipped to the type's *full* range (also
+//! under `reduce_range`, which narrows the range the scale is computed for, not the codes).
+//!
+//! Every result agrees with ONNX Runtime's to the bit on the reference vectors in
+//! `tests/data/ort/` (scale bits, zero point and the codes of up to 18 probes, for each integer type,
+//! symmetric or not, with and without `reduce_range`, on 38 ranges from `f32::MIN_POSITIVE`
+//! to `f32::MAX`).
+//!
+//! Not reproduced: `float16` ranges (ONNX Runtime then computes in `float16`; here the ends
+//! are `f32`), and NaN or infinite ranges, which ONNX Runtime turns into NaN scales: here they
+//! are [`Error::InvalidRange`]. A range with `min > max`, which ONNX Runtime accepts silently,
+//! is refused too.
+//!
+//! ## Example
+//!
+//! ```
+//! use lowbit::calib::Range;
+//! use lowbit::compat::ort::{qparams, QuantType};
+//!
+//! let r = Range { min: -10.68, max: 10.68 };
+//! // ActivationSymmetric=True on uint8: the zero point is the middle code.
+//! let q = qparams(r, QuantType::QUInt8, true, false)?;
+//! assert_eq!(q.zero_point, 128);
+//! assert_eq!(q.scale, (2.0 * f64::from(10.68f32) / 255.0) as f32);
+//! // ONNX Runtime's default activation type, QInt8, asymmetric.
+//! let q = qparams(r, QuantType::QInt8, false, false)?;
+//! assert_eq!(q.zero_point, -1);
+//! assert_eq!(q.quantize(&[-10.68, 0.0, 10.68, 1e9])?, [-128, -1, 127, 127]);
+//! # Ok::<(), lowbit::calib::Error>(())
+//! ```
+
+mod qparams;
+
+pub use qparams::{compute_scale_zp, qparams, quantize_nparray, QParams, QuantType};
 
 use super::numpy::{
     cdf, histogram_edges_f32, histogram_uniform_f32, np_log_f32, np_sum, pairwise_sum, searchsorted_left,
