@@ -59,7 +59,7 @@ pub(crate) mod select;
 
 pub use histogram::{amax_from_histogram, HistogramCalibrator, Method, NonFinite};
 pub use minmax::{MinMaxCalibrator, MovingAverageMinMaxCalibrator, PerChannelMinMaxCalibrator};
-pub use qparams::{AffineQParams, SymmetricQParams};
+pub use qparams::QParams;
 
 /// Errors of the calibration module.
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]

@@ -3,21 +3,7 @@
 use super::{Error, Range};
 use crate::FloatFormat;
 
-/// Scale of symmetric quantization: `q = round(x / scale)`, zero point 0.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SymmetricQParams {
-    /// Real value of one integer step.
-    pub scale: f32,
-}
-
-/// Scale and zero point of affine (asymmetric) quantization: `q = round(x / scale) + zero_point`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AffineQParams {
-    /// Real value of one integer step.
-    pub scale: f32,
-    /// The integer that represents real 0.
-    pub zero_point: u8,
-}
+pub use crate::quant::QParams;
 
 impl Range {
     fn check(&self) -> Result<(), Error> {
@@ -46,10 +32,10 @@ impl Range {
     /// assert_eq!(q.scale, 2.0 / 127.0);
     /// # Ok::<(), lowbit::calib::Error>(())
     /// ```
-    pub fn symmetric_int8(&self) -> Result<SymmetricQParams, Error> {
+    pub fn symmetric_int8(&self) -> Result<QParams, Error> {
         self.check()?;
         let scale = (self.amax() / 127.0).max(f32::EPSILON);
-        Ok(SymmetricQParams { scale })
+        Ok(QParams { scale, zero_point: 0 })
     }
 
     /// Affine uint8 parameters, with torch.ao's formula (`MinMaxObserver._calculate_qparams`,
@@ -72,7 +58,7 @@ impl Range {
     /// assert_eq!(q.zero_point, 64); // round(63.75)
     /// # Ok::<(), lowbit::calib::Error>(())
     /// ```
-    pub fn affine_uint8(&self) -> Result<AffineQParams, Error> {
+    pub fn affine_uint8(&self) -> Result<QParams, Error> {
         self.check()?;
         let min_neg = self.min.min(0.0);
         let max_pos = self.max.max(0.0);
@@ -81,8 +67,8 @@ impl Range {
             scale = ((f64::from(max_pos) - f64::from(min_neg)) / 255.0) as f32;
         }
         let zp = -(min_neg / scale).round_ties_even();
-        let zero_point = zp.clamp(0.0, 255.0) as u8;
-        Ok(AffineQParams { scale, zero_point })
+        let zero_point = zp.clamp(0.0, 255.0) as i32;
+        Ok(QParams { scale, zero_point })
     }
 
     /// ONNX Runtime's parameters for this range, as its QDQ quantizer computes them
@@ -113,7 +99,7 @@ impl Range {
         qtype: crate::compat::ort::QuantType,
         symmetric: bool,
         reduce_range: bool,
-    ) -> Result<crate::compat::ort::QParams, Error> {
+    ) -> Result<crate::compat::ort::QdqParams, Error> {
         crate::compat::ort::qparams(*self, qtype, symmetric, reduce_range)
     }
 

@@ -111,7 +111,7 @@
 
 mod qparams;
 
-pub use qparams::{compute_scale_zp, qparams, quantize_nparray, QParams, QuantType};
+pub use qparams::{compute_scale_zp, qparams, quantize_nparray, QdqParams, QuantType};
 
 use super::numpy::{
     cdf, histogram_edges_f32, histogram_uniform_f32, np_log_f32, np_sum, pairwise_sum, searchsorted_left,

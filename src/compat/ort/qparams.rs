@@ -106,9 +106,12 @@ impl QuantType {
     }
 }
 
-/// A scale and zero point of one of ONNX Runtime's types, as its QDQ quantizer stores them.
+/// A scale and zero point of one of ONNX Runtime's types, as its QDQ quantizer stores them
+/// in a `QuantizeLinear` / `DequantizeLinear` pair: the crate's one affine-parameters type,
+/// [`QParams`](crate::quant::QParams) ([`params`](Self::params)), with the ONNX type of the
+/// codes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QParams {
+pub struct QdqParams {
     /// The `f32` scale of `QuantizeLinear`.
     pub scale: f32,
     /// The zero point, a code of `qtype`.
@@ -117,7 +120,15 @@ pub struct QParams {
     pub qtype: QuantType,
 }
 
-impl QParams {
+impl QdqParams {
+    /// The scale and zero point.
+    pub fn params(&self) -> crate::quant::QParams {
+        crate::quant::QParams {
+            scale: self.scale,
+            zero_point: self.zero_point,
+        }
+    }
+
     /// The codes of `x`, by [`quantize_nparray`].
     ///
     /// # Errors
@@ -151,10 +162,10 @@ impl QParams {
 /// assert_eq!((q.scale, q.zero_point), (1.0, 4)); // round(3.5) to even
 /// # Ok::<(), lowbit::calib::Error>(())
 /// ```
-pub fn qparams(range: Range, qtype: QuantType, symmetric: bool, reduce_range: bool) -> Result<QParams, Error> {
+pub fn qparams(range: Range, qtype: QuantType, symmetric: bool, reduce_range: bool) -> Result<QdqParams, Error> {
     let (qmin, qmax) = qtype.qmin_qmax(reduce_range, symmetric);
     let (zero_point, scale) = compute_scale_zp(range.min, range.max, qmin, qmax, symmetric, None)?;
-    Ok(QParams {
+    Ok(QdqParams {
         scale,
         zero_point,
         qtype,
