@@ -82,7 +82,7 @@ fn tflite_full_integer_activation_params() {
     assert_eq!(p.zero_point(), (-lo / scale).round_ties_even() as i32);
     // Same as calib's own uint8 qparams for the same range.
     let c = a.range().affine_uint8().unwrap();
-    assert_eq!((c.scale, i32::from(c.zero_point)), (p.scale(), p.zero_point()));
+    assert_eq!((c.scale, c.zero_point), (p.scale(), p.zero_point()));
 }
 
 /// The exact min and max of the data.
