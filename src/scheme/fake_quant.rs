@@ -132,6 +132,35 @@ impl IntParams {
         Self::new(scale, zero_point, 0, (1i32 << bits) - 1)
     }
 
+    /// The grid of the crate's affine parameters (a calibrated range's, torch.ao's or ONNX
+    /// Runtime's, [`QParams`](crate::quant::QParams)) over the codes of `range`.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    ///
+    /// ```
+    /// use lowbit::calib::Range;
+    /// use lowbit::quant::QRange;
+    /// use lowbit::scheme::fake_quant::IntParams;
+    ///
+    /// let p = Range { min: -1.0, max: 3.0 }.affine_uint8()?;
+    /// let grid = IntParams::from_qparams(p, QRange::QUINT8)?;
+    /// assert_eq!((grid.zero_point(), grid.qmax()), (64, 255));
+    /// assert_eq!(grid.qparams(), p);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_qparams(p: crate::quant::QParams, range: crate::quant::QRange) -> Result<Self, Error> {
+        Self::new(p.scale, p.zero_point, range.min(), range.max())
+    }
+
+    /// The scale and zero point.
+    pub fn qparams(&self) -> crate::quant::QParams {
+        crate::quant::QParams {
+            scale: self.scale,
+            zero_point: self.zero_point,
+        }
+    }
+
     /// The scale.
     pub fn scale(&self) -> f32 {
         self.scale
