@@ -3,7 +3,7 @@
 //! ```text
 //! lowbit                                      the embedded MiniLM layer, every main recipe
 //! lowbit quantize IN.safetensors --recipe R [--format safetensors|bnb|compressed-tensors] [-o OUT] [--json]
-//! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]
 //! lowbit inspect FILE.safetensors|FILE.gguf
 //! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--state-out F] [--merge F]... [--json]
 //! ```
@@ -23,13 +23,13 @@ const USAGE: &str = "usage:
   lowbit                                   quantize the embedded MiniLM layer with every main recipe
   lowbit quantize IN.safetensors --recipe RECIPE [--format safetensors|bnb|compressed-tensors]
                   [-o OUT.safetensors] [--json]
-  lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]
+  lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]
   lowbit inspect FILE.safetensors|FILE.gguf
   lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
                    [--state-out STATE] [--merge STATE]... [--json]
 recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
   --format bnb: nf4 fp4; --format compressed-tensors: fp8 int8 int4 nvfp4 mxfp4 mxfp8
-  a GGUF input is re-quantized as llama-quantize does: q8_0 q4_0 q4_1 f16 bf16
+  a GGUF input is re-quantized as llama-quantize does: q8_0 q4_0 q4_1 q5_0 q5_1 q6_k f16 bf16
   (also writes OUT.quantization_config.json for the model's config.json)";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;

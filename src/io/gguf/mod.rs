@@ -12,13 +12,16 @@
 //! - [`Gguf::write`] and the streaming [`GgufWriter`] write the layout gguf-py's `GGUFWriter`
 //!   and ggml's `gguf_write_to_file` write, so reading a file those tools wrote and writing it
 //!   back gives the same bytes.
-//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `F16` or `BF16`,
-//!   choosing the tensors as `llama-quantize` does (see its docs for the rules).
+//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`,
+//!   `Q6_K`, `F16` or `BF16`, choosing the tensors and their types as `llama-quantize` does
+//!   without an importance matrix (see its docs for the rules; the K-quant mixes such as
+//!   `Q4_K_M` are not there yet).
+//! - [`Tensor::to_f32`] reads a tensor of a type lowbit has as `f32` values.
 //!
-//! Tensors of types lowbit has (F32, F16, BF16, Q8_0, Q4_0, Q4_1; the blocks in
-//! [`crate::compat::ggml`]) and of every other ggml type (K-quants, IQ types, integers, ...)
-//! are read and written as bytes with their type id; the sizes come from ggml's type table
-//! ([`GgmlType::block_size`], [`GgmlType::type_size`]).
+//! Tensors of types lowbit has (F32, F16, BF16 and the blocks of [`crate::compat::ggml`]:
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q8_K) and of every other ggml type (IQ types,
+//! integers, ...) are read and written as bytes with their type id; the sizes come from ggml's
+//! type table ([`GgmlType::block_size`], [`GgmlType::type_size`]).
 //!
 //! Input is untrusted: every count, length and offset is checked against the bytes that are
 //! left before anything is allocated (a header claiming 2^60 tensors is an
@@ -59,6 +62,7 @@
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
+mod dequant;
 mod read;
 mod requantize;
 mod value;
@@ -366,6 +370,39 @@ impl<'a> Tensor<'a> {
         let data = data.into();
         check_size(&info, data.len())?;
         Ok(Self { info, data })
+    }
+
+    /// The values as `f32`: F32, F16 and BF16 converted exactly, the block types of
+    /// [`crate::compat::ggml`] (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q8_0`, `Q2_K` to `Q8_K`)
+    /// dequantized as ggml's `dequantize_row_*` computes them, bit for bit.
+    ///
+    /// ```
+    /// use lowbit::compat::ggml::{BlockQ6_K, GgmlBlock};
+    /// use lowbit::io::gguf::{GgmlType, Tensor};
+    ///
+    /// let w: Vec<f32> = (0..512).map(|i| (i as f32 * 0.1).sin()).collect();
+    /// let q = BlockQ6_K::quantize(&w)?;
+    /// let t = Tensor::new("blk.0.ffn_up.weight", vec![256, 2], GgmlType::Q6_K, bytemuck::cast_slice(&q))?;
+    /// assert_eq!(t.to_f32()?, BlockQ6_K::dequantize(&q));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for the other types (IQ types, integers, ...),
+    /// [`Error::TensorTooLarge`] when the element count does not fit in `usize`.
+    pub fn to_f32(&self) -> Result<Vec<f32>, Error> {
+        let tensor = || self.info.name.clone();
+        let n = usize::try_from(self.info.n_elements()).map_err(|_| Error::TensorTooLarge { tensor: tensor() })?;
+        match dequant::to_f32(self.info.ty, &self.data, n) {
+            Some(r) => r.map_err(|source| Error::Quant {
+                tensor: tensor(),
+                source,
+            }),
+            None => Err(Error::Unsupported {
+                tensor: tensor(),
+                reason: format!("lowbit cannot convert {} to f32", self.info.ty),
+            }),
+        }
     }
 
     /// The same tensor owning its data.
