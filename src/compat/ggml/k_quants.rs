@@ -108,7 +108,7 @@ pub(super) fn super_block(x: &[f32], group: usize) -> Result<&[f32; QK_K], Error
 }
 
 impl Sealed for BlockQ8_K {
-    fn quantize_block(x: &[f32], _group: usize) -> Result<Self, Error> {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         let x = arr256(x)?;
         let mut b = Self::zeroed();
         let (mut max, mut amax) = (0.0f32, 0.0f32);
@@ -129,6 +129,11 @@ impl Sealed for BlockQ8_K {
             *s = q.iter().map(|&v| i32::from(v)).sum::<i32>() as i16;
         }
         b.d = 1.0 / iscale;
+        // Near `f32::MAX` the rounded `d` can make `127 × d` overflow: ggml's block would
+        // dequantize to infinities.
+        if !(b.d * 127.0).is_finite() {
+            return Err(Error::ScaleOutOfRange { group, scale: b.d });
+        }
         Ok(b)
     }
 

@@ -35,7 +35,8 @@
 //! ([`Error::NonFinite`]), and a half scale or minimum beyond ±65504, which ggml stores as
 //! infinity ([`Error::ScaleOutOfRange`]; for `Q2_K` to `Q6_K` also any block holding a value
 //! of magnitude 2^32 or more, whose scale would overflow too and where ggml's `f32` sums
-//! overflow from about 10^12 on). A length that is not a whole number of blocks is an
+//! overflow from about 10^12 on; for `Q8_K`, whose scale is an `f32`, a block near `f32::MAX`
+//! whose `127 × d` overflows). A length that is not a whole number of blocks is an
 //! [`Error::NotWholeBlocks`], an output of the wrong size an [`Error::LengthMismatch`]. Nothing
 //! panics. The nibble and bit orders are ggml's, not the MSB-first order of
 //! [`crate::quant::pack`].
