@@ -44,8 +44,8 @@
 //! [`quant`] turns `f32` tensors into bit-packed integer codes with one scale per group
 //! (tensor, row, column or block): symmetric absmax and asymmetric zero-point k-bit quantizers
 //! with torch.ao's qparams, and codebook quantizers (NF4, FP4, NFk) with double quantization of
-//! the scales. [`compat`] writes the exact bytes other tools load: llama.cpp's `Q8_0`/`Q4_0`/
-//! `Q4_1` and bitsandbytes' 4-bit and 8-bit blockwise formats.
+//! the scales. [`compat`] writes the exact bytes other tools load: llama.cpp's `Q4_0`/`Q4_1`/
+//! `Q5_0`/`Q5_1`/`Q8_0` and K-quant blocks and bitsandbytes' 4-bit and 8-bit blockwise formats.
 //!
 //! ```
 //! use lowbit::quant::{AbsmaxQuantizer, Codebook, CodebookQuantizer, Granularity, Quantizer};

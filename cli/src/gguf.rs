@@ -13,9 +13,12 @@ fn target(recipe: &str) -> Result<Target> {
         "q8_0" => Target::Q8_0,
         "q4_0" => Target::Q4_0,
         "q4_1" => Target::Q4_1,
+        "q5_0" => Target::Q5_0,
+        "q5_1" => Target::Q5_1,
+        "q6_k" | "q6_K" => Target::Q6_K,
         "f16" => Target::F16,
         "bf16" => Target::BF16,
-        r => return Err(format!("recipe {r} has no GGUF type (q8_0 q4_0 q4_1 f16 bf16)").into()),
+        r => return Err(format!("recipe {r} has no GGUF type (q8_0 q4_0 q4_1 q5_0 q5_1 q6_k f16 bf16)").into()),
     })
 }
 
@@ -24,7 +27,7 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
     bytes.starts_with(b"GGUF")
 }
 
-/// `lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|f16|bf16 [-o OUT.gguf] [--json]`.
+/// `lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]`.
 pub fn quantize(bytes: &[u8], input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
     let g = Gguf::read(bytes).map_err(|e| format!("{input}: {e}"))?;
     requantize(&g, input, recipe, output, as_json)

@@ -4,7 +4,7 @@
 //! | module | reproduces |
 //! |---|---|
 //! | [`bnb`] | bitsandbytes 0.50.2: 4-bit NF4/FP4 with double quantization, 8-bit blockwise |
-//! | [`ggml`] | llama.cpp's `Q8_0`, `Q4_0` and `Q4_1` blocks (32 elements, f16 scales) |
+//! | [`ggml`] | llama.cpp's blocks: `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q8_0` and the K-quants `Q2_K`–`Q8_K`, with and without an importance matrix |
 //! | [`modelopt`] | NVIDIA modelopt 0.47 `HistogramCalibrator` (`torch_hist=True`) |
 //! | [`ort`] | ONNX Runtime 1.32 `HistogramCollector` and its QDQ `compute_scale_zp` / `quantize_nparray` |
 //!

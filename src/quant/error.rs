@@ -123,6 +123,12 @@ pub enum Error {
     /// A rounding mode integer codes do not support: [`Rounding::Stochastic`](super::Rounding::Stochastic).
     #[error("stochastic rounding is not supported by this quantizer")]
     UnsupportedRounding,
+    /// An importance weight (an imatrix entry) that is NaN or infinite.
+    #[error("importance weight {index} is not finite")]
+    NonFiniteWeight {
+        /// Index of the weight.
+        index: usize,
+    },
     /// A codebook table is not usable (unsorted, outside `[-1, 1]`, too long, ...).
     #[error("invalid codebook: {0}")]
     Codebook(&'static str),

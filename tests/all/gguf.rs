@@ -442,6 +442,9 @@ fn gguf_requantize_tiny_llama_as_llama_quantize() {
         (Target::Q8_0, 7u32),
         (Target::Q4_0, 2),
         (Target::Q4_1, 3),
+        (Target::Q5_0, 8),
+        (Target::Q5_1, 9),
+        (Target::Q6_K, 18),
         (Target::F16, 1),
         (Target::BF16, 32),
     ] {
@@ -466,14 +469,15 @@ fn gguf_requantize_tiny_llama_as_llama_quantize() {
         assert_eq!(report.file_type, ftype);
 
         // llama.cpp's loading order, and its types.
-        // output.weight: Q6_K for Q4_0 and Q4_1, whose 256-blocks do not fit a row of 32, so
-        // llama.cpp falls back to Q8_0 (tensor_type_fallback).
-        let w = target.ggml_type();
-        let head = if matches!(target, Target::Q4_0 | Target::Q4_1) {
+        // output.weight: Q6_K for the quantized targets but Q8_0, whose 256-blocks do not fit
+        // a row of 32, so llama.cpp falls back to Q8_0 (tensor_type_fallback); a Q6_K target
+        // falls back to Q8_0 on every weight (rows of 32 and 64).
+        let w = if target == Target::Q6_K {
             Q8_0
         } else {
-            w
+            target.ggml_type()
         };
+        let head = if target.ggml_type().is_quantized() { Q8_0 } else { w };
         let mut want = vec![
             ("output.weight".to_owned(), head, head),
             ("output_norm.weight".to_owned(), F32, F32),
@@ -514,6 +518,8 @@ fn gguf_requantize_tiny_llama_as_llama_quantize() {
                     Q8_0 => bytemuck::cast_slice(&ggml::quantize_q8_0(&x).unwrap()).to_vec(),
                     Q4_0 => bytemuck::cast_slice(&ggml::quantize_q4_0(&x).unwrap()).to_vec(),
                     Q4_1 => bytemuck::cast_slice(&ggml::quantize_q4_1(&x).unwrap()).to_vec(),
+                    Q5_0 => bytemuck::cast_slice(&<ggml::BlockQ5_0 as ggml::GgmlBlock>::quantize(&x).unwrap()).to_vec(),
+                    Q5_1 => bytemuck::cast_slice(&<ggml::BlockQ5_1 as ggml::GgmlBlock>::quantize(&x).unwrap()).to_vec(),
                     BF16 => x.iter().flat_map(|v| Bf16::encode_f32(*v).to_le_bytes()).collect(),
                     other => panic!("{other}"),
                 };
@@ -566,7 +572,7 @@ fn gguf_requantize_options() {
     let (_, r) = requantize_bytes(&src, Target::Q8_0, &types).unwrap();
     assert_eq!((pick(&r, "output.weight"), pick(&r, "token_embd.weight")), (BF16, Q4_1));
     let bad = RequantizeOptions {
-        output_tensor_type: Some(Q6_K),
+        output_tensor_type: Some(IQ4_NL),
         ..options()
     };
     assert!(matches!(
@@ -574,8 +580,8 @@ fn gguf_requantize_options() {
         Err(Error::Unsupported { .. })
     ));
 
-    // Rows of 256: llama.cpp gives output.weight Q6_K for Q4_0 and Q4_1; lowbit writes Q8_0
-    // and says so. With tied embeddings (no output.weight) token_embd.weight takes that rule.
+    // Rows of 256: llama.cpp gives output.weight Q6_K for every quantized target but Q8_0, and
+    // so does lowbit. With tied embeddings (no output.weight) token_embd.weight takes that rule.
     let wide = |names: &[&str]| {
         let mut g = Gguf::new();
         for n in names {
@@ -584,19 +590,19 @@ fn gguf_requantize_options() {
         }
         g
     };
-    for target in [Target::Q4_0, Target::Q4_1] {
+    for target in [Target::Q4_0, Target::Q4_1, Target::Q5_0, Target::Q5_1, Target::Q6_K] {
         let (q, r) = wide(&["output.weight", "token_embd.weight"])
             .requantize(target, &options())
             .unwrap();
         assert_eq!(r.tensors[0].name, "output.weight");
-        assert_eq!((r.tensors[0].type_out, r.tensors[0].llama_cpp_type), (Q8_0, Q6_K));
-        assert_eq!(q.tensors[0].info.ty, Q8_0);
+        assert_eq!((r.tensors[0].type_out, r.tensors[0].llama_cpp_type), (Q6_K, Q6_K));
+        assert_eq!(q.tensors[0].info.ty, Q6_K);
         assert_eq!(
             (r.tensors[1].type_out, r.tensors[1].llama_cpp_type),
             (target.ggml_type(), target.ggml_type())
         );
         let (_, r) = wide(&["token_embd.weight"]).requantize(target, &options()).unwrap();
-        assert_eq!((r.tensors[0].type_out, r.tensors[0].llama_cpp_type), (Q8_0, Q6_K));
+        assert_eq!((r.tensors[0].type_out, r.tensors[0].llama_cpp_type), (Q6_K, Q6_K));
     }
     let (_, r) = wide(&["output.weight"]).requantize(Target::Q8_0, &options()).unwrap();
     assert_eq!((r.tensors[0].type_out, r.tensors[0].llama_cpp_type), (Q8_0, Q8_0));
@@ -676,7 +682,16 @@ fn gguf_requantize_fixture_and_refusals() {
         .push(Tensor::new("blk.0.ffn_up.weight", vec![48, 2], F32, vec![0u8; 384]).unwrap());
     g.tensors
         .push(Tensor::new("output.weight", vec![48, 2], F32, vec![0u8; 384]).unwrap());
-    for target in [Target::Q8_0, Target::Q4_0, Target::Q4_1, Target::F16, Target::BF16] {
+    for target in [
+        Target::Q8_0,
+        Target::Q4_0,
+        Target::Q4_1,
+        Target::Q5_0,
+        Target::Q5_1,
+        Target::Q6_K,
+        Target::F16,
+        Target::BF16,
+    ] {
         let (q, r) = g.requantize(target, &options()).unwrap();
         let want = if target == Target::BF16 { BF16 } else { F16 };
         assert!(
@@ -997,4 +1012,118 @@ fn gguf_type_table_is_ggmls() {
     }
     assert_eq!(Q4_K.to_string(), "q4_K");
     assert!(Q8_0.is_quantized() && !BF16.is_quantized() && !I32.is_quantized());
+}
+
+/// The K-quant and 5-bit types through the re-quantizer and the reader: written with ggml's
+/// reference quantizers, read back (`Tensor::to_f32`, `allow_requantize`) with its
+/// dequantizers.
+#[test]
+fn gguf_kquants_write_and_read() {
+    use ggml::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K, BlockQ6_K, BlockQ8_K, GgmlBlock};
+    use GgmlType::*;
+    let x: Vec<f32> = (0..512).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02).collect();
+    let f32_bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut g = Gguf::new();
+    g.metadata.insert("general.architecture", "llama");
+    for n in ["output.weight", "token_embd.weight", "blk.0.ffn_up.weight"] {
+        g.tensors
+            .push(Tensor::new(n, vec![256, 2], F32, f32_bytes.clone()).unwrap());
+    }
+    for (target, ty) in [(Target::Q6_K, Q6_K), (Target::Q5_0, Q5_0), (Target::Q5_1, Q5_1)] {
+        let (q, r) = g.requantize(target, &options()).unwrap();
+        assert_eq!(r.file_type, target.file_type());
+        let t = q.tensor("blk.0.ffn_up.weight").unwrap();
+        assert_eq!(t.info.ty, ty);
+        let (want, back): (Vec<u8>, Vec<f32>) = match ty {
+            Q6_K => (
+                bytemuck::cast_slice(&BlockQ6_K::quantize(&x).unwrap()).to_vec(),
+                BlockQ6_K::dequantize(&BlockQ6_K::quantize(&x).unwrap()),
+            ),
+            Q5_0 => (
+                bytemuck::cast_slice(&BlockQ5_0::quantize(&x).unwrap()).to_vec(),
+                BlockQ5_0::dequantize(&BlockQ5_0::quantize(&x).unwrap()),
+            ),
+            _ => (
+                bytemuck::cast_slice(&BlockQ5_1::quantize(&x).unwrap()).to_vec(),
+                BlockQ5_1::dequantize(&BlockQ5_1::quantize(&x).unwrap()),
+            ),
+        };
+        assert_eq!(&*t.data, &want[..]);
+        assert_eq!(t.to_f32().unwrap(), back);
+        let out = q.tensor("output.weight").unwrap();
+        assert_eq!(out.info.ty, Q6_K);
+        assert_eq!(
+            &*out.data,
+            bytemuck::cast_slice::<_, u8>(&BlockQ6_K::quantize(&x).unwrap())
+        );
+    }
+
+    // Every K-quant as an output or token-embedding override.
+    for ty in [Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        let opts = RequantizeOptions {
+            output_tensor_type: Some(ty),
+            token_embedding_type: Some(ty),
+            ..options()
+        };
+        let (q, _) = g.requantize(Target::Q8_0, &opts).unwrap();
+        let t = q.tensor("output.weight").unwrap();
+        assert_eq!(t.info.ty, ty);
+        let y = t.to_f32().unwrap();
+        let err = x.iter().zip(&y).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(err < 0.6, "{ty}: {err}");
+    }
+
+    // Quantized sources are read with ggml's dequantizers (with allow_requantize).
+    let quantized = |ty: GgmlType, bytes: Vec<u8>| {
+        let mut g = Gguf::new();
+        g.tensors
+            .push(Tensor::new("blk.0.ffn_up.weight", vec![256, 2], ty, bytes).unwrap());
+        g
+    };
+    let allow = RequantizeOptions {
+        allow_requantize: true,
+        ..options()
+    };
+    for (ty, bytes, y) in [
+        (
+            Q2_K,
+            bytemuck::cast_slice(&BlockQ2_K::quantize(&x).unwrap()).to_vec(),
+            BlockQ2_K::dequantize(&BlockQ2_K::quantize(&x).unwrap()),
+        ),
+        (
+            Q3_K,
+            bytemuck::cast_slice(&BlockQ3_K::quantize(&x).unwrap()).to_vec(),
+            BlockQ3_K::dequantize(&BlockQ3_K::quantize(&x).unwrap()),
+        ),
+        (
+            Q4_K,
+            bytemuck::cast_slice(&BlockQ4_K::quantize(&x).unwrap()).to_vec(),
+            BlockQ4_K::dequantize(&BlockQ4_K::quantize(&x).unwrap()),
+        ),
+        (
+            Q5_K,
+            bytemuck::cast_slice(&BlockQ5_K::quantize(&x).unwrap()).to_vec(),
+            BlockQ5_K::dequantize(&BlockQ5_K::quantize(&x).unwrap()),
+        ),
+        (
+            Q8_K,
+            bytemuck::cast_slice(&BlockQ8_K::quantize(&x).unwrap()).to_vec(),
+            BlockQ8_K::dequantize(&BlockQ8_K::quantize(&x).unwrap()),
+        ),
+    ] {
+        let src = quantized(ty, bytes);
+        assert_eq!(src.tensors[0].to_f32().unwrap(), y, "{ty}");
+        assert!(matches!(
+            src.requantize(Target::Q8_0, &options()),
+            Err(Error::Unsupported { .. })
+        ));
+        let (q, _) = src.requantize(Target::Q8_0, &allow).unwrap();
+        assert_eq!(
+            &*q.tensors[0].data,
+            bytemuck::cast_slice::<_, u8>(&ggml::quantize_q8_0(&y).unwrap()),
+            "{ty}"
+        );
+    }
+    let iq = quantized(IQ4_XS, vec![0u8; 2 * 136]);
+    assert!(matches!(iq.tensors[0].to_f32(), Err(Error::Unsupported { .. })));
 }

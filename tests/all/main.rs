@@ -9,6 +9,7 @@ mod exhaustive;
 mod fuzz;
 mod generic;
 mod ggml;
+mod ggml_kquants;
 #[cfg(feature = "gguf")]
 mod gguf;
 #[cfg(feature = "safetensors")]

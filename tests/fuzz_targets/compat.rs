@@ -14,7 +14,66 @@ fn f16_bits(u: &mut Unstructured<'_>) -> Result<u16> {
     })
 }
 
-/// ggml `Q8_0`, `Q4_0`, `Q4_1`: quantize (allocating and into), dequantize any blocks.
+/// One `GgmlBlock` type: quantize (allocating and into, finite values back), with an
+/// importance matrix of any weights, dequantize any bytes as blocks.
+fn ggml_block<B: lowbit::compat::ggml::GgmlBlock>(u: &mut Unstructured<'_>) -> Result<()> {
+    let mut x = Vec::new();
+    for _ in 0..u.int_in_range(0usize..=2)? * B::BLOCK {
+        x.push(if u.ratio(1u8, 64)? {
+            f32_any(u)?
+        } else if u.ratio(1u8, 8)? {
+            f32_finite(u)?
+        } else {
+            u.int_in_range(-4000i16..=4000)? as f32 / 1000.0
+        });
+    }
+    if u.ratio(1u8, 8)? {
+        x.extend(f32s(u, 40)?);
+    }
+    let r = B::quantize(&x);
+    let mut into = vec![
+        B::zeroed();
+        if u.ratio(7u8, 8)? {
+            x.len() / B::BLOCK
+        } else {
+            u.int_in_range(0usize..=3)?
+        }
+    ];
+    let r2 = B::quantize_into(&x, &mut into);
+    if let (Ok(a), Ok(())) = (&r, &r2) {
+        assert_eq!(
+            bytemuck::cast_slice::<B, u8>(a),
+            bytemuck::cast_slice::<B, u8>(&into),
+            "{:?} allocating vs into",
+            B::TYPE
+        );
+        assert!(
+            B::dequantize(a).iter().all(|v| v.is_finite()),
+            "{:?} dequantizes to non-finite values",
+            B::TYPE
+        );
+    }
+    if !x.is_empty() {
+        let w = if u.arbitrary()? {
+            f32s_mostly_finite(u, x.len())?
+        } else {
+            x.iter().map(|v| v * v).collect()
+        };
+        if let Ok(b) = lowbit::compat::ggml::quantize_with_imatrix::<B>(&x, x.len(), &w) {
+            assert_eq!(b.len(), x.len() / B::BLOCK);
+        }
+    }
+    let mut bytes = vec![0u8; core::mem::size_of::<B>() * u.int_in_range(0usize..=2)?];
+    u.fill_buffer(&mut bytes)?;
+    let mut blocks = vec![B::zeroed(); bytes.len() / core::mem::size_of::<B>()];
+    bytemuck::cast_slice_mut::<B, u8>(&mut blocks).copy_from_slice(&bytes);
+    let mut out = vec![0f32; if u.ratio(7u8, 8)? { blocks.len() * B::BLOCK } else { 7 }];
+    let _ = B::dequantize_into(&blocks, &mut out);
+    Ok(())
+}
+
+/// ggml `Q8_0`, `Q4_0`, `Q4_1`: quantize (allocating and into), dequantize any blocks; and
+/// every block type through `GgmlBlock` (the K-quants, `Q5_0`, `Q5_1`, imatrix).
 pub fn ggml(data: &[u8]) {
     use lowbit::compat::ggml::{self as g, BlockQ4_0, BlockQ4_1, BlockQ8_0, QK};
     run(data, |u| {
@@ -36,7 +95,23 @@ pub fn ggml(data: &[u8]) {
             u.int_in_range(0usize..=6)?
         };
         let mut y = vec![0f32; out_blocks * QK];
-        match u.int_in_range(0u8..=2)? {
+        match u.int_in_range(0u8..=3)? {
+            3 => {
+                use lowbit::compat::ggml::*;
+                match u.int_in_range(0u8..=10)? {
+                    0 => ggml_block::<BlockQ5_0>(u)?,
+                    1 => ggml_block::<BlockQ5_1>(u)?,
+                    2 => ggml_block::<BlockQ8_K>(u)?,
+                    3 => ggml_block::<BlockQ6_K>(u)?,
+                    4 => ggml_block::<BlockQ4_K>(u)?,
+                    5 => ggml_block::<BlockQ5_K>(u)?,
+                    6 => ggml_block::<BlockQ3_K>(u)?,
+                    7 => ggml_block::<BlockQ2_K>(u)?,
+                    8 => ggml_block::<BlockQ8_0>(u)?,
+                    9 => ggml_block::<BlockQ4_0>(u)?,
+                    _ => ggml_block::<BlockQ4_1>(u)?,
+                }
+            }
             0 => {
                 let r = g::quantize_q8_0(&x);
                 let mut into = vec![

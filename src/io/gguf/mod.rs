@@ -12,13 +12,16 @@
 //! - [`Gguf::write`] and the streaming [`GgufWriter`] write the layout gguf-py's `GGUFWriter`
 //!   and ggml's `gguf_write_to_file` write, so reading a file those tools wrote and writing it
 //!   back gives the same bytes.
-//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `F16` or `BF16`,
-//!   choosing the tensors as `llama-quantize` does (see its docs for the rules).
+//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`,
+//!   `Q6_K`, `F16` or `BF16`, choosing the tensors and their types as `llama-quantize` does
+//!   without an importance matrix (see its docs for the rules; the K-quant mixes such as
+//!   `Q4_K_M` are not there yet).
+//! - [`Tensor::to_f32`] reads a tensor of a type lowbit has as `f32` values.
 //!
-//! Tensors of types lowbit has (F32, F16, BF16, Q8_0, Q4_0, Q4_1; the blocks in
-//! [`crate::compat::ggml`]) and of every other ggml type (K-quants, IQ types, integers, ...)
-//! are read and written as bytes with their type id; the sizes come from ggml's type table
-//! ([`GgmlType::block_size`], [`GgmlType::type_size`]).
+//! Tensors of types lowbit has (F32, F16, BF16 and the blocks of [`crate::compat::ggml`]:
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q8_K) and of every other ggml type (IQ types,
+//! integers, ...) are read and written as bytes with their type id; the sizes come from ggml's
+//! type table ([`GgmlType::block_size`], [`GgmlType::type_size`]).
 //!
 //! Input is untrusted: every count, length and offset is checked against the bytes that are
 //! left before anything is allocated (a header claiming 2^60 tensors is an
@@ -59,6 +62,7 @@
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
+mod dequant;
 mod read;
 mod requantize;
 mod value;
@@ -68,6 +72,8 @@ pub use read::GgufReader;
 pub use requantize::{requantize, Report, RequantizeOptions, Target, TensorReport};
 pub use value::{Array, GgufString, Metadata, Value, ValueType};
 pub use write::GgufWriter;
+
+pub use crate::compat::ggml::GgmlType;
 
 /// The magic at the start of every file.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -249,161 +255,6 @@ pub enum Error {
     },
 }
 
-/// A ggml tensor type: its id in the file, and its block size and bytes per block from
-/// ggml's type table (`ggml/src/ggml.c`; the same as gguf-py's `GGML_QUANT_SIZES` except
-/// `Q8_1`, where gguf-py says 40 bytes and ggml's `block_q8_1` has 36).
-///
-/// lowbit quantizes and dequantizes F32, F16, BF16, Q8_0, Q4_0 and Q4_1; tensors of the other
-/// types pass through as bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types, missing_docs)] // ggml's names
-pub enum GgmlType {
-    F32,
-    F16,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q8_1,
-    Q2_K,
-    Q3_K,
-    Q4_K,
-    Q5_K,
-    Q6_K,
-    Q8_K,
-    IQ2_XXS,
-    IQ2_XS,
-    IQ3_XXS,
-    IQ1_S,
-    IQ4_NL,
-    IQ3_S,
-    IQ2_S,
-    IQ4_XS,
-    I8,
-    I16,
-    I32,
-    I64,
-    F64,
-    IQ1_M,
-    BF16,
-    TQ1_0,
-    TQ2_0,
-    MXFP4,
-    NVFP4,
-    Q1_0,
-    Q2_0,
-}
-
-/// (type, id, name, block size, type size), in id order.
-const TYPES: [(GgmlType, u32, &str, u64, u64); 35] = {
-    use GgmlType::*;
-    [
-        (F32, 0, "f32", 1, 4),
-        (F16, 1, "f16", 1, 2),
-        (Q4_0, 2, "q4_0", 32, 18),
-        (Q4_1, 3, "q4_1", 32, 20),
-        (Q5_0, 6, "q5_0", 32, 22),
-        (Q5_1, 7, "q5_1", 32, 24),
-        (Q8_0, 8, "q8_0", 32, 34),
-        (Q8_1, 9, "q8_1", 32, 36),
-        (Q2_K, 10, "q2_K", 256, 84),
-        (Q3_K, 11, "q3_K", 256, 110),
-        (Q4_K, 12, "q4_K", 256, 144),
-        (Q5_K, 13, "q5_K", 256, 176),
-        (Q6_K, 14, "q6_K", 256, 210),
-        (Q8_K, 15, "q8_K", 256, 292),
-        (IQ2_XXS, 16, "iq2_xxs", 256, 66),
-        (IQ2_XS, 17, "iq2_xs", 256, 74),
-        (IQ3_XXS, 18, "iq3_xxs", 256, 98),
-        (IQ1_S, 19, "iq1_s", 256, 50),
-        (IQ4_NL, 20, "iq4_nl", 32, 18),
-        (IQ3_S, 21, "iq3_s", 256, 110),
-        (IQ2_S, 22, "iq2_s", 256, 82),
-        (IQ4_XS, 23, "iq4_xs", 256, 136),
-        (I8, 24, "i8", 1, 1),
-        (I16, 25, "i16", 1, 2),
-        (I32, 26, "i32", 1, 4),
-        (I64, 27, "i64", 1, 8),
-        (F64, 28, "f64", 1, 8),
-        (IQ1_M, 29, "iq1_m", 256, 56),
-        (BF16, 30, "bf16", 1, 2),
-        (TQ1_0, 34, "tq1_0", 256, 54),
-        (TQ2_0, 35, "tq2_0", 256, 66),
-        (MXFP4, 39, "mxfp4", 32, 17),
-        (NVFP4, 40, "nvfp4", 64, 36),
-        (Q1_0, 41, "q1_0", 128, 18),
-        (Q2_0, 42, "q2_0", 64, 18),
-    ]
-};
-
-impl GgmlType {
-    /// Every type, in id order.
-    pub const ALL: [GgmlType; 35] = {
-        let mut all = [GgmlType::F32; 35];
-        let mut i = 0;
-        while i < 35 {
-            all[i] = TYPES[i].0;
-            i += 1;
-        }
-        all
-    };
-
-    const fn entry(self) -> (GgmlType, u32, &'static str, u64, u64) {
-        // `TYPES` lists the variants in declaration order (checked by a test).
-        TYPES[self as usize]
-    }
-
-    /// The id written in the file (`ggml_type`).
-    pub const fn id(self) -> u32 {
-        self.entry().1
-    }
-
-    /// The type of an id, `None` for ids ggml does not define (or no longer does: 4, 5,
-    /// 31–33, 36–38).
-    pub fn from_id(id: u32) -> Option<Self> {
-        TYPES.iter().find(|t| t.1 == id).map(|t| t.0)
-    }
-
-    /// ggml's name (`ggml_type_name`): `"f32"`, `"q8_0"`, `"q4_K"`, ...
-    pub const fn name(self) -> &'static str {
-        self.entry().2
-    }
-
-    /// Elements per block (1 for the plain types).
-    pub const fn block_size(self) -> u64 {
-        self.entry().3
-    }
-
-    /// Bytes per block.
-    pub const fn type_size(self) -> u64 {
-        self.entry().4
-    }
-
-    /// Whether the type is a block-quantized one (`ggml_is_quantized`).
-    pub const fn is_quantized(self) -> bool {
-        !matches!(
-            self,
-            Self::F32 | Self::F16 | Self::BF16 | Self::F64 | Self::I8 | Self::I16 | Self::I32 | Self::I64
-        )
-    }
-
-    /// Bytes of `n` elements, `None` unless `n` is a whole number of blocks and the size
-    /// fits in `u64`.
-    pub fn bytes_for(self, n: u64) -> Option<u64> {
-        if !n.is_multiple_of(self.block_size()) {
-            return None;
-        }
-        (n / self.block_size()).checked_mul(self.type_size())
-    }
-}
-
-impl std::fmt::Display for GgmlType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// A tensor's description: name, dims in ggml order (`dims[0]` is the row length, the
 /// fastest-varying axis; the reverse of a NumPy or PyTorch shape) and type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -519,6 +370,39 @@ impl<'a> Tensor<'a> {
         let data = data.into();
         check_size(&info, data.len())?;
         Ok(Self { info, data })
+    }
+
+    /// The values as `f32`: F32, F16 and BF16 converted exactly, the block types of
+    /// [`crate::compat::ggml`] (`Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q8_0`, `Q2_K` to `Q8_K`)
+    /// dequantized as ggml's `dequantize_row_*` computes them, bit for bit.
+    ///
+    /// ```
+    /// use lowbit::compat::ggml::{BlockQ6_K, GgmlBlock};
+    /// use lowbit::io::gguf::{GgmlType, Tensor};
+    ///
+    /// let w: Vec<f32> = (0..512).map(|i| (i as f32 * 0.1).sin()).collect();
+    /// let q = BlockQ6_K::quantize(&w)?;
+    /// let t = Tensor::new("blk.0.ffn_up.weight", vec![256, 2], GgmlType::Q6_K, bytemuck::cast_slice(&q))?;
+    /// assert_eq!(t.to_f32()?, BlockQ6_K::dequantize(&q));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] for the other types (IQ types, integers, ...),
+    /// [`Error::TensorTooLarge`] when the element count does not fit in `usize`.
+    pub fn to_f32(&self) -> Result<Vec<f32>, Error> {
+        let tensor = || self.info.name.clone();
+        let n = usize::try_from(self.info.n_elements()).map_err(|_| Error::TensorTooLarge { tensor: tensor() })?;
+        match dequant::to_f32(self.info.ty, &self.data, n) {
+            Some(r) => r.map_err(|source| Error::Quant {
+                tensor: tensor(),
+                source,
+            }),
+            None => Err(Error::Unsupported {
+                tensor: tensor(),
+                reason: format!("lowbit cannot convert {} to f32", self.info.ty),
+            }),
+        }
     }
 
     /// The same tensor owning its data.

@@ -1,13 +1,13 @@
 //! Re-quantization of a GGUF model as llama.cpp's `llama-quantize` does it
 //! (`src/llama-quant.cpp`: `tensor_allows_quantization`, `llama_tensor_get_type`,
-//! `tensor_type_fallback`, `llama_model_quantize_impl`), for the types lowbit has.
+//! `tensor_type_fallback`, `llama_model_quantize_impl`), for the types lowbit has, without an
+//! importance matrix and without the K-quant mixes (`Q4_K_M`, ...).
 
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
+use super::dequant::{from_f32, readable, to_f32, to_half, writable_block};
 use super::{Error, GgmlType, Gguf, GgufReader, GgufWriter, Metadata, Tensor, TensorInfo, Value, VERSION};
-use crate::compat::ggml::{self, BlockQ4_0, BlockQ4_1, BlockQ8_0};
-use crate::{Bf16, FloatFormat, Fp16};
 
 /// The type a model is re-quantized to, as `llama-quantize`'s file types of that name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,6 +19,12 @@ pub enum Target {
     Q4_0,
     /// `Q4_1`, `LLAMA_FTYPE_MOSTLY_Q4_1` (3).
     Q4_1,
+    /// `Q5_0`, `LLAMA_FTYPE_MOSTLY_Q5_0` (8).
+    Q5_0,
+    /// `Q5_1`, `LLAMA_FTYPE_MOSTLY_Q5_1` (9).
+    Q5_1,
+    /// `Q6_K`, `LLAMA_FTYPE_MOSTLY_Q6_K` (18).
+    Q6_K,
     /// `F16`, `LLAMA_FTYPE_MOSTLY_F16` (1).
     F16,
     /// `BF16`, `LLAMA_FTYPE_MOSTLY_BF16` (32).
@@ -32,6 +38,9 @@ impl Target {
             Self::Q8_0 => GgmlType::Q8_0,
             Self::Q4_0 => GgmlType::Q4_0,
             Self::Q4_1 => GgmlType::Q4_1,
+            Self::Q5_0 => GgmlType::Q5_0,
+            Self::Q5_1 => GgmlType::Q5_1,
+            Self::Q6_K => GgmlType::Q6_K,
             Self::F16 => GgmlType::F16,
             Self::BF16 => GgmlType::BF16,
         }
@@ -43,6 +52,9 @@ impl Target {
             Self::Q8_0 => 7,
             Self::Q4_0 => 2,
             Self::Q4_1 => 3,
+            Self::Q5_0 => 8,
+            Self::Q5_1 => 9,
+            Self::Q6_K => 18,
             Self::F16 => 1,
             Self::BF16 => 32,
         }
@@ -58,12 +70,12 @@ pub struct RequantizeOptions {
     /// `--leave-output-tensor`: `output.weight` keeps its type.
     pub leave_output_tensor: bool,
     /// `--output-tensor-type`: the type of `output.weight` (one lowbit writes: F32, F16,
-    /// BF16, Q8_0, Q4_0, Q4_1).
+    /// BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
     pub output_tensor_type: Option<GgmlType>,
     /// `--token-embedding-type`: the type of `token_embd.weight` (as above).
     pub token_embedding_type: Option<GgmlType>,
     /// `--allow-requantize`: convert tensors that are already quantized (lowbit dequantizes
-    /// Q8_0, Q4_0 and Q4_1).
+    /// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K to Q8_K).
     pub allow_requantize: bool,
 }
 
@@ -78,9 +90,9 @@ pub struct TensorReport {
     pub type_in: GgmlType,
     /// The type written.
     pub type_out: GgmlType,
-    /// The type `llama-quantize` writes. It differs from `type_out` only where llama.cpp picks
-    /// a type lowbit does not have: `Q6_K` for `output.weight` (or a tied `token_embd.weight`)
-    /// of a `Q4_0` or `Q4_1` model, which lowbit writes as `Q8_0`.
+    /// The type `llama-quantize` writes. It would differ from `type_out` only where llama.cpp
+    /// picks a type lowbit does not write (lowbit then writes `Q8_0`); for the targets lowbit
+    /// has, the two are always equal.
     pub llama_cpp_type: GgmlType,
     /// Bytes in the source.
     pub bytes_in: u64,
@@ -110,14 +122,9 @@ impl Report {
 }
 
 /// The types lowbit writes.
-const WRITABLE: [GgmlType; 6] = [
-    GgmlType::F32,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::Q8_0,
-    GgmlType::Q4_0,
-    GgmlType::Q4_1,
-];
+fn writable(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) || writable_block(ty)
+}
 
 /// `GGML_QNT_VERSION`, written to `general.quantization_version`.
 const QUANTIZATION_VERSION: u32 = 2;
@@ -266,7 +273,8 @@ impl Context<'_> {
         Ok(ty)
     }
 
-    /// `llama_tensor_get_type_impl`, the branches that apply to the Q8_0, Q4_0, Q4_1 file types.
+    /// `llama_tensor_get_type_impl`, the branches that apply to the Q8_0, Q4_0, Q4_1, Q5_0,
+    /// Q5_1 and Q6_K file types without an importance matrix.
     fn mixture_type(&self, ty: GgmlType, t: &TensorInfo, cat: Category) -> GgmlType {
         let row = t.dims.first().copied().unwrap_or(1);
         match cat {
@@ -286,8 +294,8 @@ impl Context<'_> {
 }
 
 /// `tensor_type_fallback`: a row that is not whole blocks of the chosen type. A 256-block type
-/// falls back to a 32-block one; a 32-block type (Q8_0, Q4_0, Q4_1), or a fallback that still
-/// does not fit, to F16.
+/// falls back to a 32-block one (`Q2_K`, `Q3_K` to `Q4_0`, `Q4_K` to `Q5_0`, `Q5_K` to `Q5_1`,
+/// `Q6_K` to `Q8_0`); a 32-block type, or a fallback that still does not fit, to F16.
 fn fallback(ty: GgmlType, t: &TensorInfo) -> Result<GgmlType, Error> {
     let row = t.dims.first().copied().unwrap_or(1);
     if row.is_multiple_of(ty.block_size()) {
@@ -295,6 +303,9 @@ fn fallback(ty: GgmlType, t: &TensorInfo) -> Result<GgmlType, Error> {
     }
     let to = match ty {
         GgmlType::Q6_K => GgmlType::Q8_0,
+        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
+        GgmlType::Q4_K => GgmlType::Q5_0,
+        GgmlType::Q5_K => GgmlType::Q5_1,
         _ if ty.block_size() <= 32 => ty,
         _ => {
             return Err(Error::Unsupported {
@@ -325,7 +336,7 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
         .into_iter()
         .flatten()
     {
-        if !WRITABLE.contains(&ty) {
+        if !writable(ty) {
             return Err(Error::Unsupported {
                 tensor: String::new(),
                 reason: format!("lowbit does not write {ty} tensors"),
@@ -374,8 +385,8 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
     for &i in &order {
         let t = &tensors[i];
         let llama_cpp_type = ctx.llama_type(t)?;
-        // A type lowbit does not write (Q6_K) becomes Q8_0; kept tensors keep theirs.
-        let ty = if llama_cpp_type == t.ty || WRITABLE.contains(&llama_cpp_type) {
+        // A type lowbit does not write becomes Q8_0; kept tensors keep theirs.
+        let ty = if llama_cpp_type == t.ty || writable(llama_cpp_type) {
             llama_cpp_type
         } else {
             GgmlType::Q8_0
@@ -411,7 +422,7 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
 fn check_convertible(t: &TensorInfo, opts: &RequantizeOptions) -> Result<(), Error> {
     let reason = match t.ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => return Ok(()),
-        GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 if opts.allow_requantize => return Ok(()),
+        ty if ty.is_quantized() && readable(ty) && opts.allow_requantize => return Ok(()),
         ty if ty.is_quantized() && !opts.allow_requantize => {
             format!("requantizing from type {ty} is disabled (see RequantizeOptions::allow_requantize)")
         }
@@ -432,28 +443,15 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
     let name = || from.name.clone();
     let quant = |source| Error::Quant { tensor: name(), source };
     let n = usize::try_from(from.n_elements()).map_err(|_| Error::TensorTooLarge { tensor: name() })?;
-    let mut x = vec![0f32; n];
-    match from.ty {
-        GgmlType::F32 => {
-            for (v, b) in x.iter_mut().zip(data.chunks_exact(4)) {
-                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
+    let x = match to_f32(from.ty, data, n) {
+        Some(x) => x.map_err(quant)?,
+        None => {
+            return Err(Error::Unsupported {
+                tensor: name(),
+                reason: format!("cannot convert tensor type {}", from.ty),
+            })
         }
-        GgmlType::F16 => {
-            for (v, b) in x.iter_mut().zip(data.chunks_exact(2)) {
-                *v = Fp16::decode_f32(u16::from_le_bytes([b[0], b[1]]));
-            }
-        }
-        GgmlType::BF16 => {
-            for (v, b) in x.iter_mut().zip(data.chunks_exact(2)) {
-                *v = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16);
-            }
-        }
-        GgmlType::Q8_0 => ggml::dequantize_q8_0(&blocks::<BlockQ8_0>(data), &mut x).map_err(quant)?,
-        GgmlType::Q4_0 => ggml::dequantize_q4_0(&blocks::<BlockQ4_0>(data), &mut x).map_err(quant)?,
-        GgmlType::Q4_1 => ggml::dequantize_q4_1(&blocks::<BlockQ4_1>(data), &mut x).map_err(quant)?,
-        _ => unreachable_convert(from)?,
-    }
+    };
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         return Err(Error::NonFinite {
             tensor: name(),
@@ -462,49 +460,22 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
     }
     let out: Vec<u8> = match to {
         GgmlType::F32 => x.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 | GgmlType::BF16 => {
-            let mut codes = vec![0u16; n];
-            let overflow = if to == GgmlType::F16 {
-                Fp16::encode_slice(&x, &mut codes).ok();
-                0x7c00
-            } else {
-                Bf16::encode_slice(&x, &mut codes).ok();
-                0x7f80
-            };
-            // Values beyond the type's range round to infinity, which llama-quantize refuses.
-            if let Some(i) = codes.iter().position(|c| c & overflow == overflow) {
-                return Err(Error::NonFinite {
+        // Values beyond the type's range round to infinity, which llama-quantize refuses.
+        GgmlType::F16 | GgmlType::BF16 => to_half(to, &x).map_err(|i| Error::NonFinite {
+            tensor: name(),
+            index: i as u64,
+        })?,
+        _ => match from_f32(to, &x) {
+            Some(b) => b.map_err(quant)?,
+            None => {
+                return Err(Error::Unsupported {
                     tensor: name(),
-                    index: i as u64,
-                });
+                    reason: format!("lowbit does not write {to} tensors"),
+                })
             }
-            codes.iter().flat_map(|c| c.to_le_bytes()).collect()
-        }
-        GgmlType::Q8_0 => bytemuck::cast_slice(&ggml::quantize_q8_0(&x).map_err(quant)?).to_vec(),
-        GgmlType::Q4_0 => bytemuck::cast_slice(&ggml::quantize_q4_0(&x).map_err(quant)?).to_vec(),
-        GgmlType::Q4_1 => bytemuck::cast_slice(&ggml::quantize_q4_1(&x).map_err(quant)?).to_vec(),
-        _ => {
-            return Err(Error::Unsupported {
-                tensor: name(),
-                reason: format!("lowbit does not write {to} tensors"),
-            })
-        }
+        },
     };
     Ok(Cow::Owned(out))
-}
-
-fn unreachable_convert(from: &TensorInfo) -> Result<(), Error> {
-    Err(Error::Unsupported {
-        tensor: from.name.clone(),
-        reason: format!("cannot convert tensor type {}", from.ty),
-    })
-}
-
-/// Blocks copied out of bytes (which need not be aligned for the block type).
-fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
-    data.chunks_exact(core::mem::size_of::<B>())
-        .map(bytemuck::pod_read_unaligned)
-        .collect()
 }
 
 /// Re-quantize a GGUF model as llama.cpp's `llama-quantize` does, for the types lowbit has,
@@ -522,18 +493,20 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 ///   copied byte for byte.
 /// - **Which type** (`llama_tensor_get_type`): the target, except, unless
 ///   [`RequantizeOptions::pure`], `output.weight` — and `token_embd.weight` when the model has no
-///   `output.weight` (tied embeddings) — which llama.cpp writes as `Q6_K` for `Q4_0` and `Q4_1`
-///   (lowbit has no `Q6_K` and writes `Q8_0`; [`TensorReport::llama_cpp_type`] says so), as
-///   `Q8_0` for `falcon`; and `attn_v`/`attn_qkv`/`attn_kv_b`/`attn_k` of 8-expert models
-///   (`{arch}.expert_count == 8`), which get `Q8_0`. `F16` and `BF16` targets convert every
-///   chosen tensor. [`RequantizeOptions::output_tensor_type`] and
-///   [`RequantizeOptions::token_embedding_type`] override.
-/// - **Rows that are not whole blocks** (`tensor_type_fallback`): a tensor whose row length
-///   (`dims[0]`) is not a multiple of 32 is written as `F16` (a Q6_K choice whose rows are not
-///   whole 256-blocks becomes `Q8_0` first).
+///   `output.weight` (tied embeddings) — which llama.cpp writes as `Q6_K` for every target but
+///   `Q8_0`, as `Q8_0` for `falcon` or when its rows are not whole blocks of the target; and
+///   `attn_v`/`attn_qkv`/`attn_kv_b`/`attn_k` of 8-expert models (`{arch}.expert_count == 8`),
+///   which get `Q8_0`. `F16` and `BF16` targets convert every chosen tensor.
+///   [`RequantizeOptions::output_tensor_type`] and [`RequantizeOptions::token_embedding_type`]
+///   override (with any type lowbit writes, the K-quants included).
+/// - **Rows that are not whole blocks** (`tensor_type_fallback`): a 256-block type falls back
+///   to a 32-block one (`Q6_K` to `Q8_0`, `Q4_K` to `Q5_0`, `Q5_K` to `Q5_1`, `Q2_K` and `Q3_K`
+///   to `Q4_0`); a tensor whose row length (`dims[0]`) is not a multiple of 32 is written as
+///   `F16`.
 /// - **Sources**: F32, F16 and BF16 tensors are converted through `f32` with ggml's reference
-///   quantizers ([`crate::compat::ggml`]) or round-to-nearest-even casts; quantized sources only
-///   with [`RequantizeOptions::allow_requantize`] (and only `Q8_0`, `Q4_0`, `Q4_1`); NaN,
+///   quantizers ([`crate::compat::ggml`], what llama-quantize runs without an importance
+///   matrix) or round-to-nearest-even casts; quantized sources only with
+///   [`RequantizeOptions::allow_requantize`] (and only the block types lowbit has); NaN,
 ///   infinities and values that overflow the target are refused, as llama.cpp's
 ///   `ggml_validate_row_data` refuses them.
 /// - **The file**: every metadata key kept in order, except that `general.quantization_version`
@@ -546,8 +519,11 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 /// to 32). Split files are refused.
 ///
 /// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36) on
-/// small llama models with F32, F16 and BF16 weights, to each target, with and without
-/// `--pure`: the same file byte for byte, except the Q6_K tensor above.
+/// small llama models with F32, F16 and BF16 weights, to `Q8_0`, `Q4_0`, `Q4_1`, `F16` and
+/// `BF16`, with and without `--pure`: the same file byte for byte, except the `Q6_K` tensor
+/// above, which lowbit wrote as `Q8_0` then. It now writes `Q6_K`, with ggml's
+/// `quantize_row_q6_K_ref` (checked byte for byte against ggml's C code), but that whole-file
+/// comparison has not been repeated, nor made for the `Q5_0`, `Q5_1` and `Q6_K` targets.
 ///
 /// ```
 /// use std::io::Cursor;
@@ -567,7 +543,7 @@ fn blocks<B: bytemuck::Pod>(data: &[u8]) -> Vec<B> {
 /// let report = requantize(&mut GgufReader::new(Cursor::new(&bytes))?, &mut out, Target::Q4_0, &RequantizeOptions::default())?;
 /// let types: Vec<_> = report.tensors.iter().map(|t| (t.name.as_str(), t.type_out)).collect();
 /// assert_eq!(types, [
-///     ("output.weight", GgmlType::Q8_0), // llama-quantize: Q6_K
+///     ("output.weight", GgmlType::Q6_K), // as llama-quantize
 ///     ("token_embd.weight", GgmlType::Q4_0),
 ///     ("blk.0.attn_norm.weight", GgmlType::F32), // 1-D: kept
 ///     ("blk.0.attn_q.weight", GgmlType::Q4_0),

@@ -1,0 +1,589 @@
+//! The 32-element blocks: `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `Q8_0`.
+//!
+//! | type | scale | codes |
+//! |---|---|---|
+//! | [`BlockQ8_0`] | `d = absmax / 127` | `qs[j] = roundf(x[j] / d)` (ties away from zero), `i8` |
+//! | [`BlockQ4_0`] | `d = max / -8`, `max` the element of largest magnitude | `min(15, trunc(x / d + 8.5))`; element `j` in the low nibble of `qs[j]`, element `j + 16` in the high nibble |
+//! | [`BlockQ4_1`] | `d = (max - min) / 15`, `m = min` | `min(15, trunc((x - min) / d + 0.5))`, nibbles as `Q4_0` |
+//! | [`BlockQ5_0`] | `d = max / -16` | `min(31, trunc(x / d + 16.5))`; low 4 bits as `Q4_0`, bit 4 of element `j` in bit `j` of `qh` |
+//! | [`BlockQ5_1`] | `d = (max - min) / 31`, `m = min` | `trunc((x - min) / d + 0.5)`, bits as `Q5_0` |
+//!
+//! As in ggml, the codes are computed with the `f32` scale *before* it is rounded to half
+//! (and with its `f32` inverse); dequantization uses the stored half values: `q × d`,
+//! `(q - 8) × d` and `q × d + m` (a multiply then an add, not fused).
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use super::{check_finite, half, sealed::Sealed, whole_blocks, GgmlBlock, GgmlType, QK};
+use crate::quant::Error;
+
+/// ggml's `block_q8_0`: a half scale and 32 signed 8-bit codes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ8_0 {
+    /// Scale `d`.
+    pub d: f16,
+    /// Codes; element `j` is `qs[j] × d`.
+    pub qs: [i8; QK],
+}
+
+/// ggml's `block_q4_0`: a half scale and 32 4-bit codes offset by 8.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4_0 {
+    /// Scale `d`.
+    pub d: f16,
+    /// Codes: element `j` in the low nibble of `qs[j]`, element `j + 16` in its high nibble;
+    /// an element is `(nibble - 8) × d`.
+    pub qs: [u8; QK / 2],
+}
+
+/// ggml's `block_q4_1`: a half scale and minimum and 32 unsigned 4-bit codes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4_1 {
+    /// Scale `d`.
+    pub d: f16,
+    /// Minimum `m`.
+    pub m: f16,
+    /// Codes, nibbles as in [`BlockQ4_0`]; an element is `nibble × d + m`.
+    pub qs: [u8; QK / 2],
+}
+
+/// ggml's `block_q5_0`: a half scale and 32 5-bit codes offset by 16.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    /// Scale `d`.
+    pub d: f16,
+    /// Bit 4 of the codes: element `j`'s in bit `j` of this little-endian `u32`.
+    pub qh: [u8; 4],
+    /// Low 4 bits of the codes, nibbles as in [`BlockQ4_0`]; an element is `(code - 16) × d`.
+    pub qs: [u8; QK / 2],
+}
+
+/// ggml's `block_q5_1`: a half scale and minimum and 32 unsigned 5-bit codes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    /// Scale `d`.
+    pub d: f16,
+    /// Minimum `m`.
+    pub m: f16,
+    /// Bit 4 of the codes, as in [`BlockQ5_0`].
+    pub qh: [u8; 4],
+    /// Low 4 bits of the codes, as in [`BlockQ5_0`]; an element is `code × d + m`.
+    pub qs: [u8; QK / 2],
+}
+
+const _: () = assert!(core::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(core::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(core::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(core::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
+
+/// `roundf` of `|t| < 2^22`, branch-free: round to nearest even, then fix the ties.
+#[inline(always)]
+fn roundf(t: f32) -> f32 {
+    const M: f32 = 12_582_912.0;
+    let r = (t + M) - M;
+    let d = t - r;
+    let up = if d == 0.5 && t > 0.0 { 1.0 } else { 0.0 };
+    let down = if d == -0.5 && t < 0.0 { 1.0 } else { 0.0 };
+    r + up - down
+}
+
+/// An integral `f32` of magnitude below `2^22` to `i32`, without the saturating conversion.
+#[inline(always)]
+fn int(r: f32) -> i32 {
+    const M: f32 = 12_582_912.0;
+    ((r + M).to_bits() as i32).wrapping_sub(0x4B40_0000)
+}
+
+/// `trunc` of `0 <= t < 2^22`, branch-free.
+#[inline(always)]
+fn trunc_pos(t: f32) -> f32 {
+    const M: f32 = 12_582_912.0;
+    let r = (t + M) - M;
+    if r > t {
+        r - 1.0
+    } else {
+        r
+    }
+}
+
+/// Max of `|x|` over a block and whether every value is finite.
+#[inline(always)]
+fn absmax(x: &[f32; QK]) -> (f32, bool) {
+    let mut m = [0u32; 8];
+    for c in x.chunks_exact(8) {
+        for j in 0..8 {
+            let b = c[j].to_bits() & 0x7fff_ffff;
+            m[j] = if b > m[j] { b } else { m[j] };
+        }
+    }
+    let b = m.iter().fold(0, |a, &v| if v > a { v } else { a });
+    (f32::from_bits(b), b < 0x7f80_0000)
+}
+
+#[inline(always)]
+fn minmax(x: &[f32; QK]) -> (f32, f32, bool) {
+    let mut lo = [f32::MAX; 8];
+    let mut hi = [-f32::MAX; 8];
+    let mut bad = [0u32; 8];
+    for c in x.chunks_exact(8) {
+        for j in 0..8 {
+            let v = c[j];
+            bad[j] |= u32::from((v.to_bits() & 0x7fff_ffff) >= 0x7f80_0000);
+            lo[j] = if v < lo[j] { v } else { lo[j] };
+            hi[j] = if v > hi[j] { v } else { hi[j] };
+        }
+    }
+    let l = lo.iter().fold(f32::MAX, |a, &v| if v < a { v } else { a });
+    let h = hi.iter().fold(-f32::MAX, |a, &v| if v > a { v } else { a });
+    // ggml's scan keeps the first of equal values; only the sign of a zero can tell.
+    let first_zero = || x.iter().copied().find(|&v| v == 0.0).unwrap_or(0.0);
+    let l = if l == 0.0 { first_zero() } else { l };
+    let h = if h == 0.0 { first_zero() } else { h };
+    (l, h, bad.iter().all(|&b| b == 0))
+}
+
+fn nonfinite(x: &[f32], block: usize) -> Error {
+    check_finite(x, block).err().unwrap_or(Error::NonFinite {
+        group: block,
+        index: block * QK,
+    })
+}
+
+fn check_half(h: f16, raw: f32, block: usize) -> Result<(), Error> {
+    if h.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::ScaleOutOfRange {
+            group: block,
+            scale: raw,
+        })
+    }
+}
+
+// `tiny_scale`: a scale `d` below 2^-128 in magnitude (a block of values below about 1e-36)
+// has an infinite inverse, and ggml's conversion of `x * id` (infinite, or NaN for 0) to an
+// integer is undefined in C. On x86-64, the reference, it gives `0x8000_0000`, whose low byte
+// is the code: 0 for every element. lowbit writes those zero codes on every platform.
+
+/// `Q8_0` of one block, as `quantize_row_q8_0_ref`.
+#[inline(always)]
+fn q8_0(xs: &[f32; QK], i: usize) -> Result<BlockQ8_0, Error> {
+    let (amax, finite) = absmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut b = BlockQ8_0::zeroed();
+    b.d = half(d);
+    check_half(b.d, d, i)?;
+    if id.is_infinite() {
+        return Ok(b); // all codes 0, see `tiny_scale`
+    }
+    for (q, &v) in b.qs.iter_mut().zip(xs) {
+        *q = int(roundf(v * id)) as i8;
+    }
+    Ok(b)
+}
+
+/// The first element of largest magnitude, with its sign (ggml's strict `<` scan); an
+/// all-zero block keeps ggml's initial `max = 0.0`.
+#[inline(always)]
+fn signed_max(xs: &[f32; QK], amax: f32) -> f32 {
+    if amax == 0.0 {
+        0.0
+    } else {
+        xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(0.0)
+    }
+}
+
+/// `Q4_0` of one block, as `quantize_row_q4_0_ref`.
+#[inline(always)]
+fn q4_0(xs: &[f32; QK], i: usize) -> Result<BlockQ4_0, Error> {
+    let (amax, finite) = absmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    // For an all-zero block `d` is -0.0, as in ggml.
+    let d = signed_max(xs, amax) / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut b = BlockQ4_0::zeroed();
+    b.d = half(d);
+    check_half(b.d, d, i)?;
+    if id.is_infinite() {
+        return Ok(b); // all codes 0, see `tiny_scale`
+    }
+    let mut q = [0u8; QK];
+    for (c, &v) in q.iter_mut().zip(xs) {
+        let t = v * id + 8.5;
+        let t = if t > 15.0 { 15.0 } else { t };
+        let t = if t > 0.0 { t } else { 0.0 };
+        *c = int(trunc_pos(t)) as u8;
+    }
+    for j in 0..QK / 2 {
+        b.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+    Ok(b)
+}
+
+/// `Q4_1` of one block, as `quantize_row_q4_1_ref`.
+#[inline(always)]
+fn q4_1(xs: &[f32; QK], i: usize) -> Result<BlockQ4_1, Error> {
+    let (min, max, finite) = minmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    let d = (max - min) / 15.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut b = BlockQ4_1::zeroed();
+    b.d = half(d);
+    b.m = half(min);
+    check_half(b.d, d, i)?;
+    check_half(b.m, min, i)?;
+    if id.is_infinite() {
+        return Ok(b); // all codes 0, see `tiny_scale`
+    }
+    let mut q = [0u8; QK];
+    for (c, &v) in q.iter_mut().zip(xs) {
+        let t = (v - min) * id + 0.5;
+        let t = if t > 15.0 { 15.0 } else { t };
+        let t = if t > 0.0 { t } else { 0.0 };
+        *c = int(trunc_pos(t)) as u8;
+    }
+    for j in 0..QK / 2 {
+        b.qs[j] = q[j] | (q[j + QK / 2] << 4);
+    }
+    Ok(b)
+}
+
+/// Low nibbles and the `qh` word of 32 five-bit codes, as ggml packs them.
+#[inline(always)]
+pub(super) fn pack5(q: &[u8; QK]) -> ([u8; QK / 2], [u8; 4]) {
+    let mut qs = [0u8; QK / 2];
+    let mut qh = 0u32;
+    for j in 0..QK / 2 {
+        let (a, b) = (q[j], q[j + QK / 2]);
+        qs[j] = (a & 0x0f) | ((b & 0x0f) << 4);
+        qh |= u32::from((a & 0x10) >> 4) << j;
+        qh |= u32::from((b & 0x10) >> 4) << (j + QK / 2);
+    }
+    (qs, qh.to_le_bytes())
+}
+
+/// `Q5_0` of one block, as `quantize_row_q5_0_ref`.
+#[inline(always)]
+fn q5_0(xs: &[f32; QK], i: usize) -> Result<BlockQ5_0, Error> {
+    let (amax, finite) = absmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    let d = signed_max(xs, amax) / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut b = BlockQ5_0::zeroed();
+    b.d = half(d);
+    check_half(b.d, d, i)?;
+    if id.is_infinite() {
+        return Ok(b); // all codes 0, see `tiny_scale`
+    }
+    let mut q = [0u8; QK];
+    for (c, &v) in q.iter_mut().zip(xs) {
+        // `(int8_t)(x*id + 16.5f)` truncates a value in [0, 33) here; then `MIN(31, .)`.
+        let t = int(trunc_pos(v * id + 16.5));
+        *c = t.min(31) as u8;
+    }
+    (b.qs, b.qh) = pack5(&q);
+    Ok(b)
+}
+
+/// `Q5_1` of one block, as `quantize_row_q5_1_ref`.
+#[inline(always)]
+fn q5_1(xs: &[f32; QK], i: usize) -> Result<BlockQ5_1, Error> {
+    let (min, max, finite) = minmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    let d = (max - min) / 31.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut b = BlockQ5_1::zeroed();
+    b.d = half(d);
+    b.m = half(min);
+    check_half(b.d, d, i)?;
+    check_half(b.m, min, i)?;
+    if id.is_infinite() {
+        return Ok(b); // all codes 0, see `tiny_scale`
+    }
+    let mut q = [0u8; QK];
+    for (c, &v) in q.iter_mut().zip(xs) {
+        // `(uint8_t)(x + 0.5f)` with no clamp: the value is in [0.5, 31.5] here.
+        *c = int(trunc_pos((v - min) * id + 0.5)) as u8;
+    }
+    (b.qs, b.qh) = pack5(&q);
+    Ok(b)
+}
+
+/// One block of a slice: the chunk as an array (always 32 long).
+#[inline(always)]
+fn arr(xs: &[f32]) -> Result<&[f32; QK], Error> {
+    xs.try_into().map_err(|_| Error::NotWholeBlocks {
+        len: xs.len(),
+        block: QK,
+    })
+}
+
+macro_rules! fast_path {
+    ($quantize:ident, $into:ident, $portable:ident, $block:ident, $one:ident, $name:literal, $why:literal) => {
+        #[doc = concat!("Quantize to `", $name, "` blocks, as `quantize_row_", $name, "_ref` (the same as [`GgmlBlock::quantize`]).")]
+        ///
+        /// # Errors
+        #[doc = concat!("[`Error::NotWholeBlocks`] unless `x.len()` is a multiple of 32, [`Error::NonFinite`] for NaN or infinity, [`Error::ScaleOutOfRange`] when ", $why, ".")]
+        pub fn $quantize(x: &[f32]) -> Result<Vec<$block>, Error> {
+            let mut out = vec![$block::zeroed(); x.len() / QK];
+            $into(x, &mut out)?;
+            Ok(out)
+        }
+
+        #[doc = concat!("[`", stringify!($quantize), "`] into a caller buffer of `x.len() / 32` blocks.")]
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($quantize), "`], and [`Error::LengthMismatch`] for a wrong `out` length.")]
+        pub fn $into(x: &[f32], out: &mut [$block]) -> Result<(), Error> {
+            struct Job<'a>(&'a [f32], &'a mut [$block]);
+            impl crate::arch::Job for Job<'_> {
+                type Out = Result<(), Error>;
+                #[inline(always)]
+                fn run(self) -> Self::Out {
+                    $portable(self.0, self.1)
+                }
+            }
+            crate::arch::run(Job(x, out))
+        }
+
+        #[inline(always)]
+        fn $portable(x: &[f32], out: &mut [$block]) -> Result<(), Error> {
+            for (i, (xs, b)) in whole_blocks(x, QK, out.len())?.zip(out.iter_mut()).enumerate() {
+                *b = $one(arr(xs)?, i)?;
+            }
+            Ok(())
+        }
+    };
+}
+
+fast_path!(
+    quantize_q8_0,
+    quantize_q8_0_into,
+    q8_0_portable,
+    BlockQ8_0,
+    q8_0,
+    "q8_0",
+    "`absmax / 127` overflows half"
+);
+fast_path!(
+    quantize_q4_0,
+    quantize_q4_0_into,
+    q4_0_portable,
+    BlockQ4_0,
+    q4_0,
+    "q4_0",
+    "`max / -8` overflows half"
+);
+fast_path!(
+    quantize_q4_1,
+    quantize_q4_1_into,
+    q4_1_portable,
+    BlockQ4_1,
+    q4_1,
+    "q4_1",
+    "the scale or the minimum overflows half"
+);
+
+/// Dequantize `Q8_0` blocks into `out` (`32 × blocks.len()` values), as `dequantize_row_q8_0`
+/// (the same as [`GgmlBlock::dequantize_into`]).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] for a wrong `out` length.
+pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) -> Result<(), Error> {
+    BlockQ8_0::dequantize_into(blocks, out)
+}
+
+/// Dequantize `Q4_0` blocks, as `dequantize_row_q4_0` (the same as
+/// [`GgmlBlock::dequantize_into`]).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] for a wrong `out` length.
+pub fn dequantize_q4_0(blocks: &[BlockQ4_0], out: &mut [f32]) -> Result<(), Error> {
+    BlockQ4_0::dequantize_into(blocks, out)
+}
+
+/// Dequantize `Q4_1` blocks, as `dequantize_row_q4_1` (the same as
+/// [`GgmlBlock::dequantize_into`]).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] for a wrong `out` length.
+pub fn dequantize_q4_1(blocks: &[BlockQ4_1], out: &mut [f32]) -> Result<(), Error> {
+    BlockQ4_1::dequantize_into(blocks, out)
+}
+
+impl Sealed for BlockQ8_0 {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
+        q8_0(arr(x)?, group)
+    }
+    fn dequantize_block(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (y, &q) in out.iter_mut().zip(&self.qs) {
+            *y = f32::from(q) * d;
+        }
+    }
+}
+
+impl Sealed for BlockQ4_0 {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
+        q4_0(arr(x)?, group)
+    }
+    fn dequantize_block(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&self.qs) {
+            *l = (f32::from(q & 0xf) - 8.0) * d;
+            *h = (f32::from(q >> 4) - 8.0) * d;
+        }
+    }
+}
+
+impl Sealed for BlockQ4_1 {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
+        q4_1(arr(x)?, group)
+    }
+    fn dequantize_block(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let (lo, hi) = out.split_at_mut(QK / 2);
+        for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&self.qs) {
+            *l = f32::from(q & 0xf) * d + m;
+            *h = f32::from(q >> 4) * d + m;
+        }
+    }
+}
+
+/// The 5-bit codes of a `Q5_0`/`Q5_1` block, element order.
+#[inline(always)]
+fn unpack5(qs: &[u8; QK / 2], qh: [u8; 4]) -> [u8; QK] {
+    let qh = u32::from_le_bytes(qh);
+    let mut q = [0u8; QK];
+    for j in 0..QK / 2 {
+        q[j] = (qs[j] & 0x0f) | ((((qh >> j) << 4) & 0x10) as u8);
+        q[j + QK / 2] = (qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8);
+    }
+    q
+}
+
+impl Sealed for BlockQ5_0 {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
+        q5_0(arr(x)?, group)
+    }
+    fn dequantize_block(&self, out: &mut [f32]) {
+        let d = self.d.to_f32();
+        for (y, q) in out.iter_mut().zip(unpack5(&self.qs, self.qh)) {
+            // ggml: `(int32_t)(code - 16) * d`, an exact integer times `d`.
+            *y = (i32::from(q) - 16) as f32 * d;
+        }
+    }
+}
+
+impl Sealed for BlockQ5_1 {
+    fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
+        q5_1(arr(x)?, group)
+    }
+    fn dequantize_block(&self, out: &mut [f32]) {
+        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        for (y, q) in out.iter_mut().zip(unpack5(&self.qs, self.qh)) {
+            *y = f32::from(q) * d + m;
+        }
+    }
+}
+
+impl GgmlBlock for BlockQ8_0 {
+    const TYPE: GgmlType = GgmlType::Q8_0;
+    const BLOCK: usize = QK;
+    fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
+        quantize_q8_0_into(x, out)
+    }
+}
+
+impl GgmlBlock for BlockQ4_0 {
+    const TYPE: GgmlType = GgmlType::Q4_0;
+    const BLOCK: usize = QK;
+    fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
+        quantize_q4_0_into(x, out)
+    }
+}
+
+impl GgmlBlock for BlockQ4_1 {
+    const TYPE: GgmlType = GgmlType::Q4_1;
+    const BLOCK: usize = QK;
+    fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
+        quantize_q4_1_into(x, out)
+    }
+}
+
+impl GgmlBlock for BlockQ5_0 {
+    const TYPE: GgmlType = GgmlType::Q5_0;
+    const BLOCK: usize = QK;
+}
+
+impl GgmlBlock for BlockQ5_1 {
+    const TYPE: GgmlType = GgmlType::Q5_1;
+    const BLOCK: usize = QK;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundf_ties_away() {
+        for (t, r) in [
+            (0.5, 1.0),
+            (1.5, 2.0),
+            (2.5, 3.0),
+            (-0.5, -1.0),
+            (-2.5, -3.0),
+            (0.49999997, 0.0),
+            (126.6, 127.0),
+        ] {
+            assert_eq!(roundf(t), r, "{t}");
+        }
+    }
+
+    #[test]
+    fn trunc_and_int() {
+        for t in [0.0f32, 0.25, 0.5, 0.99999994, 1.0, 1.5, 2.5, 14.999999, 15.0] {
+            assert_eq!(trunc_pos(t), t.trunc(), "{t}");
+            assert_eq!(int(t.trunc()), t as i32);
+        }
+        assert_eq!(int(-127.0), -127);
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(
+            quantize_q8_0(&[0.0; 33]),
+            Err(Error::NotWholeBlocks { len: 33, block: 32 })
+        );
+        let mut x = [0.0f32; 64];
+        x[40] = f32::NAN;
+        assert_eq!(quantize_q4_1(&x), Err(Error::NonFinite { group: 1, index: 40 }));
+        x[40] = 1e10;
+        assert!(matches!(
+            quantize_q4_0(&x),
+            Err(Error::ScaleOutOfRange { group: 1, .. })
+        ));
+        assert!(dequantize_q8_0(&[BlockQ8_0::zeroed()], &mut [0.0; 31]).is_err());
+        assert_eq!(quantize_q8_0(&[]), Ok(vec![]));
+    }
+}
