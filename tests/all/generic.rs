@@ -147,8 +147,8 @@ fn fuzz_f18_fp8_map_widths_do_not_overflow() {
 fn fuzz_f19_affine_eps_is_bounded() {
     use lowbit::quant::{AffineQuantizer, Granularity, Quantizer};
     let q = AffineQuantizer::new(7, Granularity::PerTensor).unwrap();
-    assert!(q.clone().with_eps(5.0819484e37).is_err());
-    assert!(q.clone().with_eps(f32::MAX).is_err());
+    assert!(q.with_eps(5.0819484e37).is_err());
+    assert!(q.with_eps(f32::MAX).is_err());
     let eps = f32::MAX / 128.0;
     let q = q.with_eps(eps).unwrap();
     for x in [[-f32::MAX, 1e-38], [0.0, f32::MAX], [-1.0, 1.0]] {
@@ -157,7 +157,7 @@ fn fuzz_f19_affine_eps_is_bounded() {
     }
     // 8 bits: qmax 255.
     let q8 = AffineQuantizer::new(8, Granularity::PerTensor).unwrap();
-    assert!(q8.clone().with_eps(f32::MAX / 200.0).is_err());
+    assert!(q8.with_eps(f32::MAX / 200.0).is_err());
     assert!(q8.with_eps(f32::MAX / 256.0).is_ok());
 }
 

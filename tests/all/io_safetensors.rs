@@ -595,3 +595,30 @@ fn fuzz_bnb_read_parts_are_checked_and_finite() {
     bad.nested_quant_map.as_mut().unwrap().truncate(255);
     assert!(bad.dequantize().is_err());
 }
+
+/// Found by the `safetensors_file` fuzz target (seed 2): an FP4 `weight_packed` of shape
+/// `[0, 2^63]` (no bytes) overflowed doubling its columns (a debug panic).
+#[test]
+fn fuzz_ct_fp4_columns_do_not_overflow() {
+    let ts = vec![
+        Tensor::raw("m.weight_packed", vec![0, 1 << 63], Dtype::U8, vec![]).unwrap(),
+        Tensor::raw("m.weight_scale", vec![0, 1 << 59], Dtype::U8, vec![]).unwrap(),
+    ];
+    let bytes = to_bytes(&ts, None).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    for scheme in [Scheme::Mxfp4, Scheme::Nvfp4] {
+        assert!(matches!(
+            compressed::read(&f, "m", &scheme),
+            Err(lowbit::io::safetensors::Error::Tensor { .. })
+        ));
+    }
+    // Half that many columns read as an empty weight.
+    let ts = vec![
+        Tensor::raw("m.weight_packed", vec![0, 1 << 62], Dtype::U8, vec![]).unwrap(),
+        Tensor::raw("m.weight_scale", vec![0, 1 << 58], Dtype::U8, vec![]).unwrap(),
+    ];
+    let bytes = to_bytes(&ts, None).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let parts = compressed::read(&f, "m", &Scheme::Mxfp4).unwrap();
+    assert_eq!(parts.dequantize().unwrap(), Vec::<f32>::new());
+}

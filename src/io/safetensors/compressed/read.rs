@@ -317,11 +317,11 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                 let pname = format!("{prefix}.weight_packed");
                 let p = file.view(&pname)?;
                 let (rows, half) = rows_cols(&pname, &p.shape, p.numel())?;
-                (
-                    rows,
-                    2 * half,
-                    unpack_fp4(&expect(file, &pname, Dtype::U8, &[rows, half])?),
-                )
+                // A shape of no rows can have any number of columns: twice them must fit.
+                let cols = half
+                    .checked_mul(2)
+                    .ok_or_else(|| Error::tensor(&pname, format!("{half} packed columns overflow")))?;
+                (rows, cols, unpack_fp4(&expect(file, &pname, Dtype::U8, &[rows, half])?))
             };
             if cols % block != 0 {
                 return Err(Error::tensor(
