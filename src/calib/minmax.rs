@@ -155,7 +155,9 @@ impl Calibrator for MinMaxCalibrator {
 /// the first non-empty batch sets the range, then `min += c * (batch_min - min)` (and the same
 /// for max) in `f32`, with `c` the averaging constant (torch's default 0.01). When the two
 /// values are more than `f32::MAX` apart, where torch's `f32` difference overflows to an
-/// infinite range, the average is computed in `f64` instead (so the range stays finite).
+/// infinite range, the average is computed in `f64` instead (so the range stays finite), and
+/// so it is where `f32` rounding would leave the min above the max (torch's state is then
+/// invalid), so that `min <= max` always.
 ///
 /// **Order dependent by definition**: the last batches weigh most. [`Calibrator::merge`] returns
 /// [`Error::NotMergeable`].
@@ -214,7 +216,22 @@ impl Calibrator for MovingAverageMinMaxCalibrator {
         let (lo, hi) = (from_order_key(lo), from_order_key(hi));
         self.state = Some(match self.state {
             None => (lo, hi),
-            Some((mn, mx)) => (average(mn, lo, self.c), average(mx, hi, self.c)),
+            Some((mn, mx)) => {
+                let (a, b) = (average(mn, lo, self.c), average(mx, hi, self.c));
+                if a <= b {
+                    (a, b)
+                } else {
+                    // f32 rounding crossed the two averages (the exact ones are ordered: a min
+                    // far below loses the batch's min, e.g. -3e38 + (-10 + 3e38) = 0 while the
+                    // max is -10); torch's state is then invalid. `(1 - c)·old + c·new` in f64
+                    // instead: both products are exact, so each average is rounded once, and
+                    // rounding keeps their order.
+                    let c = f64::from(self.c);
+                    let avg = |o: f32, n: f32| ((1.0 - c) * f64::from(o) + c * f64::from(n)) as f32;
+                    let (a, b) = (avg(mn, lo), avg(mx, hi));
+                    (a.min(b), a.max(b))
+                }
+            }
         });
         Ok(())
     }

@@ -185,7 +185,11 @@ fn mse_edge_with<P: Prefix>(bins: &[u64], levels: usize) -> usize {
         let step2 = 2.0 * i as f64 / levels as f64; // one step, in half-bins
         let mut err = 0.0;
         let mut start = 0usize;
-        for k in 0..=levels {
+        let mut k = 0usize;
+        // Level k takes the bins [start, end_k); only the levels whose segment is not empty are
+        // visited (a step below a bin leaves most levels empty), so an edge costs at most
+        // min(i, levels) + 2 steps, and the sums are the same as visiting every level.
+        while k <= levels {
             let end = if k == levels {
                 n
             } else {
@@ -206,6 +210,14 @@ fn mse_edge_with<P: Prefix>(bins: &[u64], levels: usize) -> usize {
                 }
                 start = end;
             }
+            if start >= n {
+                break;
+            }
+            // The first level whose segment ends past `start`: end_k > start exactly when
+            // (2k + 1)·i > L·(2·start + 1), that is k >= ceil(floor(L·(2·start + 1) / i) / 2).
+            let m = u128::from(l as u64) * (2 * start as u128 + 1) / i as u128;
+            let next = usize::try_from(m.div_ceil(2)).unwrap_or(usize::MAX).min(levels);
+            k = (k + 1).max(next);
         }
         obj[i] = err.max(0.0);
     }
@@ -244,7 +256,8 @@ mod tests {
             *b = (x >> 50) % 1000;
         }
         bins[299] = 5;
-        for levels in [3usize, 7, 127] {
+        // Levels beyond the bins too: most of their segments are empty and skipped.
+        for levels in [3usize, 7, 127, 299, 300, 1000, 32767] {
             let naive = mse_naive(&bins, levels);
             let best = naive.iter().copied().fold(f64::INFINITY, f64::min);
             let lim = best * (1.0 + NEAR_MIN);

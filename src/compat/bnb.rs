@@ -27,7 +27,10 @@
 //! - Double quantization (`compress_statistics=True`): `offset = absmax.mean()` (summed in
 //!   torch's CUDA reduction order: [`crate::quant::double::torch_cuda_mean`]), then
 //!   `absmax - offset` through the 8-bit blockwise quantizer in blocks of 256
-//!   ([`crate::quant::double::DoubleQuant`]).
+//!   ([`crate::quant::double::DoubleQuant`]). One difference: a restored scale that
+//!   overflows `f32` (block maxima near `f32::MAX`, where `offset` plus the centred scale
+//!   passes it) saturates to `f32::MAX`, where bitsandbytes restores `inf` and dequantizes the
+//!   block to infinities and NaN.
 //! - The 8-bit quantizer binary-searches the 256-entry map and rounds to the nearer
 //!   neighbour; an exact midpoint goes to the even index.
 //!
@@ -480,7 +483,12 @@ pub fn create_fp8_map(
     total_bits: u32,
 ) -> Result<Vec<f32>, Error> {
     let sign = u32::from(signed);
-    if exponent_bits == 0 || total_bits > 8 || exponent_bits + precision_bits + sign != total_bits {
+    // bitsandbytes asserts `e + p == total_bits - has_sign` on Python integers; the sum is
+    // taken without overflow here (widths near `u32::MAX` are refused, not wrapped).
+    let width = exponent_bits
+        .checked_add(precision_bits)
+        .and_then(|w| w.checked_add(sign));
+    if exponent_bits == 0 || total_bits > 8 || width != Some(total_bits) {
         return Err(Error::InvalidBits {
             bits: total_bits,
             min: 2,

@@ -266,10 +266,15 @@ impl<S: FloatFormat> AffineQuantizer<S> {
 
     /// The same quantizer with another smallest scale (torch's `eps`).
     ///
+    /// `eps × qmax` must be finite: codes span `qmax` steps of the scale, so a larger smallest
+    /// scale would dequantize finite data to infinity (`(code - zero_point) × scale`). Such an
+    /// `eps` is refused rather than clamped, so that the scale is never other than asked.
+    ///
     /// # Errors
-    /// [`Error::ScaleOutOfRange`] unless `eps` is positive and finite.
+    /// [`Error::ScaleOutOfRange`] unless `eps` is positive, finite and at most
+    /// `f32::MAX / qmax`.
     pub fn with_eps(self, eps: f32) -> Result<Self, Error> {
-        if eps.is_finite() && eps > 0.0 {
+        if eps.is_finite() && eps > 0.0 && (eps * self.qmax() as f32).is_finite() {
             Ok(Self { eps, ..self })
         } else {
             Err(Error::ScaleOutOfRange { group: 0, scale: eps })

@@ -266,6 +266,11 @@ impl DoubleQuant {
     /// The restored first-level scales: `map[code] * absmax2` then `+ offset`, each rounded
     /// to `f32` (bitsandbytes runs them as two kernels, so there is no fused multiply-add).
     ///
+    /// A sum that overflows `f32` (scales near `f32::MAX`, where the offset and the centred
+    /// scale add up past it) saturates to `±f32::MAX`: bitsandbytes would restore an infinite
+    /// scale and dequantize its block to infinities and NaN (`0 × inf`). Every other scale is
+    /// bitsandbytes' value, bit for bit.
+    ///
     /// # Errors
     ///
     /// [`Error::LengthMismatch`] / [`Error::BlockSize`] if the parts do not fit together.
@@ -284,7 +289,7 @@ impl DoubleQuant {
         super::check_len("restored absmax", self.codes.len(), out.len())?;
         bnb_blocks(dynamic_codebook(), self.blocksize2)?.dequantize_from(&self.codes, &self.absmax2, out)?;
         for v in out.iter_mut() {
-            *v += self.offset;
+            *v = restore_sum(*v, self.offset);
         }
         Ok(())
     }
@@ -292,6 +297,18 @@ impl DoubleQuant {
     /// Bytes this takes: the codes, the `f32` second-level scales and the `f32` offset.
     pub fn bytes(&self) -> usize {
         self.codes.len() + 4 * self.absmax2.len() + 4
+    }
+}
+
+/// `centred + offset` in `f32`, saturated to `±f32::MAX` where two finite values overflow
+/// (see [`DoubleQuant::restore`]).
+#[doc(hidden)]
+pub fn restore_sum(centred: f32, offset: f32) -> f32 {
+    let v = centred + offset;
+    if v.is_infinite() && centred.is_finite() && offset.is_finite() {
+        f32::MAX.copysign(v)
+    } else {
+        v
     }
 }
 

@@ -6,6 +6,8 @@
 //! index and its bytes, which `cargo +nightly fuzz run <target> <file>` replays.
 //!
 //! Known findings (fuzz/FINDINGS.md) are steered around; `LOWBIT_FUZZ_KNOWN=1` walks into them.
+//! `LOWBIT_FUZZ_TRACE=1` prints each input before it runs (to find one that hangs),
+//! `LOWBIT_FUZZ_ONLY=i` runs input `i` alone.
 
 #[path = "../fuzz_targets/mod.rs"]
 mod fuzz_targets;
@@ -24,6 +26,16 @@ fn cost(name: &str) -> usize {
         "modelopt" => 50,
         "ort" => 10,
         "calib_bytes" => 2,
+        _ => 1,
+    }
+}
+
+/// How many times the default count a target's inputs take (cheap targets that deserve more
+/// inputs: the file readers, ~0.3 ms an input in a debug build), so that each still runs in a
+/// few seconds.
+fn boost(name: &str) -> usize {
+    match name {
+        "safetensors_file" | "gguf_file" => 4,
         _ => 1,
     }
 }
@@ -73,8 +85,19 @@ fn run_target(name: &str, target: fuzz_targets::Target, iters: usize, seed: u64)
         ^ name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         }));
+    // `LOWBIT_FUZZ_TRACE=1` names each input before it runs (to find one that hangs).
+    let trace = std::env::var_os("LOWBIT_FUZZ_TRACE").is_some_and(|v| !v.is_empty() && v != "0");
+    // `LOWBIT_FUZZ_ONLY=i` runs input `i` alone (to replay one).
+    let only = env_usize("LOWBIT_FUZZ_ONLY");
     for i in 0..iters {
         let data = input(&mut rng, i);
+        if only.is_some_and(|o| o != i as u64) {
+            continue;
+        }
+        if trace {
+            eprintln!("fuzz target {name}: input {i}: {data:02x?}");
+        }
+        let t = std::time::Instant::now();
         if catch_unwind(AssertUnwindSafe(|| target(&data))).is_err() {
             panic!(
                 "fuzz target {name}: input {i} (seed {seed:#x}) failed; {} bytes: {:02x?}",
@@ -82,16 +105,20 @@ fn run_target(name: &str, target: fuzz_targets::Target, iters: usize, seed: u64)
                 data
             );
         }
+        if trace {
+            eprintln!("fuzz target {name}: input {i} took {:.2?}", t.elapsed());
+        }
     }
     println!("fuzz target {name}: {iters} inputs in {:.2?}", start.elapsed());
 }
 
 macro_rules! fuzz_tests {
-    ($($name:ident),* $(,)?) => {$(
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {$(
         #[test]
+        $(#[$attr])*
         fn $name() {
             let iters = env_usize("LOWBIT_FUZZ_ITERS").map_or(DEFAULT_ITERS, |n| n as usize);
-            let iters = (iters / cost(stringify!($name))).max(1);
+            let iters = (iters * boost(stringify!($name)) / cost(stringify!($name))).max(1);
             let seed = env_usize("LOWBIT_FUZZ_SEED").unwrap_or(0x10b1_7f22);
             let target = fuzz_targets::target(stringify!($name)).expect("a target of this name");
             run_target(stringify!($name), target, iters, seed);
@@ -124,6 +151,12 @@ fuzz_tests!(
     lowbit_schemes,
     amp,
     smooth,
+    // The file readers, with their features (CI: `cargo test --features safetensors --lib
+    // --test all safetensors`, `cargo test --features gguf --test all gguf`).
+    #[cfg(feature = "safetensors")]
+    safetensors_file,
+    #[cfg(feature = "gguf")]
+    gguf_file,
 );
 
 /// Every target of the list has a test above (and so runs in CI).
@@ -154,6 +187,10 @@ fn every_target_is_run() {
         "lowbit_schemes",
         "amp",
         "smooth",
+        #[cfg(feature = "safetensors")]
+        "safetensors_file",
+        #[cfg(feature = "gguf")]
+        "gguf_file",
     ];
     let names: Vec<&str> = fuzz_targets::TARGETS.iter().map(|&(n, _)| n).collect();
     assert_eq!(names, tested);

@@ -1127,3 +1127,105 @@ fn gguf_kquants_write_and_read() {
     let iq = quantized(IQ4_XS, vec![0u8; 2 * 136]);
     assert!(matches!(iq.tensors[0].to_f32(), Err(Error::Unsupported { .. })));
 }
+
+/// Found by the `gguf_file` fuzz target: files the reader accepted whose owned copies or
+/// write-back were far larger than the file (tensors sharing their data, tensors off the
+/// alignment under a huge `general.alignment`, a tensor-less file padded to 2^31 bytes).
+#[test]
+fn gguf_fuzz_reads_and_writes_stay_in_proportion() {
+    // Two tensors of 32 F32 on the same bytes: refused (read_slice borrowed them, but
+    // `into_gguf`, `to_bytes` and requantize copied the shared bytes once per tensor).
+    let mut b = header(3, 2, 0);
+    for name in ["a", "b"] {
+        push_str(&mut b, name);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&32u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+    }
+    b.resize(b.len().next_multiple_of(32) + 128, 0);
+    let e = read_err(&b);
+    assert!(
+        matches!(&e, Error::TensorsOverlap { tensor, other } if tensor == "b" && other == "a"),
+        "{e}"
+    );
+    // Empty tensors share nothing: two at offset 0 are fine.
+    let mut b = header(3, 2, 0);
+    for name in ["a", "b"] {
+        push_str(&mut b, name);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&0u64.to_le_bytes());
+    }
+    b.resize(b.len().next_multiple_of(32), 0);
+    assert_eq!(Gguf::read(&b).unwrap().tensors.len(), 2);
+    // Tensors in any order are still read (gguf-py's reader does), when aligned.
+    let t = |name: &str, at: u64| {
+        let mut b = Vec::new();
+        push_str(&mut b, name);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&8u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&at.to_le_bytes());
+        b
+    };
+    let mut b = header(3, 2, 0);
+    b.extend(t("a", 32));
+    b.extend(t("b", 0));
+    b.resize(b.len().next_multiple_of(32) + 64, 7);
+    let g = Gguf::read(&b).unwrap();
+    let w = g.to_bytes().unwrap();
+    assert_eq!(Gguf::read(&w).unwrap().tensors, g.tensors);
+    // A tensor off the alignment: refused, as ggml refuses it.
+    let mut b = header(3, 2, 0);
+    b.extend(t("a", 0));
+    b.extend(t("b", 36));
+    b.resize(b.len().next_multiple_of(32) + 96, 0);
+    let e = read_err(&b);
+    assert!(
+        matches!(&e, Error::MisalignedTensor { tensor, offset: 36, alignment: 32 } if tensor == "b"),
+        "{e}"
+    );
+    // No tensors, `general.alignment` 2^31: read, and written back without 2 GiB of padding.
+    let b = one_kv("general.alignment", 4, &(1u32 << 31).to_le_bytes());
+    let g = Gguf::read(&b).unwrap();
+    let w = g.to_bytes().unwrap();
+    assert_eq!(w, b);
+    assert_eq!(Gguf::read(&w).unwrap(), g);
+    // With tensors, the data section is padded as before.
+    let mut f = Gguf::new();
+    f.tensors
+        .push(Tensor::new("t", vec![4], GgmlType::F32, vec![0u8; 16]).unwrap());
+    assert_eq!(f.to_bytes().unwrap().len() % 32, 0);
+}
+
+/// Found by the `gguf_file` fuzz target: a tensor with a 0 dim past the first (no elements)
+/// was re-quantized with the 0 dropped as if it were a trailing 1, so its description needed
+/// bytes its data did not have: the in-memory result could not be written, the streamed one
+/// failed. ggml drops trailing 1s only (a 0 dim is kept).
+#[test]
+fn gguf_fuzz_requantize_keeps_zero_dims() {
+    let mut f = Gguf::new();
+    f.tensors
+        .push(Tensor::new("output.weight", vec![256, 0], GgmlType::F32, Vec::<u8>::new()).unwrap());
+    f.tensors
+        .push(Tensor::new("blk.0.attn_q.weight", vec![64, 1, 1], GgmlType::F32, vec![0u8; 256]).unwrap());
+    let bytes = f.to_bytes().unwrap();
+    for target in [Target::Q8_0, Target::Q4_0, Target::F16] {
+        let (q, report) = f.requantize(target, &options()).unwrap();
+        assert_eq!(report.tensors[0].dims, [256, 0]);
+        assert_eq!(report.tensors[1].dims, [64]); // trailing 1s dropped
+        let out = q.to_bytes().unwrap();
+        let mut streamed = Vec::new();
+        let r2 = requantize(
+            &mut GgufReader::new(Cursor::new(&bytes)).unwrap(),
+            &mut streamed,
+            target,
+            &options(),
+        )
+        .unwrap();
+        assert_eq!(r2, report);
+        assert_eq!(streamed, out);
+    }
+}

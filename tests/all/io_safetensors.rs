@@ -474,3 +474,151 @@ fn write_tiny_model_for_transformers() {
         std::fs::write(d.join("config.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
     }
 }
+
+/// Found by the `safetensors_file` fuzz target: a `pack-quantized` weight whose
+/// `weight_shape` claims 2^58 rows of no columns made `compressed::read` walk 2^58 empty rows
+/// (and its zero points as many), and sizes whose products overflow were not refused.
+#[test]
+fn fuzz_ct_packed_shape_is_bounded_by_the_words() {
+    let rows = 1usize << 58;
+    let i64s = |v: &[i64]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let file = |dims: &[i64], extra: Vec<Tensor>| {
+        let mut ts = vec![
+            Tensor::raw("m.weight_shape", vec![2], Dtype::I64, i64s(dims)).unwrap(),
+            Tensor::raw("m.weight_packed", vec![rows, 0], Dtype::I32, vec![]).unwrap(),
+        ];
+        ts.extend(extra);
+        to_bytes(&ts, None).unwrap()
+    };
+    // Symmetric, per tensor: no words, no codes, however many rows.
+    let bytes = file(
+        &[rows as i64, 0],
+        vec![Tensor::f32("m.weight_scale", vec![1], vec![1.0]).unwrap()],
+    );
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let scheme = Scheme::Int {
+        bits: 4,
+        symmetric: true,
+        strategy: Strategy::Tensor,
+        packed: true,
+    };
+    let parts = compressed::read(&f, "m", &scheme).unwrap();
+    assert!(parts.codes.is_empty());
+    assert_eq!(parts.dequantize().unwrap(), Vec::<f32>::new());
+    // Asymmetric groups: no groups, so no zero points to walk either.
+    let bytes = file(
+        &[rows as i64, 0],
+        vec![
+            Tensor::raw("m.weight_scale", vec![rows, 0], Dtype::F32, vec![]).unwrap(),
+            Tensor::raw("m.weight_zero_point", vec![rows / 8, 0], Dtype::I32, vec![]).unwrap(),
+        ],
+    );
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let scheme = Scheme::Int {
+        bits: 4,
+        symmetric: false,
+        strategy: Strategy::Group(16),
+        packed: true,
+    };
+    let parts = compressed::read(&f, "m", &scheme).unwrap();
+    assert!(parts.codes.is_empty() && parts.zero_points.is_empty());
+    // Products that overflow (elements, or packed bits of a row or a column): refused.
+    for dims in [[i64::MAX, 2], [2, i64::MAX], [1 << 40, 1 << 40], [-1, 4], [1 << 62, 0]] {
+        let bytes = file(&dims, vec![Tensor::f32("m.weight_scale", vec![1], vec![1.0]).unwrap()]);
+        let f = SafetensorsFile::parse(&bytes).unwrap();
+        let scheme = Scheme::Int {
+            bits: 8,
+            symmetric: true,
+            strategy: Strategy::Tensor,
+            packed: true,
+        };
+        assert!(matches!(
+            compressed::read(&f, "m", &scheme),
+            Err(lowbit::io::safetensors::Error::Tensor { .. })
+        ));
+    }
+}
+
+/// Found by the `safetensors_file` fuzz target: an empty weight written by
+/// `compressed::quantize` (`[rows, 0]` in groups: no scales) did not dequantize.
+#[test]
+fn fuzz_ct_empty_weights_dequantize() {
+    for scheme in [
+        Scheme::Int {
+            bits: 4,
+            symmetric: true,
+            strategy: Strategy::Group(16),
+            packed: true,
+        },
+        Scheme::Fp8 {
+            strategy: Strategy::Channel,
+            activations: Activations::None,
+        },
+        Scheme::Mxfp4,
+    ] {
+        for shape in [[0usize, 32], [3, 0]] {
+            let ts = compressed::quantize("m", &shape, &[], &scheme).unwrap();
+            let f_bytes = to_bytes(&ts, None).unwrap();
+            let f = SafetensorsFile::parse(&f_bytes).unwrap();
+            let parts = compressed::read(&f, "m", &scheme).unwrap();
+            assert_eq!(parts.dequantize().unwrap(), Vec::<f32>::new(), "{scheme:?} {shape:?}");
+        }
+    }
+}
+
+/// Found by the `safetensors_file` fuzz target: `Bnb4bit`'s public fields out of step
+/// (`quant_map` of fewer than 16 levels, `packed` short) made `dequantize` index out of
+/// bounds; and (F20) a double-quantized weight near `f32::MAX` read back from a file
+/// dequantized to infinities and NaN.
+#[test]
+fn fuzz_bnb_read_parts_are_checked_and_finite() {
+    let mut w = vec![0f32; 65];
+    w[43] = f32::MAX;
+    w[64] = 6.1122547e37;
+    let ts = bnb::quantize("m", &[5, 13], &w, QuantType::Fp4, 64, true, Dtype::BF16).unwrap();
+    let bytes = to_bytes(&ts, None).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let q = bnb::read(&f, "m").unwrap();
+    let y = q.dequantize().unwrap();
+    assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+    assert_eq!(y[43], f32::MAX);
+    let mut bad = q.clone();
+    bad.quant_map.truncate(15);
+    assert!(matches!(
+        bad.dequantize(),
+        Err(lowbit::io::safetensors::Error::Tensor { .. })
+    ));
+    let mut bad = q.clone();
+    bad.packed.pop();
+    assert!(bad.dequantize().is_err());
+    let mut bad = q;
+    bad.nested_quant_map.as_mut().unwrap().truncate(255);
+    assert!(bad.dequantize().is_err());
+}
+
+/// Found by the `safetensors_file` fuzz target (seed 2): an FP4 `weight_packed` of shape
+/// `[0, 2^63]` (no bytes) overflowed doubling its columns (a debug panic).
+#[test]
+fn fuzz_ct_fp4_columns_do_not_overflow() {
+    let ts = vec![
+        Tensor::raw("m.weight_packed", vec![0, 1 << 63], Dtype::U8, vec![]).unwrap(),
+        Tensor::raw("m.weight_scale", vec![0, 1 << 59], Dtype::U8, vec![]).unwrap(),
+    ];
+    let bytes = to_bytes(&ts, None).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    for scheme in [Scheme::Mxfp4, Scheme::Nvfp4] {
+        assert!(matches!(
+            compressed::read(&f, "m", &scheme),
+            Err(lowbit::io::safetensors::Error::Tensor { .. })
+        ));
+    }
+    // Half that many columns read as an empty weight.
+    let ts = vec![
+        Tensor::raw("m.weight_packed", vec![0, 1 << 62], Dtype::U8, vec![]).unwrap(),
+        Tensor::raw("m.weight_scale", vec![0, 1 << 58], Dtype::U8, vec![]).unwrap(),
+    ];
+    let bytes = to_bytes(&ts, None).unwrap();
+    let f = SafetensorsFile::parse(&bytes).unwrap();
+    let parts = compressed::read(&f, "m", &Scheme::Mxfp4).unwrap();
+    assert_eq!(parts.dequantize().unwrap(), Vec::<f32>::new());
+}

@@ -171,16 +171,9 @@ fn method(u: &mut Unstructured<'_>) -> Result<Method> {
         }),
         1 => Method::Entropy { bits: super::bits(u)? },
         _ => {
-            // FINDINGS.md F16: the MSE search costs bins × 2^(bits-1) steps (seconds at 16
-            // bits); wide searches kept out while that stands.
-            let b = super::bits(u)?;
-            Method::Mse {
-                bits: if super::avoid_known() && (11..=16).contains(&b) {
-                    8
-                } else {
-                    b
-                },
-            }
+            // Any width (F16, fixed: the search's bins × 2^(bits-1) steps are limited to
+            // MSE_MAX_STEPS, wider configurations refused).
+            Method::Mse { bits: super::bits(u)? }
         }
     })
 }

@@ -21,6 +21,7 @@ use arbitrary::{Result, Unstructured};
 mod calib;
 mod compat;
 mod formats;
+mod io;
 mod quant;
 mod scheme;
 mod stored;
@@ -34,6 +35,13 @@ pub use self::{
     scheme::{amp, fake_quant, lowbit_schemes, ptq, smooth},
     stored::{calib_bytes, quantized_bytes},
 };
+
+#[cfg(feature = "gguf")]
+#[allow(unused_imports)]
+pub use self::io::gguf_file;
+#[cfg(feature = "safetensors")]
+#[allow(unused_imports)]
+pub use self::io::safetensors_file;
 
 /// A fuzz target: reads its parameters from the bytes, calls, asserts.
 pub type Target = fn(&[u8]);
@@ -64,6 +72,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("lowbit_schemes", scheme::lowbit_schemes),
     ("amp", scheme::amp),
     ("smooth", scheme::smooth),
+    #[cfg(feature = "safetensors")]
+    ("safetensors_file", io::safetensors_file),
+    #[cfg(feature = "gguf")]
+    ("gguf_file", io::gguf_file),
 ];
 
 /// Look a target up by name.

@@ -38,6 +38,12 @@ pub enum Method {
     /// The edge that minimises the count-weighted squared error of the bin centres quantized
     /// with `2^(bits-1) - 1` positive levels (`bits` in `2..=16`), clipped values included;
     /// of the edges within 0.1% of the smallest error, the smallest.
+    ///
+    /// The search tries every edge with every level that holds a bin, up to
+    /// `bins × min(bins, 2^(bits-1))` steps whatever the data, so that product is limited to
+    /// [`MSE_MAX_STEPS`](crate::calib::MSE_MAX_STEPS) (2^26: any width with up to 8192 bins,
+    /// 11 bits with 65536); a larger one is refused with
+    /// [`Error::InvalidBits`](crate::calib::Error::InvalidBits).
     Mse {
         /// Quantized bit width (sign included).
         bits: u32,
@@ -65,6 +71,12 @@ impl Method {
                         reason: "2^(bits-1) levels exceed the number of bins",
                     });
                 }
+                if matches!(self, Method::Mse { .. }) && mse_steps(bins, bits) > MSE_MAX_STEPS {
+                    return Err(Error::InvalidBits {
+                        bits,
+                        reason: "the MSE search's bins × min(bins, 2^(bits-1)) steps exceed MSE_MAX_STEPS (2^26)",
+                    });
+                }
             }
         }
         Ok(())
@@ -81,6 +93,16 @@ const NONE: u32 = u32::MAX;
 const BLOCK: usize = 1 << 16;
 /// Default number of linear bins.
 const DEFAULT_BINS: usize = 2048;
+/// The most steps, `bins × min(bins, 2^(bits-1))`, that the search of [`Method::Mse`] may
+/// cost (2^26): any width up to 16 bits with up to 8192 bins (the default is 2048), 13 bits
+/// with 16384, 11 bits with the most (65536).
+pub const MSE_MAX_STEPS: usize = 1 << 26;
+
+/// An upper bound of the steps of the MSE search over `bins` bins at `bits` bits: each edge
+/// visits its non-empty levels, at most `min(bins, 2^(bits-1))`.
+fn mse_steps(bins: usize, bits: u32) -> usize {
+    bins.saturating_mul(bins.min(1 << (bits - 1)))
+}
 const MAX_BINS: usize = 1 << 16;
 
 /// Histogram calibration (percentile, entropy, MSE) whose result depends only on the multiset of

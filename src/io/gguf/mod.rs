@@ -4,7 +4,8 @@
 //! metadata ([`Metadata`], every [`ValueType`]), one [`TensorInfo`] per tensor (name, dims in
 //! ggml order — `dims[0]` is the fastest-varying axis, the row length — [`GgmlType`] and offset),
 //! zero padding to the alignment (`general.alignment`, default 32), then the tensor data, each
-//! tensor padded to the alignment. Everything is little-endian.
+//! tensor padded to the alignment (lowbit writes no padding in a file without tensors).
+//! Everything is little-endian.
 //!
 //! - [`Gguf::read`] parses a byte slice (a memory-mapped file, say) and borrows the tensor
 //!   data from it; [`GgufReader`] reads from any [`Read`] +
@@ -30,7 +31,10 @@
 //! non-empty keys, unique tensor names, at most 4 dims, rows of whole blocks, sizes that fit
 //! in 64 bits, tensor data inside the file; lowbit also reads nested arrays (gguf-py writes
 //! them, ggml refuses them) and tensor offsets that are not consecutive (gguf-py reads them,
-//! ggml refuses them).
+//! ggml refuses them), but not tensors whose data overlap ([`Error::TensorsOverlap`]: each byte
+//! of the file belongs to one tensor, so the tensors read are never larger than the file) or
+//! that are not on the alignment ([`Error::MisalignedTensor`], as ggml), so that a file read
+//! and written again is never much larger than it was.
 //!
 //! Checked against gguf-py 0.19 (`GGUFWriter`, `GGUFReader`, `gguf.quants`): lowbit reads its
 //! files with every key and tensor byte equal and writes them back byte for byte, and gguf-py
@@ -206,6 +210,25 @@ pub enum Error {
         size: u64,
         /// Bytes of the data section in the file.
         available: u64,
+    },
+    /// A tensor offset that is not a multiple of the alignment (ggml refuses it too).
+    #[error("tensor '{tensor}': offset {offset} is not a multiple of the alignment {alignment}")]
+    MisalignedTensor {
+        /// The tensor.
+        tensor: String,
+        /// Its offset in the data section.
+        offset: u64,
+        /// The file's alignment.
+        alignment: u64,
+    },
+    /// Two tensors whose data share bytes (ggml wants the tensors consecutive; lowbit reads
+    /// them in any order, but each byte belongs to one tensor).
+    #[error("tensor '{tensor}': its data overlaps that of tensor '{other}'")]
+    TensorsOverlap {
+        /// The tensor.
+        tensor: String,
+        /// The tensor whose data it overlaps.
+        other: String,
     },
     /// Tensor data of the wrong length for its dims and type.
     #[error("tensor '{tensor}': {actual} bytes of data, its dims and type need {expected}")]

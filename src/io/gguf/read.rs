@@ -275,6 +275,39 @@ pub(super) fn parse_header<R: Read>(r: R, len: u64) -> Result<Header, Error> {
             });
         }
     }
+    // ggml's check: writing lays each tensor on the alignment, so a file of unaligned tensors
+    // (every one a few bytes apart under a 1 MiB alignment, say) would be written back many
+    // times larger than it was read.
+    for (info, &offset) in tensors.iter().zip(&offsets) {
+        if !offset.is_multiple_of(alignment) {
+            return Err(Error::MisalignedTensor {
+                tensor: info.name.clone(),
+                offset,
+                alignment,
+            });
+        }
+    }
+    // Tensors may lie in any order (gguf-py reads them so; ggml wants them consecutive), but
+    // not on each other's bytes: a file whose tensors share their data would make every
+    // owned copy (`GgufReader::into_gguf`, `Gguf::into_owned`, writing, re-quantizing) as large
+    // as the number of tensors times the shared bytes.
+    let mut spans: Vec<(u64, u64, usize)> = tensors
+        .iter()
+        .zip(&offsets)
+        .enumerate()
+        .filter(|(_, (info, _))| info.n_bytes() > 0)
+        .map(|(i, (info, &offset))| (offset, offset + info.n_bytes(), i))
+        .collect();
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        let ((_, end, a), (start, _, b)) = (pair[0], pair[1]);
+        if start < end {
+            return Err(Error::TensorsOverlap {
+                tensor: tensors[b].name.clone(),
+                other: tensors[a].name.clone(),
+            });
+        }
+    }
     Ok(Header {
         version,
         metadata,

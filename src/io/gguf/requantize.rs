@@ -84,7 +84,7 @@ pub struct RequantizeOptions {
 pub struct TensorReport {
     /// The name.
     pub name: String,
-    /// Dims written (ggml order; trailing 1s dropped, as ggml writes them).
+    /// Dims written (ggml order; trailing 1s dropped, as ggml writes them; a 0 is kept).
     pub dims: Vec<u64>,
     /// The type in the source.
     pub type_in: GgmlType,
@@ -394,7 +394,9 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
         if ty != t.ty {
             check_convertible(t, opts)?;
         }
-        let n = t.ggml_n_dims();
+        // Trailing 1s dropped, as ggml writes them (`ggml_n_dims`), but never a 0: ggml would
+        // drop a trailing 0 too and write a tensor of no bytes with dims that need some.
+        let n = t.dims.iter().rposition(|&d| d != 1).map_or(1, |i| i + 1);
         let dims = (0..n).map(|d| t.dims.get(d).copied().unwrap_or(1)).collect();
         let info = TensorInfo::new(t.name.clone(), dims, ty)?;
         reports.push(TensorReport {
@@ -586,6 +588,7 @@ pub(super) fn requantize_gguf(
     for (&i, info) in plan.order.iter().zip(plan.out) {
         let t = &src.tensors[i];
         let data = convert(&t.data, &t.info, info.ty)?.into_owned();
+        super::check_size(&info, data.len())?;
         tensors.push(Tensor {
             info,
             data: Cow::Owned(data),

@@ -12,7 +12,8 @@ use super::{Error, TensorInfo, MAGIC};
 ///
 /// The layout is gguf-py's and ggml's: tensors laid out in order from offset 0, each padded
 /// with zeros to the alignment (the last one too), the data section starting at the first
-/// aligned offset after the tensor infos. Tensor infos keep the dims they are given (gguf-py
+/// aligned offset after the tensor infos (a file without tensors ends after its metadata,
+/// unpadded). Tensor infos keep the dims they are given (gguf-py
 /// writes a NumPy shape's dims; ggml drops trailing 1s: see [`TensorInfo::ggml_n_dims`]).
 ///
 /// ```
@@ -158,8 +159,14 @@ impl<W: Write> GgufWriter<W> {
                 .ok_or_else(|| Error::TensorTooLarge { tensor: t.name.clone() })?;
             sizes.push((t.name.clone(), size));
         }
-        let pad = padding(buf.len() as u64, alignment);
-        buf.resize(buf.len() + pad as usize, 0);
+        // The data section starts on the alignment. A file without tensors has none, and is
+        // not padded: readers (ggml, gguf-py, lowbit) need no padding there, and a large
+        // `general.alignment` (up to 2^31) would otherwise turn a few bytes of metadata into
+        // gigabytes.
+        if !tensors.is_empty() {
+            let pad = padding(buf.len() as u64, alignment);
+            buf.resize(buf.len() + pad as usize, 0);
+        }
         w.write_all(&buf)?;
         Ok(Self {
             w,

@@ -52,7 +52,7 @@ use serde_json::{json, Value};
 use super::json::{py_float, py_str};
 use super::{numel, Dtype, Error, SafetensorsFile, Tensor};
 use crate::compat::bnb::{quantize_4bit, Absmax, QuantState, QuantType};
-use crate::quant::double::{dynamic_map, DoubleQuant};
+use crate::quant::double::{dynamic_map, restore_sum, DoubleQuant};
 
 /// torch's name of a float dtype, as bitsandbytes stores it (`str(dtype).strip("torch.")`).
 fn torch_name(name: &str, dtype: Dtype) -> Result<&'static str, Error> {
@@ -194,28 +194,50 @@ pub struct Bnb4bit {
 impl Bnb4bit {
     /// The dequantized weight (row-major, `shape`), computed as bitsandbytes'
     /// `dequantize_4bit` does with the maps stored in the file: with double quantization the
-    /// block scales are first restored as `nested_quant_map[code] * nested_absmax + offset`,
+    /// block scales are first restored as `nested_quant_map[code] * nested_absmax + offset`
+    /// (saturated to `±f32::MAX` where that overflows, as
+    /// [`DoubleQuant::restore`] does),
     /// then every value is `quant_map[code] * absmax`, each product rounded to `f32`. With the
     /// standard maps this equals [`compat::bnb::dequantize_4bit`](crate::compat::bnb::dequantize_4bit)
     /// (up to the sign of FP4's zero code 8, which the stored map has as `+0.0` and bitsandbytes'
     /// CUDA kernel decodes as `-0.0`).
     ///
     /// # Errors
-    /// [`Error::Quant`] if the parts do not fit together.
+    /// [`Error::Quant`] if the state's parts do not fit together; [`Error::Tensor`] if the
+    /// public fields do not (`packed` not `ceil(len / 2)` bytes, a `quant_map` of other than 16
+    /// levels, a `nested_quant_map` of other than 256).
     pub fn dequantize(&self) -> Result<Vec<f32>, Error> {
+        let n = self.state.len();
+        if self.packed.len() != n.div_ceil(2) {
+            return Err(Error::tensor(
+                "weight",
+                format!("{} bytes for {n} packed 4-bit codes", self.packed.len()),
+            ));
+        }
+        if self.quant_map.len() != 16 {
+            return Err(Error::tensor(
+                "weight.quant_map",
+                format!("{} levels, expected 16", self.quant_map.len()),
+            ));
+        }
         let absmax = match (self.state.scales(), &self.nested_quant_map) {
+            (Absmax::Double(_), Some(map2)) if map2.len() != 256 => {
+                return Err(Error::tensor(
+                    "weight.nested_quant_map",
+                    format!("{} levels, expected 256", map2.len()),
+                ))
+            }
             (Absmax::Double(dq), Some(map2)) => {
                 let b2 = dq.blocksize2();
                 dq.codes()
                     .iter()
                     .enumerate()
-                    .map(|(i, &c)| map2[usize::from(c)] * dq.absmax2()[i / b2] + dq.offset())
+                    .map(|(i, &c)| restore_sum(map2[usize::from(c)] * dq.absmax2()[i / b2], dq.offset()))
                     .collect()
             }
             _ => self.state.absmax().map_err(Error::quant("weight.absmax"))?,
         };
         let b = self.state.blocksize();
-        let n = self.state.len();
         Ok((0..n)
             .map(|i| {
                 let byte = self.packed[i / 2];

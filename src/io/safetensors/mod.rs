@@ -225,9 +225,12 @@ impl Tensor {
         }
     }
 
-    /// Number of elements.
+    /// Number of elements (`usize::MAX` for a shape, set by hand, whose product overflows).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// The little-endian bytes as written.

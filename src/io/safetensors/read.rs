@@ -19,9 +19,12 @@ pub struct TensorRef<'a> {
 }
 
 impl<'a> TensorRef<'a> {
-    /// Number of elements.
+    /// Number of elements (`usize::MAX` for a shape, set by hand, whose product overflows).
     pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// The values of an F32 tensor without a copy, if its bytes are 4-byte aligned in memory

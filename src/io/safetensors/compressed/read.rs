@@ -41,6 +41,10 @@ impl Parts {
     pub fn dequantize(&self) -> Result<Vec<f32>, Error> {
         let name = "weight";
         let (rows, cols) = rows_cols(name, &self.shape, self.codes.len())?;
+        if self.codes.is_empty() {
+            // An empty weight (`[0, in]` or `[out, 0]`): groups of no elements may have no scale.
+            return Ok(Vec::new());
+        }
         let k = self.scales.len();
         let per_row = k / rows.max(1);
         if k == 0 || (k != 1 && (!k.is_multiple_of(rows.max(1)) || per_row == 0 || !cols.is_multiple_of(per_row))) {
@@ -222,8 +226,27 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                     _ => Vec::new(),
                 };
                 match dims[..] {
-                    [r, c] if r >= 0 && c >= 0 => (r as usize, c as usize),
-                    _ => return Err(Error::tensor(&shape_name, "expected two non-negative integers")),
+                    // Sizes from the file: their products (elements, packed bits per row and
+                    // per column) must not overflow.
+                    [r, c]
+                        if r >= 0
+                            && c >= 0
+                            && usize::try_from(r).is_ok_and(|r| {
+                                usize::try_from(c).is_ok_and(|c| {
+                                    r.checked_mul(c).is_some()
+                                        && r.checked_mul(bits as usize).is_some()
+                                        && c.checked_mul(bits as usize).is_some()
+                                })
+                            }) =>
+                    {
+                        (r as usize, c as usize)
+                    }
+                    _ => {
+                        return Err(Error::tensor(
+                            &shape_name,
+                            "expected two non-negative integers whose products fit in memory",
+                        ))
+                    }
                 }
             } else {
                 let w = file.view(&name)?;
@@ -239,8 +262,11 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                     Dtype::I32,
                     &[rows, wcols],
                 )?);
-                (0..rows)
-                    .flat_map(|r| unpack_row(&words[r * wcols..(r + 1) * wcols], bits, cols))
+                // Row by row through the words the file holds (none for rows of no columns,
+                // however many rows `weight_shape` claims).
+                words
+                    .chunks_exact(wcols.max(1))
+                    .flat_map(|row| unpack_row(row, bits, cols))
                     .map(|c| c as u8)
                     .collect()
             } else {
@@ -262,7 +288,8 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                             unpack_row(&words, bits, rows)
                         })
                         .collect();
-                    (0..rows)
+                    // No rows to walk when there are no groups (rows of no columns).
+                    (0..if gpr == 0 { 0 } else { rows })
                         .flat_map(|r| (0..gpr).map(move |j| (r, j)))
                         .map(|(r, j)| cols_of[j][r])
                         .collect()
@@ -290,11 +317,11 @@ pub fn read(file: &SafetensorsFile<'_>, prefix: &str, scheme: &Scheme) -> Result
                 let pname = format!("{prefix}.weight_packed");
                 let p = file.view(&pname)?;
                 let (rows, half) = rows_cols(&pname, &p.shape, p.numel())?;
-                (
-                    rows,
-                    2 * half,
-                    unpack_fp4(&expect(file, &pname, Dtype::U8, &[rows, half])?),
-                )
+                // A shape of no rows can have any number of columns: twice them must fit.
+                let cols = half
+                    .checked_mul(2)
+                    .ok_or_else(|| Error::tensor(&pname, format!("{half} packed columns overflow")))?;
+                (rows, cols, unpack_fp4(&expect(file, &pname, Dtype::U8, &[rows, half])?))
             };
             if cols % block != 0 {
                 return Err(Error::tensor(
