@@ -347,9 +347,27 @@ pub fn codebook(data: &[u8]) {
             ZeroBlock::Bitsandbytes
         });
         let _ = q.codebook();
+        // Double quantization of the scales, stored in the value (nested block sizes from 1).
+        let q = if u.arbitrary()? {
+            match q.clone().with_double_quant(Some(size(u)?)) {
+                Ok(d) => d,
+                Err(_) => q,
+            }
+        } else {
+            q
+        };
         let x = f32s_mostly_finite(u, 200)?;
         let mut reuse = Quantized::empty();
         exercise(&q, &x, &mut reuse);
+        // Binary and ternary quantization on the walker, through the same checks.
+        let g = granularity(u)?;
+        if let Ok(b) = lowbit::scheme::binary::BinaryQuantizer::new(g) {
+            exercise(&b, &x, &mut reuse);
+        }
+        if let Ok(t) = lowbit::scheme::ternary::TernaryQuantizer::new(g) {
+            let t = t.with_factor(f32_any(u)?).unwrap_or(t);
+            exercise(&t, &x, &mut reuse);
+        }
         Ok(())
     });
 }

@@ -27,9 +27,10 @@ fn valid_quantized(u: &mut Unstructured<'_>) -> Result<Option<Quantized>> {
         2 => AffineQuantizer::<lowbit::Bf16>::with_scale_format(b, g)
             .ok()
             .and_then(|q| q.with_non_finite(nf).quantize(&x).ok()),
-        3 => CodebookQuantizer::new(Codebook::nf4(), g)
-            .ok()
-            .and_then(|q| q.quantize(&x).ok()),
+        3 => CodebookQuantizer::new(Codebook::nf4(), g).ok().and_then(|q| {
+            let b2 = u.int_in_range(0usize..=300).ok()?;
+            q.with_double_quant((b2 > 0).then_some(b2)).ok()?.quantize(&x).ok()
+        }),
         4 => {
             let el = *u.choose(&[MxElement::E4M3, MxElement::E2M1, MxElement::E3M2, MxElement::Int8])?;
             MxQuantizer::new(el, ScaleRule::Floor).ok().and_then(|q| {
