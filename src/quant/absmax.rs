@@ -159,7 +159,17 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
             return Ok((zero_scale::<S>(), 0));
         }
         let raw = amax / self.qmax() as f32;
-        let s = Scale::store_bounded::<S>(raw, self.qmax() as f32);
+        let mut s = Scale::store_bounded::<S>(raw, self.qmax() as f32);
+        // A subnormal scale is coarse (up to half its step off `amax / qmax`, 10 % at five
+        // ulps): rounded down, the group's largest values would clip past half a step. Take
+        // the next code up then, so that `s × qmax >= amax` (normal scales are within 2^-24).
+        if s.value > 0.0 && s.value < f32::MIN_POSITIVE && f64::from(s.value) * (self.qmax() as f64) < f64::from(amax) {
+            let code = <S::Code as crate::format::Code>::from_u64(u64::from(s.code) + 1);
+            s = Scale {
+                code: s.code + 1,
+                value: S::decode_f32(code),
+            };
+        }
         if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });
         }
@@ -203,6 +213,25 @@ mod tests {
     use super::*;
     use crate::quant::AffineQuantizer;
     use crate::quant::Quantizer;
+
+    /// F31: a subnormal `f32` scale rounded down made the group's largest values clip past
+    /// half a step; it is taken one code up instead.
+    #[test]
+    fn subnormal_scale_keeps_the_error_bound() {
+        let x = [2.26e-43f32, -1.0e-44, 0.0];
+        for bits in 2..=8 {
+            let q = AbsmaxQuantizer::new(bits, Granularity::PerTensor).unwrap();
+            let z = q.quantize(&x).unwrap();
+            let s = z.scales()[0];
+            let y = q.dequantize(&z).unwrap();
+            for (a, b) in x.iter().zip(&y) {
+                assert!(
+                    (f64::from(*a) - f64::from(*b)).abs() <= f64::from(s) / 2.0,
+                    "{bits}: {a:e} {b:e} {s:e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn all_zero_block_is_exact_zero() {
