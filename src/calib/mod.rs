@@ -57,7 +57,7 @@ mod minmax;
 mod qparams;
 pub(crate) mod select;
 
-pub use histogram::{amax_from_histogram, HistogramCalibrator, Method, NonFinite, MSE_MAX_STEPS};
+pub use histogram::{amax_from_histogram, HistogramCalibrator, Method, NonFinite, ENTROPY_MAX_STEPS, MSE_MAX_STEPS};
 pub use minmax::{MinMaxCalibrator, MovingAverageMinMaxCalibrator, PerChannelMinMaxCalibrator};
 pub use qparams::QParams;
 

@@ -31,6 +31,11 @@ pub enum Method {
     /// `2^(bits-1)` at most the number of bins. Of the edges within 0.1% of the smallest
     /// divergence, the smallest is chosen (modelopt takes the exact minimum, ties to the
     /// largest), which keeps the choice from jumping between distant, nearly equal minima.
+    ///
+    /// The search costs `(bins - 2^(bits-1) + 1) × 2^(bits-1)` steps whatever the data, so that
+    /// product is limited to [`ENTROPY_MAX_STEPS`](crate::calib::ENTROPY_MAX_STEPS) (2^26: any
+    /// width with up to 16383 bins, 11 bits with 65536); a larger one is refused with
+    /// [`Error::InvalidBits`](crate::calib::Error::InvalidBits).
     Entropy {
         /// Quantized bit width (sign included).
         bits: u32,
@@ -71,6 +76,12 @@ impl Method {
                         reason: "2^(bits-1) levels exceed the number of bins",
                     });
                 }
+                if matches!(self, Method::Entropy { .. }) && entropy_steps(bins, bits) > ENTROPY_MAX_STEPS {
+                    return Err(Error::InvalidBits {
+                        bits,
+                        reason: "the entropy search's (bins - 2^(bits-1) + 1) × 2^(bits-1) steps exceed ENTROPY_MAX_STEPS (2^26)",
+                    });
+                }
                 if matches!(self, Method::Mse { .. }) && mse_steps(bins, bits) > MSE_MAX_STEPS {
                     return Err(Error::InvalidBits {
                         bits,
@@ -97,6 +108,17 @@ const DEFAULT_BINS: usize = 2048;
 /// cost (2^26): any width up to 16 bits with up to 8192 bins (the default is 2048), 13 bits
 /// with 16384, 11 bits with the most (65536).
 pub const MSE_MAX_STEPS: usize = 1 << 26;
+
+/// The most steps, `(bins - 2^(bits-1) + 1) × 2^(bits-1)`, that the search of
+/// [`Method::Entropy`] may cost (2^26): any width with up to 16383 bins (the default is 2048;
+/// the worst width is the one whose levels are half the bins), 11 bits with the most (65536).
+pub const ENTROPY_MAX_STEPS: usize = 1 << 26;
+
+/// The steps of the entropy search over `bins` bins at `bits` bits (`2^(bits-1) <= bins`).
+fn entropy_steps(bins: usize, bits: u32) -> usize {
+    let levels = 1usize << (bits - 1);
+    (bins.saturating_sub(levels) + 1).saturating_mul(levels)
+}
 
 /// An upper bound of the steps of the MSE search over `bins` bins at `bits` bits: each edge
 /// visits its non-empty levels, at most `min(bins, 2^(bits-1))`.
@@ -370,6 +392,18 @@ impl Calibrator for HistogramCalibrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// F28: the entropy search's cost is bounded by the configuration, refused above
+    /// `ENTROPY_MAX_STEPS`.
+    #[test]
+    fn entropy_cost_is_limited() {
+        assert!(entropy_steps(65536, 16) > ENTROPY_MAX_STEPS);
+        assert!(Method::Entropy { bits: 16 }.validate(65536).is_err());
+        assert!(Method::Entropy { bits: 11 }.validate(65536).is_ok());
+        assert!(Method::Entropy { bits: 12 }.validate(65536).is_err());
+        assert!((2..=14).all(|b| Method::Entropy { bits: b }.validate(16383).is_ok()));
+        assert!(Method::Entropy { bits: 8 }.validate(2048).is_ok());
+    }
 
     #[test]
     fn bad_input() {
