@@ -164,11 +164,7 @@ impl<S: FloatFormat> Kernel for AbsmaxQuantizer<S> {
         // ulps): rounded down, the group's largest values would clip past half a step. Take
         // the next code up then, so that `s × qmax >= amax` (normal scales are within 2^-24).
         if s.value > 0.0 && s.value < f32::MIN_POSITIVE && f64::from(s.value) * (self.qmax() as f64) < f64::from(amax) {
-            let code = <S::Code as crate::format::Code>::from_u64(u64::from(s.code) + 1);
-            s = Scale {
-                code: s.code + 1,
-                value: S::decode_f32(code),
-            };
+            s = s.step::<S>(1);
         }
         if !(s.value.is_finite() && s.value > 0.0) {
             return Err(Error::ScaleOutOfRange { group, scale: raw });

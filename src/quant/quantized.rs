@@ -100,13 +100,20 @@ impl Scale {
             if (s.value * qmax).is_finite() || !s.value.is_finite() || !raw.is_finite() || s.code == 0 {
                 break;
             }
-            let code = S::Code::from_u64(u64::from(s.code - 1));
-            s = Scale {
-                code: s.code - 1,
-                value: S::decode_f32(code),
-            };
+            s = s.step::<S>(-1);
         }
         s
+    }
+
+    /// The neighbouring code `delta` away (±1) in format `S` and its value; the caller keeps
+    /// the code within the format.
+    #[inline(always)]
+    pub fn step<S: FloatFormat>(self, delta: i32) -> Self {
+        let code = self.code.wrapping_add_signed(delta);
+        Scale {
+            code,
+            value: S::decode_f32(S::Code::from_u64(u64::from(code))),
+        }
     }
 }
 

@@ -86,7 +86,8 @@ impl CodebookQuantizer {
     /// `compress_statistics=True`, whose `blocksize2` is 256. The codes are those of the
     /// exact scales; the [`Quantized`] made holds the [`DoubleQuant`](crate::quant::double::DoubleQuant)
     /// ([`Quantized::double_quant`]) and dequantizes with the restored scales, as bitsandbytes
-    /// does. Scales near `f32::MAX` may not double-quantize (a typed error).
+    /// does. Scales near `f32::MAX` may not double-quantize (a typed error). With it on,
+    /// `quantize_into` allocates the nested parts on each call.
     ///
     /// # Errors
     /// [`Error::ZeroGroupSize`] for `Some(0)`.
