@@ -39,6 +39,11 @@
 //! (code `255 - emax_elem` for `Floor`, 254 for `RCeil`), so the infinite element saturates
 //! and the others flush to zero. (microxcaling's MXINT8 makes an infinite block NaN.)
 //!
+//! Finite data never gets a NaN scale. microxcaling's MXINT8 does for a block whose amax is
+//! within an ulp of `f32::MAX` (its `f32` `log2` rounds to 128, above E8M0's 127); lowbit
+//! saturates that block's shared exponent at 127 (code 254), so it dequantizes to finite values
+//! within the element's error, and agrees with microxcaling on every other block.
+//!
 //! # Examples
 //!
 //! ```
@@ -306,7 +311,17 @@ impl MxQuantizer {
     fn scale_code(&self, amax: f32) -> u8 {
         match (self.element.float(), self.msx_round()) {
             (Some(elem), None) => math::mx_scale_code(amax, elem, self.rule),
-            _ => math::msx_scale_code(math::msx_shared_exp(amax, self.element.msx())),
+            _ => {
+                let se = math::msx_shared_exp(amax, self.element.msx());
+                // microxcaling takes log2 in f32, where amaxes within an ulp of f32::MAX round
+                // to 128 and an MXINT8 block of finite data gets the NaN scale. lowbit keeps
+                // microxcaling's bits everywhere else and saturates the exponent at 127 there.
+                if se.is_nan() && amax.is_finite() {
+                    254
+                } else {
+                    math::msx_scale_code(se)
+                }
+            }
         }
     }
 }
@@ -540,6 +555,29 @@ pub fn dequantize_into(q: &Quantized, out: &mut [f32]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// fuzz F32: an MXINT8 block holding `f32::MAX` got microxcaling's NaN scale.
+    #[test]
+    fn mxint8_block_at_f32_max_stays_finite() {
+        let q = MxQuantizer::new(MxElement::Int8, ScaleRule::Floor).unwrap();
+        for top in [f32::MAX, -f32::MAX, f32::from_bits(f32::MAX.to_bits() - 1)] {
+            let mut x = vec![1.0f32; 32];
+            x[5] = top;
+            let z = q.quantize(&x).unwrap();
+            assert_eq!(z.scale_codes()[0], 254);
+            let y = q.dequantize(&z).unwrap();
+            assert!(y.iter().all(|v| v.is_finite()));
+            // 127/64 * 2^127: the element's saturation, within 2^-6 of the value.
+            assert!((y[5] - top).abs() <= top.abs() * 2f32.powi(-6), "{} vs {top}", y[5]);
+        }
+        // Just below the saturated band microxcaling's exponent is kept.
+        let x = [2f32.powi(127); 32];
+        let z = q.quantize(&x).unwrap();
+        assert_eq!(z.scale_codes()[0], 254);
+        assert_eq!(q.dequantize(&z).unwrap()[0], 2f32.powi(127));
+        let x = [2f32.powi(126); 32];
+        assert_eq!(q.quantize(&x).unwrap().scale_codes()[0], 253);
+    }
 
     /// The dispatched walker (AVX2 where the CPU has it) and the portable loop agree bit for
     /// bit, on every element format and rule, with specials under `Propagate`.
