@@ -10,6 +10,9 @@ use crate::format::Layout;
 /// Codes are staged in chunks of this many elements; `CH * k / 8` bytes is whole for any `k`.
 const CH: usize = 256;
 
+mod dequant;
+pub(crate) use dequant::dequantize_portable;
+
 /// Min and max over the finite values (both widened to include 0), and whether any value was
 /// not finite.
 #[derive(Clone, Copy, Debug)]
@@ -513,92 +516,6 @@ fn pad_byte(order: BitOrder, bits: u32, used: u32, pad: u8) -> u8 {
     b as u8
 }
 
-/// The portable loop of [`dequantize_slices`].
-#[inline(always)]
-pub(crate) fn dequantize_portable<K: Kernel>(k: &K, codes: &[u8], scales: &[f32], zps: &[u8], out: &mut [f32]) {
-    let bits = k.bits();
-    let order = k.order();
-    let n = out.len();
-    let zp = |g: usize| zps.get(g).copied().unwrap_or(0);
-    match k.granularity().run(n) {
-        Some(run) if bits == 8 => {
-            for (g, (ys, cs)) in out.chunks_mut(run).zip(codes.chunks(run)).enumerate() {
-                k.decode(&k.dec(scales[g], zp(g)), cs, ys);
-            }
-        }
-        Some(16) if bits == 4 => fixed_nibbles::<K, 16>(k, codes, scales, zps, out),
-        Some(32) if bits == 4 => fixed_nibbles::<K, 32>(k, codes, scales, zps, out),
-        Some(64) if bits == 4 => fixed_nibbles::<K, 64>(k, codes, scales, zps, out),
-        Some(128) if bits == 4 => fixed_nibbles::<K, 128>(k, codes, scales, zps, out),
-        Some(256) if bits == 4 => fixed_nibbles::<K, 256>(k, codes, scales, zps, out),
-        Some(run) => {
-            let w = CH / 8 * bits as usize;
-            let mut buf = [0u8; CH];
-            let (mut pos, mut avail, mut chunk) = (0usize, 0usize, 0usize);
-            for (g, mut ys) in out.chunks_mut(run).enumerate() {
-                let d = k.dec(scales[g], zp(g));
-                while !ys.is_empty() {
-                    if pos == avail {
-                        let cnt = CH.min(n - chunk * CH);
-                        let at = chunk * w;
-                        unpack_ordered(order, bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
-                        avail = cnt;
-                        pos = 0;
-                        chunk += 1;
-                    }
-                    let take = (avail - pos).min(ys.len());
-                    let (head, tail) = ys.split_at_mut(take);
-                    k.decode(&d, &buf[pos..pos + take], head);
-                    pos += take;
-                    ys = tail;
-                }
-            }
-        }
-        None => {
-            let cols = scales.len().max(1);
-            let mut buf = [0u8; CH];
-            for (ci, ys) in out.chunks_mut(CH).enumerate() {
-                let cnt = ys.len();
-                let at = ci * (CH / 8 * bits as usize);
-                unpack_ordered(order, bits, &codes[at..at + packed_len(bits, cnt)], &mut buf[..cnt]);
-                for (j, y) in ys.iter_mut().enumerate() {
-                    let c = (ci * CH + j) % cols;
-                    k.decode(&k.dec(scales[c], zp(c)), &buf[j..j + 1], core::slice::from_mut(y));
-                }
-            }
-        }
-    }
-}
-
-/// 4-bit codes in groups of a fixed size `B` (even, so each group's codes are whole bytes),
-/// the last group possibly shorter: each group unpacked by a loop of known length, then
-/// decoded.
-#[inline(always)]
-fn fixed_nibbles<K: Kernel, const B: usize>(k: &K, codes: &[u8], scales: &[f32], zps: &[u8], out: &mut [f32]) {
-    let order = k.order();
-    let mut buf = [0u8; B];
-    for (g, (ys, cs)) in out.chunks_mut(B).zip(codes.chunks(B / 2)).enumerate() {
-        let d = k.dec(scales[g], zps.get(g).copied().unwrap_or(0));
-        match <&mut [f32; B]>::try_from(&mut *ys) {
-            Ok(ya) => {
-                for (pair, &c) in buf.chunks_exact_mut(2).zip(cs) {
-                    let (hi, lo) = (c >> 4, c & 0x0f);
-                    (pair[0], pair[1]) = match order {
-                        BitOrder::MsbFirst => (hi, lo),
-                        BitOrder::LsbFirst => (lo, hi),
-                    };
-                }
-                k.decode(&d, &buf, ya);
-            }
-            Err(_) => {
-                let t = ys.len();
-                unpack_ordered(order, 4, cs, &mut buf[..t]);
-                k.decode(&d, &buf[..t], ys);
-            }
-        }
-    }
-}
-
 /// Quantize and dequantize `x` into `y` in one pass, group by group, with no packed buffer
 /// (fake quantization): the values [`quantize`] then [`dequantize`] give, for contiguous groups.
 ///
@@ -632,61 +549,4 @@ pub(crate) fn fake_quantize<K: Kernel>(k: &K, x: &[f32], y: &mut [f32]) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::quant::{AbsmaxQuantizer, AffineQuantizer, Codebook, CodebookQuantizer, Granularity};
-
-    fn portable<K: Kernel>(k: &K, x: &[f32]) -> Quantized {
-        let mut q = Quantized::empty();
-        let (codes, mut params) = reset(k, x.len(), &mut q).unwrap();
-        quantize_portable(k, x, codes, &mut params).unwrap();
-        q
-    }
-
-    fn parity<K: Kernel>(k: &K, x: &[f32]) {
-        let mut a = Quantized::empty();
-        quantize(k, x, &mut a).unwrap();
-        assert_eq!(a, portable(k, x));
-        let (mut ya, mut yb) = (vec![0f32; x.len()], vec![0f32; x.len()]);
-        dequantize(k, &a, &mut ya).unwrap();
-        dequantize_portable(k, a.codes(), a.scales(), a.zero_points(), &mut yb);
-        assert_eq!(
-            ya.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            yb.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
-    }
-
-    /// The dispatched (AVX2 where the CPU has it) build agrees bit for bit with the portable one.
-    #[test]
-    fn dispatched_equals_portable() {
-        let x: Vec<f32> = (0..5000).map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.013).collect();
-        for g in [
-            Granularity::PerBlock(32),
-            Granularity::PerBlock(64),
-            Granularity::PerBlock(33),
-            Granularity::PerRow { cols: 100 },
-            Granularity::PerColumn { cols: 50 },
-            Granularity::PerTensor,
-        ] {
-            for bits in [2, 3, 4, 8] {
-                parity(&AbsmaxQuantizer::new(bits, g).unwrap(), &x);
-                parity(&AffineQuantizer::new(bits, g).unwrap(), &x);
-            }
-            if !matches!(g, Granularity::PerColumn { .. }) {
-                parity(
-                    &CodebookQuantizer::new(Codebook::normal_float(3).unwrap(), g).unwrap(),
-                    &x,
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn pad_bytes() {
-        assert_eq!(pad_byte(BitOrder::MsbFirst, 4, 4, 7), 0x07);
-        assert_eq!(pad_byte(BitOrder::LsbFirst, 4, 4, 7), 0x70);
-        assert_eq!(pad_byte(BitOrder::MsbFirst, 3, 6, 7), 0b11);
-        assert_eq!(pad_byte(BitOrder::MsbFirst, 2, 2, 1), 0b0001_0101);
-        assert_eq!(pad_byte(BitOrder::LsbFirst, 2, 2, 1), 0b0101_0100);
-    }
-}
+mod tests;
