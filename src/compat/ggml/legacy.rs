@@ -86,6 +86,44 @@ const _: () = assert!(core::mem::size_of::<BlockQ5_1>() == 24);
 mod arith;
 use arith::{absmax, check_half, int, minmax, nonfinite, roundf, trunc_pos};
 
+/// The half scale of a symmetric block and the inverse its codes use: `d = num / den`,
+/// `id = 1 / d` (0 for `d == 0`), `None` for `id` when it is infinite (all codes 0, see
+/// `tiny_scale`); an error when `d` overflows half.
+#[inline(always)]
+fn scale_half(num: f32, den: f32, i: usize) -> Result<(f16, Option<f32>), Error> {
+    let d = num / den;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let h = half(d);
+    check_half(h, d, i)?;
+    Ok((h, (!id.is_infinite()).then_some(id)))
+}
+
+/// The symmetric scale of `Q4_0` and `Q5_0`: the signed value of largest magnitude over
+/// `-levels`, after the finiteness check.
+#[inline(always)]
+fn signed_scale(xs: &[f32; QK], levels: f32, i: usize) -> Result<(f16, Option<f32>), Error> {
+    let (amax, finite) = absmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    // For an all-zero block `d` is -0.0, as in ggml.
+    scale_half(signed_max(xs, amax), -levels, i)
+}
+
+/// The scale and minimum of `Q4_1` and `Q5_1` (`d = (max - min) / levels`), after the
+/// finiteness check, both halves checked.
+#[inline(always)]
+fn affine_scale(xs: &[f32; QK], levels: f32, i: usize) -> Result<(f16, f16, f32, Option<f32>), Error> {
+    let (min, max, finite) = minmax(xs);
+    if !finite {
+        return Err(nonfinite(xs, i));
+    }
+    let (d, id) = scale_half(max - min, levels, i)?;
+    let m = half(min);
+    check_half(m, min, i)?;
+    Ok((d, m, min, id))
+}
+
 // `tiny_scale`: a scale `d` below 2^-128 in magnitude (a block of values below about 1e-36)
 // has an infinite inverse, and ggml's conversion of `x * id` (infinite, or NaN for 0) to an
 // integer is undefined in C. On x86-64, the reference, it gives `0x8000_0000`, whose low byte
@@ -98,14 +136,10 @@ fn q8_0(xs: &[f32; QK], i: usize) -> Result<BlockQ8_0, Error> {
     if !finite {
         return Err(nonfinite(xs, i));
     }
-    let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut b = BlockQ8_0::zeroed();
-    b.d = half(d);
-    check_half(b.d, d, i)?;
-    if id.is_infinite() {
-        return Ok(b); // all codes 0, see `tiny_scale`
-    }
+    let (d, id) = scale_half(amax, 127.0, i)?;
+    b.d = d;
+    let Some(id) = id else { return Ok(b) };
     for (q, &v) in b.qs.iter_mut().zip(xs) {
         *q = int(roundf(v * id)) as i8;
     }
@@ -163,19 +197,10 @@ fn signed_max(xs: &[f32; QK], amax: f32) -> f32 {
 /// `Q4_0` of one block, as `quantize_row_q4_0_ref`.
 #[inline(always)]
 fn q4_0(xs: &[f32; QK], i: usize) -> Result<BlockQ4_0, Error> {
-    let (amax, finite) = absmax(xs);
-    if !finite {
-        return Err(nonfinite(xs, i));
-    }
-    // For an all-zero block `d` is -0.0, as in ggml.
-    let d = signed_max(xs, amax) / -8.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut b = BlockQ4_0::zeroed();
-    b.d = half(d);
-    check_half(b.d, d, i)?;
-    if id.is_infinite() {
-        return Ok(b); // all codes 0, see `tiny_scale`
-    }
+    let (d, id) = signed_scale(xs, 8.0, i)?;
+    b.d = d;
+    let Some(id) = id else { return Ok(b) };
     let mut q = [0u8; QK];
     for (c, &v) in q.iter_mut().zip(xs) {
         let t = v * id + 8.5;
@@ -192,20 +217,10 @@ fn q4_0(xs: &[f32; QK], i: usize) -> Result<BlockQ4_0, Error> {
 /// `Q4_1` of one block, as `quantize_row_q4_1_ref`.
 #[inline(always)]
 fn q4_1(xs: &[f32; QK], i: usize) -> Result<BlockQ4_1, Error> {
-    let (min, max, finite) = minmax(xs);
-    if !finite {
-        return Err(nonfinite(xs, i));
-    }
-    let d = (max - min) / 15.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut b = BlockQ4_1::zeroed();
-    b.d = half(d);
-    b.m = half(min);
-    check_half(b.d, d, i)?;
-    check_half(b.m, min, i)?;
-    if id.is_infinite() {
-        return Ok(b); // all codes 0, see `tiny_scale`
-    }
+    let (d, m, min, id) = affine_scale(xs, 15.0, i)?;
+    (b.d, b.m) = (d, m);
+    let Some(id) = id else { return Ok(b) };
     let mut q = [0u8; QK];
     for (c, &v) in q.iter_mut().zip(xs) {
         let t = (v - min) * id + 0.5;
@@ -236,18 +251,10 @@ pub(super) fn pack5(q: &[u8; QK]) -> ([u8; QK / 2], [u8; 4]) {
 /// `Q5_0` of one block, as `quantize_row_q5_0_ref`.
 #[inline(always)]
 fn q5_0(xs: &[f32; QK], i: usize) -> Result<BlockQ5_0, Error> {
-    let (amax, finite) = absmax(xs);
-    if !finite {
-        return Err(nonfinite(xs, i));
-    }
-    let d = signed_max(xs, amax) / -16.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut b = BlockQ5_0::zeroed();
-    b.d = half(d);
-    check_half(b.d, d, i)?;
-    if id.is_infinite() {
-        return Ok(b); // all codes 0, see `tiny_scale`
-    }
+    let (d, id) = signed_scale(xs, 16.0, i)?;
+    b.d = d;
+    let Some(id) = id else { return Ok(b) };
     let mut q = [0u8; QK];
     for (c, &v) in q.iter_mut().zip(xs) {
         // `(int8_t)(x*id + 16.5f)` truncates a value in [0, 33) here; then `MIN(31, .)`.
@@ -261,20 +268,10 @@ fn q5_0(xs: &[f32; QK], i: usize) -> Result<BlockQ5_0, Error> {
 /// `Q5_1` of one block, as `quantize_row_q5_1_ref`.
 #[inline(always)]
 fn q5_1(xs: &[f32; QK], i: usize) -> Result<BlockQ5_1, Error> {
-    let (min, max, finite) = minmax(xs);
-    if !finite {
-        return Err(nonfinite(xs, i));
-    }
-    let d = (max - min) / 31.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut b = BlockQ5_1::zeroed();
-    b.d = half(d);
-    b.m = half(min);
-    check_half(b.d, d, i)?;
-    check_half(b.m, min, i)?;
-    if id.is_infinite() {
-        return Ok(b); // all codes 0, see `tiny_scale`
-    }
+    let (d, m, min, id) = affine_scale(xs, 31.0, i)?;
+    (b.d, b.m) = (d, m);
+    let Some(id) = id else { return Ok(b) };
     let mut q = [0u8; QK];
     for (c, &v) in q.iter_mut().zip(xs) {
         // `(uint8_t)(x + 0.5f)` with no clamp: the value is in [0.5, 31.5] here.
