@@ -466,6 +466,94 @@ fn gguf_mixes_are_llama_quantizes_files_byte_for_byte() {
             }
         }
     }
+    // llama-quantize's options with the mixes: --pure, --leave-output-tensor,
+    // --output-tensor-type with --token-embedding-type.
+    use GgmlType::{Q6_K, Q8_0};
+    let options = RequantizeOptions::default;
+    for (model, g, file, target, opts) in [
+        (
+            "mix_llama",
+            mix_llama(),
+            "q4_k_m.pure",
+            Target::Q4_K_M,
+            options().with_pure(true),
+        ),
+        (
+            "mix_llama",
+            mix_llama(),
+            "q3_k_m.leave-output",
+            Target::Q3_K_M,
+            options().with_leave_output_tensor(true),
+        ),
+        (
+            "mix_llama",
+            mix_llama(),
+            "q5_k_m.out-q8_0.embd-q6_k",
+            Target::Q5_K_M,
+            options()
+                .with_output_tensor_type(Some(Q8_0))
+                .with_token_embedding_type(Some(Q6_K)),
+        ),
+        (
+            "mix_minilm",
+            mix_minilm(),
+            "q2_k.pure",
+            Target::Q2_K,
+            options().with_pure(true),
+        ),
+    ] {
+        let file = format!("{model}.{file}.gguf");
+        let (out, _) = g.requantize(target, &opts).unwrap();
+        let out = out.to_bytes().unwrap();
+        if let Some(d) = &dir {
+            std::fs::write(d.join(&file), &out).unwrap();
+        }
+        if want.get(&file) != Some(&sha256(&out)) {
+            differ.push(file);
+        }
+        compared += 1;
+    }
     assert!(differ.is_empty(), "not llama-quantize's bytes: {differ:?}");
-    assert!(compared >= 12, "{compared}");
+    assert_eq!(compared, 36);
+}
+
+/// `model.type == LLM_TYPE_70B` comes from each architecture's `load_arch_hparams`: attention
+/// V of `Q3_K`/`Q4_K` becomes `Q5_K`. The expected counts are what `llama-quantize --dry-run`
+/// printed for gguf-py files with these keys and 256-wide `attn_v`/`ffn_down` tensors (and
+/// lowbit's files for them were llama-quantize's byte for byte, Q3_K_S, Q2_K and Q4_K_M).
+#[test]
+fn gguf_mixes_know_70b_models_by_architecture() {
+    use GgmlType::*;
+    for (arch, n_layer, n_head_kv, target, want) in [
+        ("qwen2", 80u32, 2u32, Target::Q3_K_S, [(Q5_K, 80usize)].as_slice()),
+        ("olmo", 80, 8, Target::Q2_K, &[(Q5_K, 80)]),
+        ("jais2", 68, 8, Target::Q4_K_S, &[(Q5_K, 68)]),
+        ("llama", 80, 2, Target::Q3_K_S, &[(Q5_K, 80)]),
+        // llama with as many KV heads as query heads is LLaMA-65B: no bump.
+        ("llama", 80, 8, Target::Q3_K_S, &[(Q3_K, 80)]),
+        ("llama", 80, 8, Target::Q4_K_S, &[(Q5_K, 4), (Q4_K, 76)]),
+        // Another layer count is not 70B.
+        ("qwen2", 79, 2, Target::Q3_K_S, &[(Q3_K, 79)]),
+    ] {
+        let mut m = Metadata::new();
+        m.insert("general.architecture", arch);
+        m.insert(format!("{arch}.block_count"), n_layer);
+        m.insert(format!("{arch}.attention.head_count"), 8u32);
+        m.insert(format!("{arch}.attention.head_count_kv"), n_head_kv);
+        let mut tensors = Vec::new();
+        for i in 0..n_layer {
+            let kv = 32 * u64::from(n_head_kv);
+            tensors.push(TensorInfo::new(format!("blk.{i}.attn_v.weight"), vec![256, kv], F16).unwrap());
+            tensors.push(TensorInfo::new(format!("blk.{i}.ffn_down.weight"), vec![256, 256], F16).unwrap());
+        }
+        let r = requantize_plan(&m, &tensors, target, &RequantizeOptions::default()).unwrap();
+        let mut counts: Vec<(GgmlType, usize)> = Vec::new();
+        for t in r.tensors.iter().filter(|t| t.name.contains("attn_v")) {
+            match counts.iter_mut().find(|(ty, _)| *ty == t.type_out) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((t.type_out, 1)),
+            }
+        }
+        assert_eq!(counts, want, "{arch} {n_layer} {target}");
+    }
 }

@@ -367,7 +367,8 @@ pub fn requantize_plan(
 /// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36, built
 /// with `-DGGML_NATIVE=OFF`; `tests/data/gguf/mixes/`): for an 8-layer GQA llama of width 256
 /// (its `ffn_down` rows of 640 falling back) and MiniLM's layer 0 as `bert` (rows of 384), the
-/// files of every [`Target`] are `llama-quantize`'s byte for byte; and the type of every tensor
+/// files of every [`Target`], and with the options above, are `llama-quantize`'s byte for
+/// byte; and the type of every tensor
 /// of eight model layouts (LLaMA-7B, a small GQA llama with tied embeddings, a 70B llama,
 /// Mixtral-8x7B, Qwen2-7B, Falcon-7B, Gemma-2B, MiniLM) for every [`Target`] is the one
 /// llama.cpp's own `llama_quant_compute_types` picks.
