@@ -557,3 +557,33 @@ fn gguf_mixes_know_70b_models_by_architecture() {
         assert_eq!(counts, want, "{arch} {n_layer} {target}");
     }
 }
+
+/// A type set by option is not checked against the row length for `output.weight` and
+/// `token_embd.weight` (llama.cpp returns it before its fallback); lowbit then refuses rows
+/// that are not whole blocks of it. A tied `token_embd.weight` that takes
+/// `--output-tensor-type` does go through the fallback, as in llama.cpp.
+#[test]
+fn gguf_mixes_option_types_and_the_fallback() {
+    use GgmlType::*;
+    let s = spec("bert-minilm"); // tied, rows of 384
+    let embd = |opts: &RequantizeOptions| {
+        requantize_plan(&s.metadata, &s.tensors, Target::Q4_K_M, opts).map(|r| {
+            r.tensors
+                .into_iter()
+                .find(|t| t.name == "token_embd.weight")
+                .unwrap()
+                .type_out
+        })
+    };
+    assert_eq!(embd(&RequantizeOptions::default()).unwrap(), Q8_0);
+    assert_eq!(
+        embd(&RequantizeOptions::default().with_output_tensor_type(Some(Q4_K))).unwrap(),
+        Q5_0
+    );
+    assert_eq!(
+        embd(&RequantizeOptions::default().with_token_embedding_type(Some(Q5_1))).unwrap(),
+        Q5_1
+    );
+    let e = embd(&RequantizeOptions::default().with_token_embedding_type(Some(Q4_K))).unwrap_err();
+    assert!(e.to_string().contains("token_embd.weight"), "{e}");
+}

@@ -544,17 +544,23 @@ impl<'a> TypeChooser<'a> {
             };
             self.i_ffn_down += 1;
         } else if cat == Category::AttnOutput {
-            ty = match ftype {
-                _ if falcon => match ftype {
+            ty = if falcon {
+                match ftype {
                     F::Q3_K_L => Q4_K,
                     _ => ty,
-                },
-                F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M if m.n_expert == 8 => Q5_K,
-                _ if m.n_expert == 8 => ty,
-                F::Q2_K => Q3_K,
-                F::Q3_K_M => Q4_K,
-                F::Q3_K_L => Q5_K,
-                _ => ty,
+                }
+            } else if m.n_expert == 8 {
+                match ftype {
+                    F::Q2_K | F::Q3_K_S | F::Q3_K_M | F::Q4_K_S | F::Q4_K_M => Q5_K,
+                    _ => ty,
+                }
+            } else {
+                match ftype {
+                    F::Q2_K => Q3_K,
+                    F::Q3_K_M => Q4_K,
+                    F::Q3_K_L => Q5_K,
+                    _ => ty,
+                }
             };
         } else if cat == Category::FfnGate {
             // Only IQ3_XS changes these; llama.cpp still checks the layer of expert tensors.

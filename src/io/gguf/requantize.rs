@@ -348,7 +348,14 @@ pub fn requantize_plan(
 /// - **Rows that are not whole blocks** (`tensor_type_fallback`): a 256-block type falls back
 ///   to a 32-block one (`Q6_K` to `Q8_0`, `Q4_K` to `Q5_0`, `Q5_K` to `Q5_1`, `Q2_K` and `Q3_K`
 ///   to `Q4_0`); a tensor whose row length (`dims[0]`) is not a multiple of 32 is written as
-///   `F16`. Every type llama.cpp picks for these targets is one lowbit writes.
+///   `F16`. Every type llama.cpp picks for these targets is one lowbit writes. (Older
+///   llama.cpp fell back from `Q2_K` and `Q3_K` to `IQ4_NL`, which lowbit does not write; the
+///   llama.cpp lowbit follows falls back to `Q4_0`, and keeps `IQ4_NL` for the IQ types, which
+///   are no [`Target`].) `output.weight` given a type by
+///   [`RequantizeOptions::output_tensor_type`], and `token_embd.weight` given one by
+///   [`RequantizeOptions::token_embedding_type`], do not fall back, as in llama.cpp: rows
+///   that are not whole blocks of that type are an error. (A tied `token_embd.weight` that
+///   takes `output_tensor_type` falls back, as in llama.cpp.)
 /// - **Sources**: F32, F16 and BF16 tensors are converted through `f32` with ggml's reference
 ///   quantizers ([`crate::compat::ggml`], what llama-quantize runs without an importance
 ///   matrix) or round-to-nearest-even casts; quantized sources only with
