@@ -8,7 +8,9 @@
 //! portable twin is [`portable::quantize_pairs15`], and `quant::codebook::tests::simd_parity`
 //! checks the two bit for bit, exact ties included. The histogram scan kernels
 //! (`x86::fine_keys_avx2`, `x86::count_and_widen_avx2`) are hand-written too; their portable
-//! twins are in `portable`, whose tests check the two.
+//! twins are in `portable`, whose tests check the two. ggml's `Q8_0` has a hand-written
+//! AVX2 + F16C kernel ([`absmax_i8_f16_blocks`]); `compat::ggml`'s tests check it against the
+//! block-by-block quantizer, ties and special blocks included.
 //!
 //! The kernels take plain slices and tables ([`Levels16`]) and return plain data
 //! ([`KeyScan`]): this module is the lowest layer and knows nothing of the modules that call
@@ -49,6 +51,23 @@ pub(crate) fn decode_fp16_f16c(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u1
     }
     let _ = (src, dst, exact);
     false
+}
+
+/// Absmax int8 blocks of 32 values with a binary16 scale, written as 34-byte records (the
+/// scale's two little-endian bytes, then 32 codes): ggml's `Q8_0`. `d = amax / 127`,
+/// `id = 1 / d` (0 for `d == 0`), codes `roundf(x * id)` (half away from zero), scale `d`
+/// rounded to nearest even. Returns how many leading blocks it wrote — it stops before the
+/// first block the caller must do itself: one holding a NaN or infinity, or whose scale
+/// overflows binary16 or has an infinite inverse — or `None` when the CPU lacks AVX2 and F16C.
+#[inline]
+pub(crate) fn absmax_i8_f16_blocks(x: &[f32], out: &mut [u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU supports AVX2 and F16C, checked on the line above.
+        return Some(unsafe { x86::absmax_i8_f16_blocks(x, out) });
+    }
+    let _ = (x, out);
+    None
 }
 
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).

@@ -139,6 +139,66 @@ pub(super) unsafe fn dequantize_blocks_avx2(
     portable::dequantize_blocks(table, packed, absmax, block, out);
 }
 
+/// See [`super::absmax_i8_f16_blocks`]. `roundf(t)` is computed as `t + copysign(0.5 - 2^-25,
+/// t)` truncated, which is exact for `|t| < 2^22` (here `|t| <= 127`): the sum reaches the
+/// next integer exactly when the fraction of `|t|` is at least one half (at one half by the
+/// tie to even), so truncation rounds half away from zero. The saturating packs are exact
+/// because every code is within ±127.
+///
+/// # Safety
+/// The CPU must support AVX2 and F16C.
+#[target_feature(enable = "avx2,f16c")]
+pub(super) unsafe fn absmax_i8_f16_blocks(x: &[f32], out: &mut [u8]) -> usize {
+    use core::arch::x86_64::*;
+    let n = (x.len() / 32).min(out.len() / 34);
+    let magnitude = _mm256_set1_epi32(0x7fff_ffff);
+    let below_half = _mm256_set1_ps(0.499_999_97);
+    let sign = _mm256_set1_ps(-0.0);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for i in 0..n {
+        // SAFETY: `i < n`, so the 32 f32 at `x + 32i` and the 34 bytes at `out + 34i` are in
+        // bounds; loads and stores are unaligned, and the instructions are enabled by this
+        // function's target features.
+        unsafe {
+            let p = x.as_ptr().add(32 * i);
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            // Magnitudes compared as integers: NaNs order above infinity, so one test finds both.
+            let m = v.map(|v| _mm256_and_si256(_mm256_castps_si256(v), magnitude));
+            let m = _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3]));
+            let m = _mm_max_epu32(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m));
+            let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+            let m = _mm_max_epu32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m));
+            let bits = _mm_cvtsi128_si32(m) as u32;
+            if bits >= 0x7f80_0000 {
+                return i;
+            }
+            let d = f32::from_bits(bits) / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let h = _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(d))) as u16;
+            if id.is_infinite() || h & 0x7c00 == 0x7c00 {
+                return i;
+            }
+            let idv = _mm256_set1_ps(id);
+            let q = v.map(|v| {
+                let t = _mm256_mul_ps(v, idv);
+                let s = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), below_half));
+                _mm256_cvttps_epi32(s)
+            });
+            let codes = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            let codes = _mm256_permutevar8x32_epi32(codes, order);
+            let o = out.as_mut_ptr().add(34 * i);
+            core::ptr::copy_nonoverlapping(h.to_le_bytes().as_ptr(), o, 2);
+            _mm256_storeu_si256(o.add(2).cast(), codes);
+        }
+    }
+    n
+}
+
 /// f32 → IEEE binary16 with the F16C instruction, eight lanes at a time.
 ///
 /// `vcvtps2ph` rounds to nearest even and handles subnormals and overflow exactly as the

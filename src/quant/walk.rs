@@ -186,13 +186,41 @@ fn kernel_stats<K: Kernel>(k: &K, x: &[f32]) -> Stats {
 }
 
 /// Blocks of a fixed size `B` (a multiple of 8, so each block's codes are whole bytes),
-/// the last one possibly shorter.
+/// the last one possibly shorter. The packing is chosen once, outside the block loop: 8-bit
+/// codes are written in place and 4-bit codes packed by a loop of known length, which the
+/// compiler unrolls and vectorises.
 #[inline(always)]
 fn fixed<K: Kernel, G: GroupSink + ?Sized, const B: usize>(
     k: &K,
     x: &[f32],
     codes: &mut [u8],
     params: &mut G,
+) -> Result<(), Error> {
+    match (k.bits(), k.order()) {
+        (8, _) => fixed_packed::<K, G, B, 8>(k, x, codes, params, |_, _| {}),
+        (4, BitOrder::MsbFirst) => fixed_packed::<K, G, B, 4>(k, x, codes, params, |c, o| {
+            for (o, c) in o.iter_mut().zip(c.chunks_exact(2)) {
+                *o = (c[0] << 4) | (c[1] & 0x0f);
+            }
+        }),
+        (4, BitOrder::LsbFirst) => fixed_packed::<K, G, B, 4>(k, x, codes, params, |c, o| {
+            for (o, c) in o.iter_mut().zip(c.chunks_exact(2)) {
+                *o = (c[0] & 0x0f) | (c[1] << 4);
+            }
+        }),
+        (bits, order) => fixed_packed::<K, G, B, 0>(k, x, codes, params, |c, o| pack_ordered(order, bits, c, o)),
+    }
+}
+
+/// [`fixed`] with `pack` packing a whole block's `B` codes (`BITS` 8: none, the codes are
+/// written in place; 0: any width).
+#[inline(always)]
+fn fixed_packed<K: Kernel, G: GroupSink + ?Sized, const B: usize, const BITS: u32>(
+    k: &K,
+    x: &[f32],
+    codes: &mut [u8],
+    params: &mut G,
+    pack: impl Fn(&[u8; B], &mut [u8]),
 ) -> Result<(), Error> {
     let bits = k.bits();
     let order = k.order();
@@ -207,13 +235,13 @@ fn fixed<K: Kernel, G: GroupSink + ?Sized, const B: usize>(
         let st = group_stats(k, g, st, || g * B + first_nonfinite(xs))?;
         let (s, z, e) = k.group(g, xs, st)?;
         params.set(g, s, z);
-        match (<&[f32; B]>::try_from(xs), bits) {
-            (Ok(xa), 8) => k.encode(&e, xa, cs),
-            (Ok(xa), _) => {
+        match <&[f32; B]>::try_from(xs) {
+            Ok(xa) if BITS == 8 => k.encode(&e, xa, cs),
+            Ok(xa) => {
                 k.encode(&e, xa, &mut buf);
-                pack_ordered(order, bits, &buf, cs);
+                pack(&buf, cs);
             }
-            (Err(_), _) => {
+            Err(_) => {
                 let t = xs.len();
                 k.encode(&e, xs, &mut buf[..t]);
                 pack_ordered(order, bits, &buf[..t], cs);
@@ -498,6 +526,11 @@ pub(crate) fn dequantize_portable<K: Kernel>(k: &K, codes: &[u8], scales: &[f32]
                 k.decode(&k.dec(scales[g], zp(g)), cs, ys);
             }
         }
+        Some(16) if bits == 4 => fixed_nibbles::<K, 16>(k, codes, scales, zps, out),
+        Some(32) if bits == 4 => fixed_nibbles::<K, 32>(k, codes, scales, zps, out),
+        Some(64) if bits == 4 => fixed_nibbles::<K, 64>(k, codes, scales, zps, out),
+        Some(128) if bits == 4 => fixed_nibbles::<K, 128>(k, codes, scales, zps, out),
+        Some(256) if bits == 4 => fixed_nibbles::<K, 256>(k, codes, scales, zps, out),
         Some(run) => {
             let w = CH / 8 * bits as usize;
             let mut buf = [0u8; CH];
@@ -532,6 +565,35 @@ pub(crate) fn dequantize_portable<K: Kernel>(k: &K, codes: &[u8], scales: &[f32]
                     let c = (ci * CH + j) % cols;
                     k.decode(&k.dec(scales[c], zp(c)), &buf[j..j + 1], core::slice::from_mut(y));
                 }
+            }
+        }
+    }
+}
+
+/// 4-bit codes in groups of a fixed size `B` (even, so each group's codes are whole bytes),
+/// the last group possibly shorter: each group unpacked by a loop of known length, then
+/// decoded.
+#[inline(always)]
+fn fixed_nibbles<K: Kernel, const B: usize>(k: &K, codes: &[u8], scales: &[f32], zps: &[u8], out: &mut [f32]) {
+    let order = k.order();
+    let mut buf = [0u8; B];
+    for (g, (ys, cs)) in out.chunks_mut(B).zip(codes.chunks(B / 2)).enumerate() {
+        let d = k.dec(scales[g], zps.get(g).copied().unwrap_or(0));
+        match <&mut [f32; B]>::try_from(&mut *ys) {
+            Ok(ya) => {
+                for (pair, &c) in buf.chunks_exact_mut(2).zip(cs) {
+                    let (hi, lo) = (c >> 4, c & 0x0f);
+                    (pair[0], pair[1]) = match order {
+                        BitOrder::MsbFirst => (hi, lo),
+                        BitOrder::LsbFirst => (lo, hi),
+                    };
+                }
+                k.decode(&d, &buf, ya);
+            }
+            Err(_) => {
+                let t = ys.len();
+                unpack_ordered(order, 4, cs, &mut buf[..t]);
+                k.decode(&d, &buf[..t], ys);
             }
         }
     }

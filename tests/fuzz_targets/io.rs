@@ -570,8 +570,8 @@ mod gguf_target {
     use arbitrary::{Result, Unstructured};
     use lowbit::compat::ggml;
     use lowbit::io::gguf::{
-        requantize, Array, GgmlType, Gguf, GgufReader, RequantizeOptions, Target, Tensor, Value, ValueType,
-        ALIGNMENT_KEY,
+        requantize, Array, GgmlType, Gguf, GgufReader, Imatrix, RequantizeOptions, Target, Tensor, TensorInfo, Value,
+        ValueType, ALIGNMENT_KEY,
     };
     use lowbit::{Bf16, FloatFormat, Fp16};
     use std::io::Cursor;
@@ -1012,15 +1012,95 @@ mod gguf_target {
         Ok(())
     }
 
+    /// An importance matrix lowbit writes, in either format.
+    fn imatrix_file(u: &mut Unstructured<'_>) -> Result<Vec<u8>> {
+        let mut m = Imatrix::new();
+        for i in 0..u.int_in_range(0..=4)? {
+            let n_mat = u.int_in_range(1..=3)?;
+            let width = u.int_in_range(1..=40)?;
+            let values = vec_of(u, width * n_mat, |u| Ok(f32::from(u.int_in_range(0u16..=1000)?) / 7.0))?;
+            if values.is_empty() || values.len() % n_mat != 0 {
+                continue;
+            }
+            let names = [
+                "blk.0.ffn_up.weight",
+                "token_embd.weight",
+                "output.weight",
+                "blk.1.attn_v.weight",
+                "a",
+            ];
+            m.insert_experts(format!("{}{i}", names[u.choose_index(names.len())?]), values, n_mat)
+                .expect("finite importances");
+        }
+        let chunks: u32 = u.arbitrary()?;
+        m.set_provenance(vec!["data.txt".into()], chunks, u.arbitrary()?);
+        Ok(if u.arbitrary()? {
+            m.to_bytes().expect("write")
+        } else {
+            match m.to_legacy_bytes() {
+                Ok(b) => b,
+                // The legacy format counts chunks in an i32.
+                Err(_) => {
+                    assert!(chunks > i32::MAX as u32);
+                    m.to_bytes().expect("write")
+                }
+            }
+        })
+    }
+
+    /// `Imatrix::read` of any bytes: a typed error, or finite importances that write and read
+    /// back to the same values, and per-tensor lookups that never panic.
+    fn use_imatrix(bytes: &[u8], u: &mut Unstructured<'_>) -> Result<()> {
+        let Ok(m) = Imatrix::read(bytes) else {
+            return Ok(());
+        };
+        let mut total = 0usize;
+        for name in m.names() {
+            let v = m.get(name).expect("listed");
+            assert!(
+                v.iter().all(|x| x.is_finite()),
+                "{name}: non-finite importance accepted"
+            );
+            total += v.len();
+        }
+        assert!(total * 4 <= bytes.len(), "importances larger than the file");
+        let again = Imatrix::read(&m.to_bytes().expect("write")).expect("read what lowbit wrote");
+        for name in m.names() {
+            assert_eq!(
+                again
+                    .get(name)
+                    .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                m.get(name).map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()),
+                "{name}"
+            );
+        }
+        if let Some(name) = m.names().next() {
+            let dims = vec_of(u, 4, |u| Ok(u64::from(u.int_in_range(0u16..=300)?)))?;
+            if let Ok(info) = TensorInfo::new(name, dims, GgmlType::F32) {
+                if let Ok(Some(v)) = m.for_tensor(&info) {
+                    assert_eq!(
+                        v.len() as u64,
+                        info.dims.first().copied().unwrap_or(1) * info.dims.get(2).copied().unwrap_or(1)
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `Gguf::read`, `GgufReader` and the re-quantizer on random bytes, crafted headers and
     /// damaged valid files.
     pub fn gguf_file(data: &[u8]) {
         run(data, |u| {
-            let bytes = match u.int_in_range(0u8..=9)? {
+            let bytes = match u.int_in_range(0u8..=11)? {
                 0 => {
                     let mut b = b"GGUF".to_vec();
                     b.extend(vec_of(u, 300, |u| u.arbitrary::<u8>())?);
                     b
+                }
+                10 | 11 => {
+                    let b = imatrix_file(u)?;
+                    damage(u, b)?
                 }
                 1..=4 => crafted_file(u)?,
                 5 => {
@@ -1034,6 +1114,7 @@ mod gguf_target {
                     damage(u, b)?
                 }
             };
+            use_imatrix(&bytes, u)?;
             match Gguf::read(&bytes) {
                 Ok(g) => use_file(&g, &bytes, u)?,
                 Err(_) => {

@@ -193,6 +193,43 @@ fn q8_0(xs: &[f32; QK], i: usize) -> Result<BlockQ8_0, Error> {
     Ok(b)
 }
 
+/// Eight `Q8_0` blocks side by side, the same bits as [`q8_0`] on each: the eight scales, their
+/// inverses and their halves are computed as vectors of eight (two vector divisions and one
+/// vector conversion instead of eight scalar ones each), which is most of a block's cost.
+/// A block with a NaN or an infinity goes block by block, so errors come in [`q8_0`]'s order.
+#[inline(always)]
+fn q8_0_x8(xs: &[f32], out: &mut [BlockQ8_0], first: usize) -> Result<(), Error> {
+    let mut amax = [0f32; 8];
+    let mut finite = true;
+    for (a, c) in amax.iter_mut().zip(xs.chunks_exact(QK)) {
+        let (m, f) = absmax(arr(c)?);
+        *a = m;
+        finite &= f;
+    }
+    if !finite {
+        for (i, (c, b)) in xs.chunks_exact(QK).zip(out.iter_mut()).enumerate() {
+            *b = q8_0(arr(c)?, first + i)?;
+        }
+        return Ok(());
+    }
+    let d = amax.map(|a| a / 127.0);
+    let id = d.map(|d| if d != 0.0 { 1.0 / d } else { 0.0 });
+    let h = d.map(|d| crate::format::codec::encode_f32_rne(&<crate::Fp16 as crate::FloatFormat>::FAST, d) as u16);
+    for (i, (c, b)) in xs.chunks_exact(QK).zip(out.iter_mut()).enumerate() {
+        b.d = f16::from_bits(h[i]);
+        check_half(b.d, d[i], first + i)?;
+        let id = id[i];
+        if id.is_infinite() {
+            b.qs = [0; QK]; // see `tiny_scale`
+            continue;
+        }
+        for (q, &v) in b.qs.iter_mut().zip(c) {
+            *q = int(roundf(v * id)) as i8;
+        }
+    }
+    Ok(())
+}
+
 /// The first element of largest magnitude, with its sign (ggml's strict `<` scan); an
 /// all-zero block keeps ggml's initial `max = 0.0`.
 #[inline(always)]
@@ -338,7 +375,7 @@ fn arr(xs: &[f32]) -> Result<&[f32; QK], Error> {
 }
 
 macro_rules! fast_path {
-    ($quantize:ident, $into:ident, $portable:ident, $block:ident, $one:ident, $name:literal, $why:literal) => {
+    (@public $quantize:ident, $into:ident, $portable:ident, $block:ident, $name:literal, $why:literal) => {
         #[doc = concat!("Quantize to `", $name, "` blocks, as `quantize_row_", $name, "_ref` (the same as [`GgmlBlock::quantize`]).")]
         ///
         /// # Errors
@@ -365,6 +402,10 @@ macro_rules! fast_path {
             crate::arch::run(Job(x, out))
         }
 
+    };
+    ($quantize:ident, $into:ident, $portable:ident, $block:ident, $one:ident, $name:literal, $why:literal) => {
+        fast_path!(@public $quantize, $into, $portable, $block, $name, $why);
+
         #[inline(always)]
         fn $portable(x: &[f32], out: &mut [$block]) -> Result<(), Error> {
             for (i, (xs, b)) in whole_blocks(x, QK, out.len())?.zip(out.iter_mut()).enumerate() {
@@ -376,14 +417,50 @@ macro_rules! fast_path {
 }
 
 fast_path!(
-    quantize_q8_0,
+    @public quantize_q8_0,
     quantize_q8_0_into,
     q8_0_portable,
     BlockQ8_0,
-    q8_0,
     "q8_0",
     "`absmax / 127` overflows half"
 );
+
+/// The hand-written kernel of [`crate::arch`] where the CPU has one, else eight blocks at a
+/// time; the blocks either stops at (a NaN or infinity, a scale outside half's range or with
+/// an infinite inverse) one by one with [`q8_0`]. The same bits as [`q8_0`] on every block.
+#[inline(always)]
+fn q8_0_portable(x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), Error> {
+    let _ = whole_blocks(x, QK, out.len())?;
+    let n = out.len();
+    let mut i = 0;
+    while i < n {
+        match crate::arch::absmax_i8_f16_blocks(&x[i * QK..], bytemuck::cast_slice_mut(&mut out[i..])) {
+            Some(done) => i += done,
+            None => break,
+        }
+        if i < n {
+            out[i] = q8_0(arr(&x[i * QK..(i + 1) * QK])?, i)?;
+            i += 1;
+        }
+    }
+    if i == n {
+        return Ok(());
+    }
+    // No kernel on this CPU (`i` is 0).
+    let first = i;
+    let (x, out) = (&x[first * QK..], &mut out[first..]);
+    let rest = first + (out.len() / 8) * 8;
+    let x8 = x.chunks_exact(8 * QK);
+    let tail = x8.remainder();
+    let mut o8 = out.chunks_exact_mut(8);
+    for (j, (xs, os)) in x8.zip(&mut o8).enumerate() {
+        q8_0_x8(xs, os, first + 8 * j)?;
+    }
+    for (j, (xs, b)) in tail.chunks_exact(QK).zip(o8.into_remainder()).enumerate() {
+        *b = q8_0(arr(xs)?, rest + j)?;
+    }
+    Ok(())
+}
 fast_path!(
     quantize_q4_0,
     quantize_q4_0_into,
@@ -544,6 +621,94 @@ impl GgmlBlock for BlockQ5_1 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Block by block with [`q8_0`]: what the kernel and the eight-block path must equal.
+    fn q8_0_blockwise(x: &[f32]) -> Result<Vec<BlockQ8_0>, Error> {
+        x.chunks_exact(QK).enumerate().map(|(i, c)| q8_0(arr(c)?, i)).collect()
+    }
+
+    fn bytes(b: &[BlockQ8_0]) -> &[u8] {
+        bytemuck::cast_slice(b)
+    }
+
+    /// The AVX2 kernel (where the CPU has it), the eight-block path and the block-by-block
+    /// reference agree bit for bit: random data at many scales, exact ties, zero blocks,
+    /// subnormal and huge blocks, NaN and infinity, every tail length.
+    #[test]
+    fn q8_0_fast_paths_equal_blockwise() {
+        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let mut x = Vec::new();
+        for b in 0..400 {
+            let r = rnd();
+            let block: Vec<f32> = match b % 8 {
+                // Exact ties: amax 127 gives id 1, and every k + 0.5 is a tie.
+                0 => (0..QK)
+                    .map(|j| {
+                        if j == 0 {
+                            127.0
+                        } else {
+                            (rnd() % 254) as f32 / 2.0 - 63.5
+                        }
+                    })
+                    .collect(),
+                1 => vec![0.0; QK],
+                2 => (0..QK).map(|_| f32::from_bits((rnd() as u32) & 0x807f_ffff)).collect(), // subnormal
+                3 => (0..QK)
+                    .map(|_| f32::from_bits((rnd() as u32 & 0x80ff_ffff) | 0x7e00_0000))
+                    .collect(), // ~1e38
+                _ => {
+                    let scale = f32::from_bits(((r >> 40) as u32 % 110 + 60) << 23);
+                    (0..QK)
+                        .map(|_| ((rnd() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * scale)
+                        .collect()
+                }
+            };
+            x.extend(block);
+        }
+        let finite: Vec<f32> = x
+            .chunks_exact(QK)
+            .filter(|c| q8_0(arr(c).unwrap(), 0).is_ok())
+            .flatten()
+            .copied()
+            .collect();
+        assert!(finite.len() >= 300 * QK);
+        for len in [0, 1, 7, 8, 9, 15, 16, 17, 250] {
+            let x = &finite[..len * QK];
+            let want = q8_0_blockwise(x).unwrap();
+            let mut got = vec![BlockQ8_0::zeroed(); len];
+            quantize_q8_0_into(x, &mut got).unwrap();
+            assert_eq!(bytes(&got), bytes(&want), "{len} blocks");
+            let mut eight = vec![BlockQ8_0::zeroed(); len];
+            for (j, (xs, os)) in x.chunks_exact(8 * QK).zip(eight.chunks_exact_mut(8)).enumerate() {
+                q8_0_x8(xs, os, 8 * j).unwrap();
+            }
+            let done = len / 8 * 8;
+            assert_eq!(
+                bytes(&eight[..done]),
+                bytes(&want[..done]),
+                "{len} blocks, eight at a time"
+            );
+        }
+        // Blocks the kernel hands back: the same results and the same first error.
+        for bad in [f32::NAN, f32::INFINITY, 1e38, 1e-44] {
+            for at in [0, 5 * QK + 3, 17 * QK] {
+                let mut y = finite[..20 * QK].to_vec();
+                y[at] = bad;
+                let mut got = vec![BlockQ8_0::zeroed(); 20];
+                let r = quantize_q8_0_into(&y, &mut got);
+                assert_eq!(r, q8_0_blockwise(&y).map(|_| ()), "{bad} at {at}");
+                if let Ok(want) = q8_0_blockwise(&y) {
+                    assert_eq!(bytes(&got), bytes(&want), "{bad} at {at}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn roundf_ties_away() {

@@ -19,6 +19,9 @@
 //!   `BF16`), choosing the tensors and their types as `llama-quantize` does without an
 //!   importance matrix (see its docs for the rules).
 //! - [`Tensor::to_f32`] reads a tensor of a type lowbit has as `f32` values.
+//! - [`Imatrix`] reads and writes llama.cpp's importance-matrix files (`llama-imatrix`'s GGUF
+//!   and legacy `.dat` formats), the per-column weights of
+//!   [`crate::compat::ggml::quantize_with_imatrix`].
 //!
 //! Tensors of types lowbit has (F32, F16, BF16 and the blocks of [`crate::compat::ggml`]:
 //! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q8_K) and of every other ggml type (IQ types,
@@ -68,12 +71,14 @@ use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
 mod dequant;
+mod imatrix;
 mod mix;
 mod read;
 mod requantize;
 mod value;
 mod write;
 
+pub use imatrix::{Imatrix, ImatrixFormat};
 pub use mix::Target;
 pub use read::GgufReader;
 pub use requantize::{requantize, requantize_plan, Report, RequantizeOptions, TensorReport};
@@ -282,6 +287,14 @@ pub enum Error {
         layer: Option<i64>,
         /// The model's layer count (`{arch}.block_count`).
         n_layer: u64,
+    },
+    /// An importance-matrix file ([`Imatrix`]) that `llama-quantize` would refuse or misread.
+    #[error("imatrix entry '{entry}': {reason}")]
+    Imatrix {
+        /// The entry (empty for file-wide problems).
+        entry: String,
+        /// What is wrong.
+        reason: String,
     },
     /// A conversion lowbit (or llama-quantize) does not do.
     #[error("tensor '{tensor}': {reason}")]
