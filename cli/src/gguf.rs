@@ -1,5 +1,5 @@
 //! `lowbit quantize` and `lowbit inspect` on GGUF files: re-quantization as `llama-quantize`
-//! does it, for the types lowbit writes.
+//! does it, for its file types that lowbit writes (the K-quant mixes `q4_k_m`, ... included).
 
 use lowbit::io::gguf::{GgmlType, Gguf, RequantizeOptions, Target, Tensor};
 use safetensors::Dtype;
@@ -7,18 +7,12 @@ use safetensors::Dtype;
 use crate::tensors::Metadata;
 use crate::Result;
 
-/// The GGUF target of a recipe name.
+/// The GGUF target of a recipe name: a `llama-quantize` file type name in any case
+/// (`q4_k_m`, `Q4_K_M`; `q3_k`, `q4_k`, `q5_k` are its aliases of the `_M` mixes).
 fn target(recipe: &str) -> Result<Target> {
-    Ok(match recipe {
-        "q8_0" => Target::Q8_0,
-        "q4_0" => Target::Q4_0,
-        "q4_1" => Target::Q4_1,
-        "q5_0" => Target::Q5_0,
-        "q5_1" => Target::Q5_1,
-        "q6_k" | "q6_K" => Target::Q6_K,
-        "f16" => Target::F16,
-        "bf16" => Target::BF16,
-        r => return Err(format!("recipe {r} has no GGUF type (q8_0 q4_0 q4_1 q5_0 q5_1 q6_k f16 bf16)").into()),
+    Target::from_name(recipe).ok_or_else(|| {
+        let names: Vec<String> = Target::ALL.iter().map(|t| t.name().to_lowercase()).collect();
+        format!("recipe {recipe} has no GGUF file type ({})", names.join(" ")).into()
     })
 }
 
@@ -27,13 +21,13 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
     bytes.starts_with(b"GGUF")
 }
 
-/// `lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]`.
+/// `lowbit quantize IN.gguf --recipe q4_k_m|q5_k_m|...|q8_0|f16|bf16 [-o OUT.gguf] [--json]`.
 pub fn quantize(bytes: &[u8], input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
     let g = Gguf::read(bytes).map_err(|e| format!("{input}: {e}"))?;
     requantize(&g, input, recipe, output, as_json)
 }
 
-/// `lowbit quantize IN.safetensors --format gguf --recipe q8_0|... [-o OUT.gguf]`: the
+/// `lowbit quantize IN.safetensors --format gguf --recipe q4_k_m|q8_0|... [-o OUT.gguf]`: the
 /// checkpoint's tensors as a GGUF file (names and values kept, dims in ggml's order, float
 /// tensors at their own precision, F64 as F32), then re-quantized as `llama-quantize` would.
 /// Tensor names are not mapped to llama.cpp's (`blk.N.attn_q.weight`, ...) and no
@@ -106,7 +100,7 @@ fn requantize(g: &Gguf<'_>, input: &str, recipe: &str, output: Option<&str>, as_
             .collect();
         println!(
             "{}",
-            serde_json::json!({"file_type": report.file_type, "tensors": rows,
+            serde_json::json!({"recipe": t.name(), "file_type": report.file_type, "tensors": rows,
                 "bytes_in": report.bytes_in(), "bytes_out": report.bytes_out()})
         );
     } else {
@@ -125,7 +119,7 @@ fn requantize(g: &Gguf<'_>, input: &str, recipe: &str, output: Option<&str>, as_
             );
         }
         println!(
-            "{recipe}: {} -> {} bytes of tensor data, general.file_type {}{}",
+            "{t}: {} -> {} bytes of tensor data, general.file_type {}{}",
             report.bytes_in(),
             report.bytes_out(),
             report.file_type,

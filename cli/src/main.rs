@@ -3,8 +3,8 @@
 //! ```text
 //! lowbit                                      the embedded MiniLM layer, every main recipe
 //! lowbit quantize IN.safetensors --recipe R [--format safetensors|bnb|compressed-tensors] [-o OUT] [--json]
-//! lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]
-//! lowbit quantize IN.safetensors --format gguf --recipe q8_0|q4_0|...|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit quantize IN.gguf --recipe q4_k_m|q5_k_m|...|q8_0|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit quantize IN.safetensors --format gguf --recipe q4_k_m|...|bf16 [-o OUT.gguf] [--json]
 //! lowbit inspect FILE.safetensors|FILE.gguf
 //! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--per-array] [--state-out F] [--merge F]... [--json]
 //! ```
@@ -24,8 +24,8 @@ const USAGE: &str = "usage:
   lowbit                                   quantize the embedded MiniLM layer with every main recipe
   lowbit quantize IN.safetensors --recipe RECIPE [--format safetensors|bnb|compressed-tensors]
                   [-o OUT.safetensors] [--json]
-  lowbit quantize IN.gguf --recipe q8_0|q4_0|q4_1|q5_0|q5_1|q6_k|f16|bf16 [-o OUT.gguf] [--json]
-  lowbit quantize IN.safetensors --format gguf --recipe q8_0|q4_0|...|bf16 [-o OUT.gguf]
+  lowbit quantize IN.gguf --recipe GGUF_TYPE [-o OUT.gguf] [--json]
+  lowbit quantize IN.safetensors --format gguf --recipe GGUF_TYPE [-o OUT.gguf]
   lowbit inspect FILE.safetensors|FILE.gguf
   lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
                    [--per-array] [--state-out STATE] [--merge STATE]... [--json]
@@ -33,7 +33,9 @@ const USAGE: &str = "usage:
 recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
   --format bnb: nf4 fp4; --format compressed-tensors: fp8 int8 int4 nvfp4 mxfp4 mxfp8
   (both also write OUT.quantization_config.json for the model's config.json)
-  a GGUF input is re-quantized as llama-quantize does: q8_0 q4_0 q4_1 q5_0 q5_1 q6_k f16 bf16
+  a GGUF input is re-quantized as llama-quantize does; GGUF_TYPE is one of its file types, in
+  either case: q4_k_m q4_k_s q5_k_m q5_k_s q3_k_s q3_k_m q3_k_l q2_k q6_k (q3_k q4_k q5_k:
+  the _m mixes) q4_0 q4_1 q5_0 q5_1 q8_0 f16 bf16
   --format gguf from safetensors: the same, tensor names kept (for gguf-py, candle; for
   llama.cpp convert with convert_hf_to_gguf.py first)";
 

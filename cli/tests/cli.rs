@@ -239,6 +239,32 @@ fn gguf_requantizes_as_llama_quantize() {
     let (ok, stdout, err) = lowbit(&["inspect", &out]);
     assert!(ok, "{err}");
     assert!(stdout.contains("general.file_type"), "{stdout}");
+
+    // The K-quant mixes, by llama-quantize's names in either case, and its aliases.
+    for (recipe, name, ftype) in [
+        ("q4_k_m", "Q4_K_M", 15),
+        ("Q4_K_M", "Q4_K_M", 15),
+        ("q4_k", "Q4_K_M", 15),
+        ("Q5_K_S", "Q5_K_S", 16),
+        ("q3_k_l", "Q3_K_L", 13),
+        ("q2_k", "Q2_K", 10),
+    ] {
+        let (ok, stdout, err) = lowbit(&["quantize", &src, "--recipe", recipe, "-o", &out, "--json"]);
+        assert!(ok, "{recipe}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(
+            (v["recipe"].as_str(), v["file_type"].as_u64()),
+            (Some(name), Some(ftype))
+        );
+        // The library's file, byte for byte.
+        let bytes = std::fs::read(&src).unwrap();
+        let g = lowbit::io::gguf::Gguf::read(&bytes).unwrap();
+        let target = lowbit::io::gguf::Target::from_name(recipe).unwrap();
+        let (want, _) = g.requantize(target, &Default::default()).unwrap();
+        assert!(std::fs::read(&out).unwrap() == want.to_bytes().unwrap(), "{recipe}");
+    }
+    let (ok, _, err) = lowbit(&["quantize", &src, "--recipe", "iq4_xs"]);
+    assert!(!ok && err.contains("q4_k_m"), "{err}");
 }
 
 /// `--format gguf` from a safetensors checkpoint: the 2-D weight as Q8_0 with exactly the bytes
@@ -264,6 +290,15 @@ fn safetensors_to_gguf() {
     let b = g.tensor("l.bias").unwrap();
     assert_eq!(b.info.ty, GgmlType::F32);
     assert_eq!(g.metadata.get_str("general.name"), Some("to_gguf"));
+    // A K-quant mix: rows of 32 are not whole 256-blocks, so Q5_K falls back to Q5_1.
+    let (ok, stdout, err) = lowbit(&[
+        "quantize", &src, "--format", "gguf", "--recipe", "q5_k_m", "-o", &dst, "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["file_type"], 17);
+    let g = Gguf::read(&std::fs::read(&dst).unwrap()).unwrap().into_owned();
+    assert_eq!(g.tensor("l.weight").unwrap().info.ty, GgmlType::Q5_1);
     // A recipe without a GGUF type is refused with one line.
     let (ok, _, err) = lowbit(&["quantize", &src, "--format", "gguf", "--recipe", "nf4"]);
     assert!(!ok && err.trim().lines().count() == 1, "{err}");

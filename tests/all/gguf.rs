@@ -547,34 +547,23 @@ fn gguf_requantize_options() {
     let pick = |r: &lowbit::io::gguf::Report, n: &str| r.tensors.iter().find(|t| t.name == n).unwrap().type_out;
 
     // --pure: output.weight gets the target type too.
-    let pure = RequantizeOptions {
-        pure: true,
-        ..options()
-    };
+    let pure = options().with_pure(true);
     let (_, r) = requantize_bytes(&src, Target::Q4_0, &pure).unwrap();
     assert_eq!(pick(&r, "output.weight"), Q4_0);
     assert!(r.tensors.iter().all(|t| t.type_out == t.llama_cpp_type));
 
     // --leave-output-tensor.
-    let leave = RequantizeOptions {
-        leave_output_tensor: true,
-        ..options()
-    };
+    let leave = options().with_leave_output_tensor(true);
     let (_, r) = requantize_bytes(&src, Target::Q8_0, &leave).unwrap();
     assert_eq!(pick(&r, "output.weight"), F16);
 
     // --output-tensor-type and --token-embedding-type.
-    let types = RequantizeOptions {
-        output_tensor_type: Some(BF16),
-        token_embedding_type: Some(Q4_1),
-        ..options()
-    };
+    let types = options()
+        .with_output_tensor_type(Some(BF16))
+        .with_token_embedding_type(Some(Q4_1));
     let (_, r) = requantize_bytes(&src, Target::Q8_0, &types).unwrap();
     assert_eq!((pick(&r, "output.weight"), pick(&r, "token_embd.weight")), (BF16, Q4_1));
-    let bad = RequantizeOptions {
-        output_tensor_type: Some(IQ4_NL),
-        ..options()
-    };
+    let bad = options().with_output_tensor_type(Some(IQ4_NL));
     assert!(matches!(
         requantize_bytes(&src, Target::Q8_0, &bad),
         Err(Error::Unsupported { .. })
@@ -636,10 +625,7 @@ fn gguf_requantize_fixture_and_refusals() {
         "{err}"
     );
 
-    let allow = RequantizeOptions {
-        allow_requantize: true,
-        ..options()
-    };
+    let allow = options().with_allow_requantize(true);
     let (out, r) = requantize_bytes(&src, Target::Q8_0, &allow).unwrap();
     let got: Vec<(&str, GgmlType, GgmlType)> = r
         .tensors
@@ -1060,11 +1046,9 @@ fn gguf_kquants_write_and_read() {
 
     // Every K-quant as an output or token-embedding override.
     for ty in [Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
-        let opts = RequantizeOptions {
-            output_tensor_type: Some(ty),
-            token_embedding_type: Some(ty),
-            ..options()
-        };
+        let opts = options()
+            .with_output_tensor_type(Some(ty))
+            .with_token_embedding_type(Some(ty));
         let (q, _) = g.requantize(Target::Q8_0, &opts).unwrap();
         let t = q.tensor("output.weight").unwrap();
         assert_eq!(t.info.ty, ty);
@@ -1080,10 +1064,7 @@ fn gguf_kquants_write_and_read() {
             .push(Tensor::new("blk.0.ffn_up.weight", vec![256, 2], ty, bytes).unwrap());
         g
     };
-    let allow = RequantizeOptions {
-        allow_requantize: true,
-        ..options()
-    };
+    let allow = options().with_allow_requantize(true);
     for (ty, bytes, y) in [
         (
             Q2_K,

@@ -12,6 +12,8 @@ mod ggml;
 mod ggml_kquants;
 #[cfg(feature = "gguf")]
 mod gguf;
+#[cfg(feature = "gguf")]
+mod gguf_mixes;
 #[cfg(feature = "safetensors")]
 mod io_safetensors;
 mod mx;

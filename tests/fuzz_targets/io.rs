@@ -892,13 +892,12 @@ mod gguf_target {
                 None
             })
         };
-        Ok(RequantizeOptions {
-            pure: u.arbitrary()?,
-            leave_output_tensor: u.arbitrary()?,
-            output_tensor_type: ty(u)?,
-            token_embedding_type: ty(u)?,
-            allow_requantize: u.arbitrary()?,
-        })
+        Ok(RequantizeOptions::default()
+            .with_pure(u.arbitrary()?)
+            .with_leave_output_tensor(u.arbitrary()?)
+            .with_output_tensor_type(ty(u)?)
+            .with_token_embedding_type(ty(u)?)
+            .with_allow_requantize(u.arbitrary()?))
     }
 
     /// Values of the types lowbit dequantizes, through `compat::ggml`.
@@ -983,7 +982,7 @@ mod gguf_target {
         let owned = r.into_gguf().expect("into_gguf");
         assert_eq!(owned.to_bytes().expect("write"), w);
         // Re-quantization, in memory and streaming: the same outcome and bytes.
-        let target = *u.choose(&[Target::Q8_0, Target::Q4_0, Target::Q4_1, Target::F16, Target::BF16])?;
+        let target = *u.choose(&Target::ALL)?;
         let opts = options(u)?;
         let mem = g.requantize(target, &opts);
         let mut out = Vec::new();

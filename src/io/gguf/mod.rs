@@ -13,10 +13,11 @@
 //! - [`Gguf::write`] and the streaming [`GgufWriter`] write the layout gguf-py's `GGUFWriter`
 //!   and ggml's `gguf_write_to_file` write, so reading a file those tools wrote and writing it
 //!   back gives the same bytes.
-//! - [`requantize`] converts a model's weights to `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`,
-//!   `Q6_K`, `F16` or `BF16`, choosing the tensors and their types as `llama-quantize` does
-//!   without an importance matrix (see its docs for the rules; the K-quant mixes such as
-//!   `Q4_K_M` are not there yet).
+//! - [`requantize`] converts a model's weights to one of `llama-quantize`'s file types
+//!   ([`Target`]: the K-quant mixes `Q4_K_M`, `Q5_K_M`, `Q4_K_S`, `Q5_K_S`, `Q3_K_S`,
+//!   `Q3_K_M`, `Q3_K_L`, `Q2_K`, `Q6_K`, and `Q8_0`, `Q4_0`, `Q4_1`, `Q5_0`, `Q5_1`, `F16`,
+//!   `BF16`), choosing the tensors and their types as `llama-quantize` does without an
+//!   importance matrix (see its docs for the rules).
 //! - [`Tensor::to_f32`] reads a tensor of a type lowbit has as `f32` values.
 //! - [`Imatrix`] reads and writes llama.cpp's importance-matrix files (`llama-imatrix`'s GGUF
 //!   and legacy `.dat` formats), the per-column weights of
@@ -71,14 +72,16 @@ use std::io::{Read, Seek, Write};
 
 mod dequant;
 mod imatrix;
+mod mix;
 mod read;
 mod requantize;
 mod value;
 mod write;
 
 pub use imatrix::{Imatrix, ImatrixFormat};
+pub use mix::Target;
 pub use read::GgufReader;
-pub use requantize::{requantize, Report, RequantizeOptions, Target, TensorReport};
+pub use requantize::{requantize, requantize_plan, Report, RequantizeOptions, TensorReport};
 pub use value::{Array, GgufString, Metadata, Value, ValueType};
 pub use write::GgufWriter;
 
@@ -273,6 +276,18 @@ pub enum Error {
         /// The error.
         source: crate::quant::Error,
     },
+    /// A mixture-of-experts model's FFN tensor whose `blk.N.` layer llama.cpp cannot read or
+    /// is not below `{arch}.block_count` (`llama_tensor_get_type`'s `layer_info`, which
+    /// llama-quantize also refuses).
+    #[error("tensor '{tensor}': {}", layer_index_message(.layer, .n_layer))]
+    LayerIndex {
+        /// The tensor.
+        tensor: String,
+        /// The layer of its name, `None` when it has none.
+        layer: Option<i64>,
+        /// The model's layer count (`{arch}.block_count`).
+        n_layer: u64,
+    },
     /// An importance-matrix file ([`Imatrix`]) that `llama-quantize` would refuse or misread.
     #[error("imatrix entry '{entry}': {reason}")]
     Imatrix {
@@ -289,6 +304,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+fn layer_index_message(layer: &Option<i64>, n_layer: &u64) -> String {
+    match layer {
+        Some(l) => format!("layer {l} is not in [0, {n_layer}) (the model's block_count)"),
+        None => "an expert model's FFN tensor without a layer number (blk.N.) in its name".to_owned(),
+    }
 }
 
 /// A tensor's description: name, dims in ggml order (`dims[0]` is the row length, the

@@ -1,82 +1,82 @@
 //! Re-quantization of a GGUF model as llama.cpp's `llama-quantize` does it
-//! (`src/llama-quant.cpp`: `tensor_allows_quantization`, `llama_tensor_get_type`,
-//! `tensor_type_fallback`, `llama_model_quantize_impl`), for the types lowbit has, without an
-//! importance matrix and without the K-quant mixes (`Q4_K_M`, ...).
+//! (`src/llama-quant.cpp`: `llama_model_quantize_impl`; the type of each tensor is
+//! [`super::mix`]'s), for the types lowbit has, without an importance matrix.
 
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
 use super::dequant::{from_f32, readable, to_f32, to_half, writable_block};
-use super::{Error, GgmlType, Gguf, GgufReader, GgufWriter, Metadata, Tensor, TensorInfo, Value, VERSION};
+use super::mix::{parse_layer, TypeChooser};
+use super::{Error, GgmlType, Gguf, GgufReader, GgufWriter, Metadata, Target, Tensor, TensorInfo, Value, VERSION};
 
-/// The type a model is re-quantized to, as `llama-quantize`'s file types of that name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[allow(non_camel_case_types)] // ggml's names
-pub enum Target {
-    /// `Q8_0`, `LLAMA_FTYPE_MOSTLY_Q8_0` (7).
-    Q8_0,
-    /// `Q4_0`, `LLAMA_FTYPE_MOSTLY_Q4_0` (2).
-    Q4_0,
-    /// `Q4_1`, `LLAMA_FTYPE_MOSTLY_Q4_1` (3).
-    Q4_1,
-    /// `Q5_0`, `LLAMA_FTYPE_MOSTLY_Q5_0` (8).
-    Q5_0,
-    /// `Q5_1`, `LLAMA_FTYPE_MOSTLY_Q5_1` (9).
-    Q5_1,
-    /// `Q6_K`, `LLAMA_FTYPE_MOSTLY_Q6_K` (18).
-    Q6_K,
-    /// `F16`, `LLAMA_FTYPE_MOSTLY_F16` (1).
-    F16,
-    /// `BF16`, `LLAMA_FTYPE_MOSTLY_BF16` (32).
-    BF16,
-}
-
-impl Target {
-    /// The tensor type of the weights (`llama_ftype_get_default_type`).
-    pub const fn ggml_type(self) -> GgmlType {
-        match self {
-            Self::Q8_0 => GgmlType::Q8_0,
-            Self::Q4_0 => GgmlType::Q4_0,
-            Self::Q4_1 => GgmlType::Q4_1,
-            Self::Q5_0 => GgmlType::Q5_0,
-            Self::Q5_1 => GgmlType::Q5_1,
-            Self::Q6_K => GgmlType::Q6_K,
-            Self::F16 => GgmlType::F16,
-            Self::BF16 => GgmlType::BF16,
-        }
-    }
-
-    /// llama.cpp's `LLAMA_FTYPE_MOSTLY_*`, written to `general.file_type`.
-    pub const fn file_type(self) -> u32 {
-        match self {
-            Self::Q8_0 => 7,
-            Self::Q4_0 => 2,
-            Self::Q4_1 => 3,
-            Self::Q5_0 => 8,
-            Self::Q5_1 => 9,
-            Self::Q6_K => 18,
-            Self::F16 => 1,
-            Self::BF16 => 32,
-        }
-    }
-}
-
-/// `llama-quantize`'s options that apply to these types. The default is `llama-quantize`'s
-/// default.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// `llama-quantize`'s options that apply to the targets lowbit has. The default is
+/// `llama-quantize`'s default.
+///
+/// The struct is `#[non_exhaustive]`, so that options can be added (an importance matrix, a
+/// per-tensor type override) without breaking code that builds one: start from
+/// [`RequantizeOptions::default`] and set fields, or chain the `with_*` methods.
+///
+/// ```
+/// use lowbit::io::gguf::{GgmlType, RequantizeOptions};
+/// let opts = RequantizeOptions::default().with_pure(true).with_output_tensor_type(Some(GgmlType::Q8_0));
+/// assert!(opts.pure);
+/// let mut opts = RequantizeOptions::default();
+/// opts.leave_output_tensor = true;
+/// ```
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct RequantizeOptions {
-    /// `--pure`: every quantizable tensor gets the target type (no `output.weight` rule).
+    /// `--pure`: every quantizable tensor gets the target's type: no mix rule, no
+    /// `output.weight` rule (rows that are not whole blocks still fall back).
     pub pure: bool,
     /// `--leave-output-tensor`: `output.weight` keeps its type.
     pub leave_output_tensor: bool,
-    /// `--output-tensor-type`: the type of `output.weight` (one lowbit writes: F32, F16,
-    /// BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+    /// `--output-tensor-type`: the type of `output.weight`, and of `token_embd.weight` when
+    /// the model has no `output.weight` (one lowbit writes: F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+    /// Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
     pub output_tensor_type: Option<GgmlType>,
     /// `--token-embedding-type`: the type of `token_embd.weight` (as above).
     pub token_embedding_type: Option<GgmlType>,
     /// `--allow-requantize`: convert tensors that are already quantized (lowbit dequantizes
-    /// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K to Q8_K).
+    /// the block types it has, Q4_0 to Q8_K).
     pub allow_requantize: bool,
+}
+
+impl RequantizeOptions {
+    /// With [`RequantizeOptions::pure`] set.
+    #[must_use]
+    pub fn with_pure(mut self, pure: bool) -> Self {
+        self.pure = pure;
+        self
+    }
+
+    /// With [`RequantizeOptions::leave_output_tensor`] set.
+    #[must_use]
+    pub fn with_leave_output_tensor(mut self, leave: bool) -> Self {
+        self.leave_output_tensor = leave;
+        self
+    }
+
+    /// With [`RequantizeOptions::output_tensor_type`] set.
+    #[must_use]
+    pub fn with_output_tensor_type(mut self, ty: Option<GgmlType>) -> Self {
+        self.output_tensor_type = ty;
+        self
+    }
+
+    /// With [`RequantizeOptions::token_embedding_type`] set.
+    #[must_use]
+    pub fn with_token_embedding_type(mut self, ty: Option<GgmlType>) -> Self {
+        self.token_embedding_type = ty;
+        self
+    }
+
+    /// With [`RequantizeOptions::allow_requantize`] set.
+    #[must_use]
+    pub fn with_allow_requantize(mut self, allow: bool) -> Self {
+        self.allow_requantize = allow;
+        self
+    }
 }
 
 /// What happened to one tensor.
@@ -90,9 +90,9 @@ pub struct TensorReport {
     pub type_in: GgmlType,
     /// The type written.
     pub type_out: GgmlType,
-    /// The type `llama-quantize` writes. It would differ from `type_out` only where llama.cpp
-    /// picks a type lowbit does not write (lowbit then writes `Q8_0`); for the targets lowbit
-    /// has, the two are always equal.
+    /// The type `llama-quantize` writes: always `type_out` (every type llama.cpp picks for
+    /// the targets lowbit has is one lowbit writes; a type it could not write would be an
+    /// [`Error::Unsupported`]).
     pub llama_cpp_type: GgmlType,
     /// Bytes in the source.
     pub bytes_in: u64,
@@ -128,200 +128,6 @@ fn writable(ty: GgmlType) -> bool {
 
 /// `GGML_QNT_VERSION`, written to `general.quantization_version`.
 const QUANTIZATION_VERSION: u32 = 2;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Category {
-    TokenEmbd,
-    Output,
-    /// `attn_v`, `attn_qkv`, `attn_kv_b` (`category_is_attn_v`).
-    AttnVLike,
-    AttnK,
-    Other,
-}
-
-/// `tensor_get_category`, as far as these file types use it.
-fn category(name: &str) -> Category {
-    if name == "output.weight" {
-        Category::Output
-    } else if name == "token_embd.weight" || name == "per_layer_token_embd.weight" {
-        Category::TokenEmbd
-    } else if name.contains("attn_qkv.weight") || name.contains("attn_kv_b.weight") || name.contains("attn_v.weight") {
-        Category::AttnVLike
-    } else if name.contains("attn_k.weight") {
-        Category::AttnK
-    } else {
-        Category::Other
-    }
-}
-
-/// `tensor_allows_quantization`.
-fn allows_quantization(t: &TensorInfo, arch: &str, opts: &RequantizeOptions) -> bool {
-    const NOT_CONTAINING: [&str; 35] = [
-        "_norm.weight",
-        "ffn_gate_inp.weight",
-        "ffn_gate_tid2eid.weight",
-        "altup",
-        "laurel",
-        "per_layer_model_proj",
-        "ssm_conv1d",
-        "shortconv.conv.weight",
-        "indexer.k_proj.weight",
-        "indexer.q_proj.weight",
-        "time_mix_first.weight",
-        "time_mix_w0.weight",
-        "time_mix_w1.weight",
-        "time_mix_w2.weight",
-        "time_mix_v0.weight",
-        "time_mix_v1.weight",
-        "time_mix_v2.weight",
-        "time_mix_a0.weight",
-        "time_mix_a1.weight",
-        "time_mix_a2.weight",
-        "time_mix_g1.weight",
-        "time_mix_g2.weight",
-        "time_mix_decay_w1.weight",
-        "time_mix_decay_w2.weight",
-        "time_mix_lerp_fused.weight",
-        "attn_rel_b.weight",
-        ".position_embd",
-        "sam.pos_embd",
-        "sam.neck.",
-        "sam.net_",
-        ".rel_pos",
-        ".patch_embd",
-        ".patch_merger",
-        "a.rvq.codebook",
-        "mm.a.code_embd",
-    ];
-    /// Also kept for `glm5-next`.
-    const GLM5_NEXT: [&str; 14] = [
-        "hc_",
-        "indexer.attn_q_b",
-        "indexer.attn_k",
-        "indexer.proj",
-        "indexer_compressor_gate",
-        "indexer_compressor_ape",
-        "ssm_f_a.weight",
-        "ssm_f_b.weight",
-        "ssm_g_a.weight",
-        "ssm_g_b.weight",
-        "ssm_beta.weight",
-        "attn_kv_a_mqa.weight",
-        "attn_k_b.weight",
-        "attn_v_b.weight",
-    ];
-    let name = t.name.as_str();
-    t.ggml_n_dims() >= 2
-        && name.ends_with("weight")
-        && !(opts.leave_output_tensor && name == "output.weight")
-        && name != "position_embd.weight"
-        && name != "token_types.weight"
-        && !NOT_CONTAINING.iter().any(|s| name.contains(s))
-        && !(arch == "glm5-next" && GLM5_NEXT.iter().any(|s| name.contains(s)))
-}
-
-/// The layer of `blk.N.` names, -1 for the others (`sscanf(name, "blk.%d.", ...)`).
-fn layer(name: &str) -> i64 {
-    let Some(rest) = name.strip_prefix("blk.") else {
-        return -1;
-    };
-    let rest = rest.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
-    let (neg, digits) = match rest.as_bytes().first() {
-        Some(b'-') => (true, &rest[1..]),
-        Some(b'+') => (false, &rest[1..]),
-        _ => (false, rest),
-    };
-    let n = digits.bytes().take_while(u8::is_ascii_digit).count();
-    if n == 0 {
-        return -1;
-    }
-    let v = digits[..n]
-        .bytes()
-        .fold(0i64, |a, d| a.saturating_mul(10).saturating_add(i64::from(d - b'0')));
-    (if neg { -v } else { v }).clamp(i32::MIN.into(), i32::MAX.into())
-}
-
-struct Context<'a> {
-    opts: &'a RequantizeOptions,
-    arch: &'a str,
-    default: GgmlType,
-    tied_embeddings: bool,
-    falcon: bool,
-    n_expert: u64,
-}
-
-impl Context<'_> {
-    /// `llama_tensor_get_type`: the type llama-quantize gives a tensor.
-    fn llama_type(&self, t: &TensorInfo) -> Result<GgmlType, Error> {
-        if !allows_quantization(t, self.arch, self.opts) {
-            return Ok(t.ty);
-        }
-        let cat = category(&t.name);
-        if let (Some(ty), Category::TokenEmbd) = (self.opts.token_embedding_type, cat) {
-            return Ok(ty);
-        }
-        if let (Some(ty), Category::Output) = (self.opts.output_tensor_type, cat) {
-            return Ok(ty);
-        }
-        let mut ty = self.default;
-        if ty.is_quantized() {
-            if !self.opts.pure {
-                ty = self.mixture_type(ty, t, cat);
-            }
-            ty = fallback(ty, t)?;
-        }
-        Ok(ty)
-    }
-
-    /// `llama_tensor_get_type_impl`, the branches that apply to the Q8_0, Q4_0, Q4_1, Q5_0,
-    /// Q5_1 and Q6_K file types without an importance matrix.
-    fn mixture_type(&self, ty: GgmlType, t: &TensorInfo, cat: Category) -> GgmlType {
-        let row = t.dims.first().copied().unwrap_or(1);
-        match cat {
-            Category::Output | Category::TokenEmbd if cat == Category::Output || self.tied_embeddings => {
-                if self.falcon || !row.is_multiple_of(ty.block_size()) {
-                    GgmlType::Q8_0
-                } else if ty != GgmlType::Q8_0 {
-                    GgmlType::Q6_K
-                } else {
-                    ty
-                }
-            }
-            Category::AttnVLike | Category::AttnK if self.n_expert == 8 => GgmlType::Q8_0,
-            _ => ty,
-        }
-    }
-}
-
-/// `tensor_type_fallback`: a row that is not whole blocks of the chosen type. A 256-block type
-/// falls back to a 32-block one (`Q2_K`, `Q3_K` to `Q4_0`, `Q4_K` to `Q5_0`, `Q5_K` to `Q5_1`,
-/// `Q6_K` to `Q8_0`); a 32-block type, or a fallback that still does not fit, to F16.
-fn fallback(ty: GgmlType, t: &TensorInfo) -> Result<GgmlType, Error> {
-    let row = t.dims.first().copied().unwrap_or(1);
-    if row.is_multiple_of(ty.block_size()) {
-        return Ok(ty);
-    }
-    let to = match ty {
-        GgmlType::Q6_K => GgmlType::Q8_0,
-        GgmlType::Q2_K | GgmlType::Q3_K => GgmlType::Q4_0,
-        GgmlType::Q4_K => GgmlType::Q5_0,
-        GgmlType::Q5_K => GgmlType::Q5_1,
-        _ if ty.block_size() <= 32 => ty,
-        _ => {
-            return Err(Error::Unsupported {
-                tensor: t.name.clone(),
-                reason: format!(
-                    "row length {row} is not a multiple of the {ty} block size and llama.cpp defines no fallback"
-                ),
-            })
-        }
-    };
-    Ok(if row.is_multiple_of(to.block_size()) {
-        to
-    } else {
-        GgmlType::F16
-    })
-}
 
 struct Plan {
     metadata: Metadata,
@@ -360,20 +166,10 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
         meta.remove(key);
     }
 
-    let arch = metadata.get_str("general.architecture").unwrap_or("");
-    let ctx = Context {
-        opts,
-        arch,
-        default: target.ggml_type(),
-        tied_embeddings: !tensors.iter().any(|t| t.name == "output.weight"),
-        falcon: arch == "falcon",
-        n_expert: metadata
-            .get(&format!("{arch}.expert_count"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
-    };
+    let mut chooser = TypeChooser::new(metadata, tensors, target, opts);
 
-    // llama_model_loader's weights_map order: layer, then name.
+    // llama_model_loader's weights_map order: layer (-1 for names without one), then name.
+    let layer = |name: &str| parse_layer(name).unwrap_or(-1);
     let mut order: Vec<usize> = (0..tensors.len()).collect();
     order.sort_by(|&a, &b| {
         let (a, b) = (&tensors[a].name, &tensors[b].name);
@@ -384,13 +180,14 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
     let mut reports = Vec::with_capacity(order.len());
     for &i in &order {
         let t = &tensors[i];
-        let llama_cpp_type = ctx.llama_type(t)?;
-        // A type lowbit does not write becomes Q8_0; kept tensors keep theirs.
-        let ty = if llama_cpp_type == t.ty || writable(llama_cpp_type) {
-            llama_cpp_type
-        } else {
-            GgmlType::Q8_0
-        };
+        let llama_cpp_type = chooser.choose(t)?;
+        let ty = llama_cpp_type;
+        if ty != t.ty && !writable(ty) {
+            return Err(Error::Unsupported {
+                tensor: t.name.clone(),
+                reason: format!("llama.cpp writes this tensor as {ty}, which lowbit does not write"),
+            });
+        }
         if ty != t.ty {
             check_convertible(t, opts)?;
         }
@@ -480,6 +277,39 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
     Ok(Cow::Owned(out))
 }
 
+/// What [`requantize`] would write for a model with this metadata and these tensors, without
+/// converting anything (`llama-quantize --dry-run`): each tensor's type in llama.cpp's order
+/// and its size, and `general.file_type`.
+///
+/// ```
+/// use lowbit::io::gguf::{requantize_plan, GgmlType, Metadata, RequantizeOptions, Target, TensorInfo};
+///
+/// let mut metadata = Metadata::new();
+/// metadata.insert("general.architecture", "llama");
+/// metadata.insert("llama.block_count", 1u32);
+/// let tensors = vec![
+///     TensorInfo::new("blk.0.attn_v.weight", vec![4096, 4096], GgmlType::F16)?,
+///     TensorInfo::new("blk.0.ffn_down.weight", vec![11008, 4096], GgmlType::F16)?,
+///     TensorInfo::new("blk.0.ffn_up.weight", vec![4096, 11008], GgmlType::F16)?,
+/// ];
+/// let report = requantize_plan(&metadata, &tensors, Target::Q4_K_M, &RequantizeOptions::default())?;
+/// let types: Vec<_> = report.tensors.iter().map(|t| t.type_out).collect();
+/// assert_eq!(types, [GgmlType::Q6_K, GgmlType::Q6_K, GgmlType::Q4_K]);
+/// assert_eq!(report.file_type, 15);
+/// # Ok::<(), lowbit::io::gguf::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`requantize`], for the checks that need no tensor data.
+pub fn requantize_plan(
+    metadata: &Metadata,
+    tensors: &[TensorInfo],
+    target: Target,
+    options: &RequantizeOptions,
+) -> Result<Report, Error> {
+    plan(metadata, tensors, target, options).map(|p| p.report)
+}
+
 /// Re-quantize a GGUF model as llama.cpp's `llama-quantize` does, for the types lowbit has,
 /// reading tensors one at a time from `reader` and writing the new file to `writer`.
 ///
@@ -493,18 +323,39 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
 ///   `glm5-next`'s indexer and small SSM projections, ...
 ///   (and `output.weight` with [`RequantizeOptions::leave_output_tensor`]). Every other tensor is
 ///   copied byte for byte.
-/// - **Which type** (`llama_tensor_get_type`): the target, except, unless
-///   [`RequantizeOptions::pure`], `output.weight` — and `token_embd.weight` when the model has no
-///   `output.weight` (tied embeddings) — which llama.cpp writes as `Q6_K` for every target but
-///   `Q8_0`, as `Q8_0` for `falcon` or when its rows are not whole blocks of the target; and
-///   `attn_v`/`attn_qkv`/`attn_kv_b`/`attn_k` of 8-expert models (`{arch}.expert_count == 8`),
-///   which get `Q8_0`. `F16` and `BF16` targets convert every chosen tensor.
+/// - **Which type** (`llama_tensor_get_type`): the target's type ([`Target::ggml_type`]),
+///   except, unless [`RequantizeOptions::pure`]:
+///   - `output.weight`, and `token_embd.weight` when the model has no `output.weight` (tied
+///     embeddings): `Q6_K` for every quantized target but `Q8_0`; `Q8_0` for `falcon` or when
+///     its rows are not whole blocks of the target's type.
+///   - The K-quant mixes' rules (see each [`Target`] variant), which read the tensor's role
+///     from its name (`attn_v`, `attn_qkv` and `attn_kv_b` are attention-V-like; `attn_k`,
+///     `attn_output`, `ffn_down`, ...), its position among the tensors of that role in the
+///     file's order (the `i_attention_wv` and `i_ffn_down` counters, against the number of
+///     attention-V-like tensors and `{arch}.block_count`; with experts, the `blk.N` of the
+///     name), `use_more_bits` (the first and last eighth of the layers and every third
+///     between), the grouped-query ratio (`{arch}.attention.head_count /
+///     head_count_kv` of layer 0: `Q2_K` gives attention V `Q4_K` from 4 up), 70B models
+///     (`llama` with 80 layers and grouped-query attention, `qwen2`, `deci` and `olmo` with 80,
+///     `jais2` with 68: attention V `Q3_K`/`Q4_K` become `Q5_K`), `falcon`'s own `ffn_down` and
+///     `attn_output` rules, and 8-expert models (`{arch}.expert_count == 8`: attention V and K
+///     `Q8_0`, `attn_output` `Q5_K` in the `Q2_K` to `Q4_K_M` mixes). `glm5-next`'s
+///     `attn_q_a`, `attn_q_b` and `nextn.eh_proj` are `Q8_0`.
+///
+///   `F16` and `BF16` targets convert every chosen tensor.
 ///   [`RequantizeOptions::output_tensor_type`] and [`RequantizeOptions::token_embedding_type`]
 ///   override (with any type lowbit writes, the K-quants included).
 /// - **Rows that are not whole blocks** (`tensor_type_fallback`): a 256-block type falls back
 ///   to a 32-block one (`Q6_K` to `Q8_0`, `Q4_K` to `Q5_0`, `Q5_K` to `Q5_1`, `Q2_K` and `Q3_K`
 ///   to `Q4_0`); a tensor whose row length (`dims[0]`) is not a multiple of 32 is written as
-///   `F16`.
+///   `F16`. Every type llama.cpp picks for these targets is one lowbit writes. (Older
+///   llama.cpp fell back from `Q2_K` and `Q3_K` to `IQ4_NL`, which lowbit does not write; the
+///   llama.cpp lowbit follows falls back to `Q4_0`, and keeps `IQ4_NL` for the IQ types, which
+///   are no [`Target`].) `output.weight` given a type by
+///   [`RequantizeOptions::output_tensor_type`], and `token_embd.weight` given one by
+///   [`RequantizeOptions::token_embedding_type`], do not fall back, as in llama.cpp: rows
+///   that are not whole blocks of that type are an error. (A tied `token_embd.weight` that
+///   takes `output_tensor_type` falls back, as in llama.cpp.)
 /// - **Sources**: F32, F16 and BF16 tensors are converted through `f32` with ggml's reference
 ///   quantizers ([`crate::compat::ggml`], what llama-quantize runs without an importance
 ///   matrix) or round-to-nearest-even casts; quantized sources only with
@@ -520,12 +371,14 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
 /// Metadata alignment other than 32 is kept and honoured (llama-quantize keeps the key but pads
 /// to 32). Split files are refused.
 ///
-/// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36) on
-/// small llama models with F32, F16 and BF16 weights, to `Q8_0`, `Q4_0`, `Q4_1`, `F16` and
-/// `BF16`, with and without `--pure`: the same file byte for byte, except the `Q6_K` tensor
-/// above, which lowbit wrote as `Q8_0` then. It now writes `Q6_K`, with ggml's
-/// `quantize_row_q6_K_ref` (checked byte for byte against ggml's C code), but that whole-file
-/// comparison has not been repeated, nor made for the `Q5_0`, `Q5_1` and `Q6_K` targets.
+/// Checked against `llama-quantize` (llama.cpp as vendored in llama-cpp-python 0.3.36, built
+/// with `-DGGML_NATIVE=OFF`; `tests/data/gguf/mixes/`): for an 8-layer GQA llama of width 256
+/// (its `ffn_down` rows of 640 falling back) and MiniLM's layer 0 as `bert` (rows of 384), the
+/// files of every [`Target`], and with the options above, are `llama-quantize`'s byte for
+/// byte; and the type of every tensor
+/// of eight model layouts (LLaMA-7B, a small GQA llama with tied embeddings, a 70B llama,
+/// Mixtral-8x7B, Qwen2-7B, Falcon-7B, Gemma-2B, MiniLM) for every [`Target`] is the one
+/// llama.cpp's own `llama_quant_compute_types` picks.
 ///
 /// ```
 /// use std::io::Cursor;
@@ -602,30 +455,4 @@ pub(super) fn requantize_gguf(
         },
         plan.report,
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layer_parses_like_sscanf() {
-        assert_eq!(layer("blk.0.attn_q.weight"), 0);
-        assert_eq!(layer("blk.12.ffn_up.weight"), 12);
-        assert_eq!(layer("blk.x.weight"), -1);
-        assert_eq!(layer("output.weight"), -1);
-        assert_eq!(layer("blk.-3.a"), -3);
-        assert_eq!(layer("blk. 7.a"), 7);
-        assert_eq!(layer("blk.99999999999999999999.a"), i64::from(i32::MAX));
-    }
-
-    #[test]
-    fn categories() {
-        assert!(matches!(category("blk.0.attn_v.weight"), Category::AttnVLike));
-        assert!(matches!(category("blk.0.attn_qkv.weight"), Category::AttnVLike));
-        assert!(matches!(category("blk.0.attn_k.weight"), Category::AttnK));
-        assert!(matches!(category("token_embd.weight"), Category::TokenEmbd));
-        assert!(matches!(category("output.weight"), Category::Output));
-        assert!(matches!(category("blk.0.attn_q.weight"), Category::Other));
-    }
 }
