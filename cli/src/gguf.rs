@@ -1,7 +1,7 @@
 //! `lowbit quantize` and `lowbit inspect` on GGUF files: re-quantization as `llama-quantize`
 //! does it, for its file types that lowbit writes (the K-quant mixes `q4_k_m`, ... included).
 
-use lowbit::io::gguf::{GgmlType, Gguf, RequantizeOptions, Target, Tensor};
+use lowbit::io::gguf::{GgmlType, Gguf, Imatrix, RequantizeOptions, Target, Tensor};
 use safetensors::Dtype;
 
 use crate::tensors::Metadata;
@@ -22,9 +22,39 @@ pub fn is_gguf(bytes: &[u8]) -> bool {
 }
 
 /// `lowbit quantize IN.gguf --recipe q4_k_m|q5_k_m|...|q8_0|f16|bf16 [-o OUT.gguf] [--json]`.
-pub fn quantize(bytes: &[u8], input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
+pub fn quantize(
+    bytes: &[u8],
+    input: &str,
+    recipe: &str,
+    output: Option<&str>,
+    as_json: bool,
+    opts: &RequantizeOptions,
+) -> Result<()> {
     let g = Gguf::read(bytes).map_err(|e| format!("{input}: {e}"))?;
-    requantize(&g, input, recipe, output, as_json)
+    requantize(&g, input, recipe, output, as_json, opts)
+}
+
+/// `--imatrix FILE [--include-weights P]... [--exclude-weights P]...`, as llama-quantize
+/// takes them (the two filters are plain substrings and cannot be combined).
+pub fn options(imatrix: Option<&str>, include: &[String], exclude: &[String]) -> Result<RequantizeOptions> {
+    let Some(path) = imatrix else {
+        if !include.is_empty() || !exclude.is_empty() {
+            return Err("--include-weights and --exclude-weights need --imatrix".into());
+        }
+        return Ok(RequantizeOptions::default());
+    };
+    if !include.is_empty() && !exclude.is_empty() {
+        return Err("--include-weights and --exclude-weights cannot be used together".into());
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut m = Imatrix::read(&bytes).map_err(|e| format!("{path}: {e}"))?;
+    let include: Vec<&str> = include.iter().map(String::as_str).collect();
+    let exclude: Vec<&str> = exclude.iter().map(String::as_str).collect();
+    if !include.is_empty() {
+        m.include(&include);
+    }
+    m.exclude(&exclude);
+    Ok(RequantizeOptions::default().with_imatrix(path, m))
 }
 
 /// `lowbit quantize IN.safetensors --format gguf --recipe q4_k_m|q8_0|... [-o OUT.gguf]`: the
@@ -41,6 +71,7 @@ pub fn from_safetensors(
     recipe: &str,
     output: Option<&str>,
     as_json: bool,
+    opts: &RequantizeOptions,
 ) -> Result<()> {
     let mut g = Gguf::new();
     let stem = std::path::Path::new(input)
@@ -76,14 +107,19 @@ pub fn from_safetensors(
         g.tensors
             .push(Tensor::new(t.name.clone(), dims, ty, data).map_err(|e| format!("{input}: {}: {e}", t.name))?);
     }
-    requantize(&g, input, recipe, output, as_json)
+    requantize(&g, input, recipe, output, as_json, opts)
 }
 
-fn requantize(g: &Gguf<'_>, input: &str, recipe: &str, output: Option<&str>, as_json: bool) -> Result<()> {
+fn requantize(
+    g: &Gguf<'_>,
+    input: &str,
+    recipe: &str,
+    output: Option<&str>,
+    as_json: bool,
+    opts: &RequantizeOptions,
+) -> Result<()> {
     let t = target(recipe)?;
-    let (out, report) = g
-        .requantize(t, &RequantizeOptions::default())
-        .map_err(|e| format!("{input}: {e}"))?;
+    let (out, report) = g.requantize(t, opts).map_err(|e| format!("{input}: {e}"))?;
     if let Some(path) = output {
         let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
         out.write(std::io::BufWriter::new(file))

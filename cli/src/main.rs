@@ -3,7 +3,7 @@
 //! ```text
 //! lowbit                                      the embedded MiniLM layer, every main recipe
 //! lowbit quantize IN.safetensors --recipe R [--format safetensors|bnb|compressed-tensors] [-o OUT] [--json]
-//! lowbit quantize IN.gguf --recipe q4_k_m|q5_k_m|...|q8_0|f16|bf16 [-o OUT.gguf] [--json]
+//! lowbit quantize IN.gguf --recipe q4_k_m|q5_k_m|...|q8_0|f16|bf16 [--imatrix F] [-o OUT.gguf] [--json]
 //! lowbit quantize IN.safetensors --format gguf --recipe q4_k_m|...|bf16 [-o OUT.gguf] [--json]
 //! lowbit inspect FILE.safetensors|FILE.gguf
 //! lowbit calibrate ACT.npy|ACT.npz... [--method M] [--bits B] [--per-array] [--state-out F] [--merge F]... [--json]
@@ -24,7 +24,8 @@ const USAGE: &str = "usage:
   lowbit                                   quantize the embedded MiniLM layer with every main recipe
   lowbit quantize IN.safetensors --recipe RECIPE [--format safetensors|bnb|compressed-tensors]
                   [-o OUT.safetensors] [--json]
-  lowbit quantize IN.gguf --recipe GGUF_TYPE [-o OUT.gguf] [--json]
+  lowbit quantize IN.gguf --recipe GGUF_TYPE [--imatrix FILE [--include-weights P]...
+                  [--exclude-weights P]...] [-o OUT.gguf] [--json]
   lowbit quantize IN.safetensors --format gguf --recipe GGUF_TYPE [-o OUT.gguf]
   lowbit inspect FILE.safetensors|FILE.gguf
   lowbit calibrate ACT.npy|ACT.npz... [--method minmax|percentile[=P]|entropy|mse] [--bits B]
@@ -36,6 +37,7 @@ recipes: int8 int4 nf4 fp8 bf16 f16 mxfp8 mxfp6 mxfp4 mxint8 nvfp4
   a GGUF input is re-quantized as llama-quantize does; GGUF_TYPE is one of its file types, in
   either case: q4_k_m q4_k_s q5_k_m q5_k_s q3_k_s q3_k_m q3_k_l q2_k q6_k (q3_k q4_k q5_k:
   the _m mixes) q4_0 q4_1 q5_0 q5_1 q8_0 f16 bf16
+  --imatrix: llama-imatrix's file (GGUF or legacy .dat), used as llama-quantize uses it
   --format gguf from safetensors: the same, tensor names kept (for gguf-py, candle; for
   llama.cpp convert with convert_hf_to_gguf.py first)";
 

@@ -148,6 +148,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut output = None;
     let mut as_json = false;
     let mut format = "safetensors".to_string();
+    let mut imatrix = None;
+    let (mut include, mut exclude) = (Vec::new(), Vec::new());
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -156,6 +158,9 @@ pub fn run(args: &[String]) -> Result<()> {
             "-o" | "--out" => output = Some(value("-o")?),
             "--format" => format = value("--format")?,
             "--json" => as_json = true,
+            "--imatrix" => imatrix = Some(value("--imatrix")?),
+            "--include-weights" => include.push(value("--include-weights")?),
+            "--exclude-weights" => exclude.push(value("--exclude-weights")?),
             s if s.starts_with('-') => return Err(format!("unknown option {s}\n{}", crate::USAGE).into()),
             s => input = Some(s.to_string()),
         }
@@ -163,15 +168,28 @@ pub fn run(args: &[String]) -> Result<()> {
     let input = input.ok_or(format!("quantize needs an input file\n{}", crate::USAGE))?;
     let recipe_name = recipe_name.ok_or("quantize needs --recipe")?;
     let bytes = std::fs::read(&input).map_err(|e| format!("{input}: {e}"))?;
+    let gguf_out = crate::gguf::is_gguf(&bytes) || format == "gguf";
+    if !gguf_out && (imatrix.is_some() || !include.is_empty() || !exclude.is_empty()) {
+        return Err("--imatrix, --include-weights and --exclude-weights apply to GGUF output".into());
+    }
+    let opts = crate::gguf::options(imatrix.as_deref(), &include, &exclude)?;
     if crate::gguf::is_gguf(&bytes) {
-        return crate::gguf::quantize(&bytes, &input, &recipe_name, output.as_deref(), as_json);
+        return crate::gguf::quantize(&bytes, &input, &recipe_name, output.as_deref(), as_json, &opts);
     }
     if format == "safetensors" {
         scheme(&recipe_name)?;
     }
     let (tensors, metadata) = tensors::read(&bytes, &input)?;
     if format == "gguf" {
-        return crate::gguf::from_safetensors(&tensors, &metadata, &input, &recipe_name, output.as_deref(), as_json);
+        return crate::gguf::from_safetensors(
+            &tensors,
+            &metadata,
+            &input,
+            &recipe_name,
+            output.as_deref(),
+            as_json,
+            &opts,
+        );
     }
     let report = match format.as_str() {
         "safetensors" => {

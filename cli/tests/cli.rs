@@ -267,6 +267,63 @@ fn gguf_requantizes_as_llama_quantize() {
     assert!(!ok && err.contains("q4_k_m"), "{err}");
 }
 
+/// `--imatrix` with llama-quantize's filters: the library's file with the same filtered matrix.
+#[test]
+fn gguf_requantizes_with_an_imatrix() {
+    use lowbit::io::gguf::{Gguf, Imatrix, RequantizeOptions, Target};
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/gguf/tiny_llama_f16.gguf").to_string();
+    let bytes = std::fs::read(&src).unwrap();
+    let g = Gguf::read(&bytes).unwrap();
+    let mut m = Imatrix::new();
+    for t in g.tensors.iter().filter(|t| t.info.dims.len() == 2) {
+        let w = (0..t.info.dims[0]).map(|i| 0.5 + (i % 7) as f32).collect();
+        m.insert(t.info.name.clone(), w).unwrap();
+    }
+    let (imatrix, out) = (tmp("imatrix.gguf"), tmp("imatrix_out.gguf"));
+    std::fs::write(&imatrix, m.to_bytes().unwrap()).unwrap();
+    let (ok, _, err) = lowbit(&[
+        "quantize",
+        &src,
+        "--recipe",
+        "q4_k_m",
+        "--imatrix",
+        &imatrix,
+        "--exclude-weights",
+        "attn_v",
+        "-o",
+        &out,
+    ]);
+    assert!(ok, "{err}");
+    let mut filtered = m.clone();
+    filtered.exclude(&["attn_v"]);
+    let (want, _) = g
+        .requantize(
+            Target::Q4_K_M,
+            &RequantizeOptions::default().with_imatrix(imatrix.as_str(), filtered),
+        )
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == want.to_bytes().unwrap());
+    let (plain, _) = g.requantize(Target::Q4_K_M, &RequantizeOptions::default()).unwrap();
+    assert!(std::fs::read(&out).unwrap() != plain.to_bytes().unwrap());
+    for bad in [
+        vec!["--include-weights", "ffn"],
+        vec![
+            "--imatrix",
+            &imatrix,
+            "--include-weights",
+            "a",
+            "--exclude-weights",
+            "b",
+        ],
+        vec!["--imatrix", &src],
+    ] {
+        let mut args = vec!["quantize", &src, "--recipe", "q4_k_m"];
+        args.extend(bad.iter().copied());
+        let (ok, _, err) = lowbit(&args);
+        assert!(!ok && err.lines().count() == 1, "{bad:?}: {err}");
+    }
+}
+
 /// `--format gguf` from a safetensors checkpoint: the 2-D weight as Q8_0 with exactly the bytes
 /// `compat::ggml` gives its values, the bias kept at F32, dims in ggml's order.
 #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use lowbit::io::gguf::{requantize_plan, GgmlType, Metadata, RequantizeOptions, Target, TensorInfo};
+use lowbit::io::gguf::{requantize_plan, GgmlType, Imatrix, Metadata, RequantizeOptions, Target, TensorInfo};
 
 use crate::common::data;
 
@@ -586,4 +586,97 @@ fn gguf_mixes_option_types_and_the_fallback() {
     );
     let e = embd(&RequantizeOptions::default().with_token_embedding_type(Some(Q4_K))).unwrap_err();
     assert!(e.to_string().contains("token_embd.weight"), "{e}");
+}
+
+/// An importance matrix for `mix_llama`: seeded importances in (0, 4) for every weight matrix
+/// but `blk.3.attn_k.weight` (quantized without one, as llama-quantize does for a missing
+/// entry) and `output.weight`, an entry no tensor has, and a token-embedding entry of the
+/// wrong size (ignored, as llama.cpp ignores it); llama-imatrix's provenance keys.
+fn mix_imatrix() -> Imatrix {
+    let g = mix_llama();
+    let mut rng = Rng(2026);
+    let mut m = Imatrix::new();
+    for t in &g.tensors {
+        let name = t.info.name.as_str();
+        if t.info.dims.len() < 2 || name == "blk.3.attn_k.weight" || name == "output.weight" {
+            continue;
+        }
+        let n = if name == "token_embd.weight" {
+            7
+        } else {
+            t.info.dims[0] as usize
+        };
+        let w = (0..n)
+            .map(|_| ((rng.next() >> 40) as f32 + 1.0) / (1u64 << 22) as f32)
+            .collect();
+        m.insert(name, w).unwrap();
+    }
+    m.insert("blk.99.ffn_up.weight", vec![1.0; 256]).unwrap();
+    m.set_provenance(vec!["calibration.txt".into()], 12, 512);
+    m
+}
+
+/// With an importance matrix (written by lowbit in llama-imatrix's GGUF and legacy formats,
+/// read back by `Imatrix::read`), lowbit's files are byte for byte what `llama-quantize
+/// --imatrix` wrote from the same matrix file (`tests/data/gguf/mixes/llama_quantize_imatrix.sha256`).
+#[test]
+fn gguf_mixes_with_an_imatrix_are_llama_quantizes_files() {
+    let want: HashMap<String, String> = std::fs::read_to_string(data("gguf/mixes/llama_quantize_imatrix.sha256"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (h, f) = l.split_once("  ").unwrap();
+            (f.to_owned(), h.to_owned())
+        })
+        .collect();
+    let dir = std::env::var_os("LOWBIT_MIX_DIR").map(std::path::PathBuf::from);
+    let m = mix_imatrix();
+    let gguf = m.to_bytes().unwrap();
+    let dat = m.to_legacy_bytes().unwrap();
+    let mut differ = Vec::new();
+    for (file, bytes) in [("mix_llama.imatrix.gguf", &gguf), ("mix_llama.imatrix.dat", &dat)] {
+        if let Some(d) = &dir {
+            std::fs::write(d.join(file), bytes).unwrap();
+        }
+        if want.get(file) != Some(&sha256(bytes)) {
+            differ.push(file.to_owned());
+        }
+    }
+    let g = mix_llama();
+    let mut compared = 0;
+    // The digests cover the 14 quantized file types (all compared once); CI checks these
+    // eight, which take every path: Q4_0's ffn_down rule (Q4_1 with an imatrix), the K-quant
+    // searches, Q8_0's ignored weights, and the legacy file.
+    let runs = [
+        Target::Q4_0,
+        Target::Q2_K,
+        Target::Q3_K_S,
+        Target::Q4_K_M,
+        Target::Q5_K_M,
+        Target::Q6_K,
+        Target::Q8_0,
+    ]
+    .map(|t| (t, "mix_llama.imatrix.gguf", &gguf))
+    .into_iter()
+    .chain([(Target::Q4_K_M, "mix_llama.imatrix.dat", &dat)]);
+    for (target, matrix, bytes) in runs {
+        let read = Imatrix::read(bytes).unwrap();
+        let opts = RequantizeOptions::default().with_imatrix(matrix, read);
+        let (out, _) = g.requantize(target, &opts).unwrap();
+        let out = out.to_bytes().unwrap();
+        let ext = matrix.rsplit('.').next().unwrap();
+        let file = format!("mix_llama.{}.imatrix-{ext}.gguf", target.name().to_lowercase());
+        if let Some(d) = &dir {
+            std::fs::write(d.join(&file), &out).unwrap();
+        }
+        match want.get(&file) {
+            Some(h) if *h == sha256(&out) => compared += 1,
+            Some(_) => differ.push(file),
+            None if dir.is_some() => {}
+            None => differ.push(format!("{file} (no digest)")),
+        }
+    }
+    assert!(differ.is_empty(), "not llama-quantize's bytes: {differ:?}");
+    assert_eq!(compared, 8);
 }

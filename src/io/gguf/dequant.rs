@@ -75,6 +75,49 @@ fn q<B: GgmlBlock>(x: &[f32]) -> Result<Vec<u8>, crate::quant::Error> {
     Ok(bytemuck::cast_slice(&B::quantize(x)?).to_vec())
 }
 
+/// Rows of `n_per_row` values in matrices (experts) of `rows_per_mat` rows, each matrix with
+/// its `n_per_row` importances: what `llama_tensor_quantize_impl` hands `ggml_quantize_chunk`.
+fn qw<B: GgmlBlock>(
+    x: &[f32],
+    n_per_row: usize,
+    rows_per_mat: usize,
+    w: &[f32],
+) -> Result<Vec<u8>, crate::quant::Error> {
+    let mut out = Vec::with_capacity(x.len() / B::BLOCK * core::mem::size_of::<B>());
+    for (m, xs) in x.chunks(n_per_row * rows_per_mat.max(1)).enumerate() {
+        let wm = w.get(m * n_per_row..(m + 1) * n_per_row).unwrap_or(&[]);
+        out.extend_from_slice(bytemuck::cast_slice(&crate::compat::ggml::quantize_with_imatrix::<B>(
+            xs, n_per_row, wm,
+        )?));
+    }
+    Ok(out)
+}
+
+/// [`from_f32`] with importance weights (`weights` holds `n_per_row` values per matrix of
+/// `rows_per_mat` rows), as ggml's `quantize_<type>(.., quant_weights)`.
+pub(super) fn from_f32_weighted(
+    ty: GgmlType,
+    x: &[f32],
+    n_per_row: usize,
+    rows_per_mat: usize,
+    weights: &[f32],
+) -> Option<Result<Vec<u8>, crate::quant::Error>> {
+    let (n, r, w) = (n_per_row, rows_per_mat, weights);
+    Some(match ty {
+        GgmlType::Q4_0 => qw::<BlockQ4_0>(x, n, r, w),
+        GgmlType::Q4_1 => qw::<BlockQ4_1>(x, n, r, w),
+        GgmlType::Q5_0 => qw::<BlockQ5_0>(x, n, r, w),
+        GgmlType::Q5_1 => qw::<BlockQ5_1>(x, n, r, w),
+        GgmlType::Q8_0 => qw::<BlockQ8_0>(x, n, r, w),
+        GgmlType::Q2_K => qw::<BlockQ2_K>(x, n, r, w),
+        GgmlType::Q3_K => qw::<BlockQ3_K>(x, n, r, w),
+        GgmlType::Q4_K => qw::<BlockQ4_K>(x, n, r, w),
+        GgmlType::Q5_K => qw::<BlockQ5_K>(x, n, r, w),
+        GgmlType::Q6_K => qw::<BlockQ6_K>(x, n, r, w),
+        _ => return None,
+    })
+}
+
 /// `x` quantized to the block type `ty` with ggml's reference quantizer; `None` for a type
 /// that is not one of [`writable_block`].
 pub(super) fn from_f32(ty: GgmlType, x: &[f32]) -> Option<Result<Vec<u8>, crate::quant::Error>> {

@@ -11,7 +11,8 @@
 //!   `<name>.in_sum2` (F32, `[n_per_row, n_mat]`, the sums of squares) and `<name>.counts` (F32,
 //!   `[1, n_mat]`, the activations counted); keys `imatrix.datasets` (array of strings),
 //!   `imatrix.chunk_count` and `imatrix.chunk_size` (`u32`). An entry's importance is
-//!   `in_sum2 / count` for each matrix, and `1.0` for a matrix that never got a count.
+//!   `in_sum2 / count` for each matrix (the count rounded to an integer first), and `1.0` for a
+//!   matrix that never got a count.
 //! - **Legacy `.dat`**: `i32` entry count, then per entry `i32` name length, the name, `i32`
 //!   `ncall`, `i32` value count and the values (`f32`, the mean times `ncall`), then optionally
 //!   `i32` chunk count, `i32` dataset-name length and the dataset name; all little-endian. An
@@ -194,7 +195,9 @@ impl Imatrix {
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect()
             };
-            let (sums_v, counts_v) = (f32s(sums), f32s(counts));
+            let sums_v = f32s(sums);
+            // llama.cpp rounds the counts to integers (`lround`) before it divides by them.
+            let counts_v: Vec<f32> = f32s(counts).iter().map(|&c| lround(c) as f32).collect();
             let ne0 = ne0 as usize;
             let mut values = Vec::with_capacity(sums_v.len());
             for (row, &count) in sums_v.chunks_exact(ne0).zip(&counts_v) {
@@ -228,10 +231,10 @@ impl Imatrix {
     /// values.
     ///
     /// # Errors
-    /// [`Error::Truncated`] for a file that ends inside a field, [`Error::CountTooLarge`] for
-    /// a length the bytes left cannot hold, [`Error::Imatrix`] for an entry count below 1, a
-    /// negative name length, a value count below 1, non-finite importances, or a damaged
-    /// trailer.
+    /// [`Error::Truncated`] for a file that ends inside a field (the trailer included),
+    /// [`Error::CountTooLarge`] for a length the bytes left cannot hold, [`Error::Imatrix`] for
+    /// an entry count below 1, a negative name length, a value count below 1, or non-finite
+    /// importances.
     pub fn read_legacy(bytes: &[u8]) -> Result<Self, Error> {
         let mut r = Cursor { bytes, pos: 0 };
         let n_entries = r.i32("entry count")?;
@@ -264,15 +267,18 @@ impl Imatrix {
             check_finite(&name, &values)?;
             entries.insert(name, Entry { values, n_mat: 1 });
         }
+        // The trailer (chunk count, dataset name) is optional; as in llama.cpp a negative count
+        // counts no chunks and a name of length 0 or less is no dataset.
         let mut chunk_count = 0;
         let mut datasets = Vec::new();
         if r.pos < bytes.len() {
-            let chunks = r.i32("imatrix chunk count")?;
-            chunk_count = u32::try_from(chunks).map_err(|_| imatrix_error("", format!("chunk count {chunks}")))?;
+            chunk_count = u32::try_from(r.i32("imatrix chunk count")?).unwrap_or(0);
             let len = r.i32("imatrix dataset name length")?;
-            let len = usize::try_from(len).map_err(|_| imatrix_error("", format!("dataset name length {len}")))?;
-            let name = r.take(len, "imatrix dataset name")?;
-            datasets.push(String::from_utf8_lossy(name).into_owned());
+            if let Ok(len @ 1..) = usize::try_from(len) {
+                let name = r.take(len, "imatrix dataset name")?;
+                let name = name.split(|&b| b == 0).next().unwrap_or(&[]);
+                datasets.push(String::from_utf8_lossy(name).into_owned());
+            }
         }
         Ok(Self {
             entries,
@@ -494,6 +500,11 @@ impl Imatrix {
         out.extend(dataset.as_bytes());
         Ok(out)
     }
+}
+
+/// C's `lround` (half away from zero), saturating where C's is undefined (NaN gives 0).
+fn lround(x: f32) -> i64 {
+    x.round() as i64
 }
 
 /// A little-endian reader over untrusted bytes.

@@ -391,7 +391,7 @@ pub(super) struct TypeChooser<'a> {
     opts: &'a RequantizeOptions,
     target: Target,
     model: Model,
-    /// `has_imatrix`: lowbit quantizes without an importance matrix for now.
+    /// `has_imatrix`: an importance matrix with entries was given.
     has_imatrix: bool,
     i_attention_wv: i64,
     i_ffn_down: i64,
@@ -411,7 +411,7 @@ impl<'a> TypeChooser<'a> {
             opts,
             target,
             model: Model::new(metadata, tensors),
-            has_imatrix: false,
+            has_imatrix: opts.active_imatrix().is_some(),
             i_attention_wv: 0,
             i_ffn_down: 0,
             i_ffn_gate: 0,

@@ -1,13 +1,16 @@
 //! Re-quantization of a GGUF model as llama.cpp's `llama-quantize` does it
 //! (`src/llama-quant.cpp`: `llama_model_quantize_impl`; the type of each tensor is
-//! [`super::mix`]'s), for the types lowbit has, without an importance matrix.
+//! [`super::mix`]'s), for the types lowbit has, with or without an importance matrix.
 
 use std::borrow::Cow;
 use std::io::{Read, Seek, Write};
 
+use super::dequant::from_f32_weighted;
 use super::dequant::{from_f32, readable, to_f32, to_half, writable_block};
 use super::mix::{parse_layer, TypeChooser};
-use super::{Error, GgmlType, Gguf, GgufReader, GgufWriter, Metadata, Target, Tensor, TensorInfo, Value, VERSION};
+use super::{
+    Error, GgmlType, Gguf, GgufReader, GgufWriter, Imatrix, Metadata, Target, Tensor, TensorInfo, Value, VERSION,
+};
 
 /// `llama-quantize`'s options that apply to the targets lowbit has. The default is
 /// `llama-quantize`'s default.
@@ -40,6 +43,14 @@ pub struct RequantizeOptions {
     /// `--allow-requantize`: convert tensors that are already quantized (lowbit dequantizes
     /// the block types it has, Q4_0 to Q8_K).
     pub allow_requantize: bool,
+    /// `--imatrix FILE`: the importance matrix ([`Imatrix::read`]; filter it first with
+    /// [`Imatrix::include`] / [`Imatrix::exclude`] for `--include-weights` /
+    /// `--exclude-weights`). See [`requantize`] for what it changes. An empty matrix counts
+    /// as none, as in `llama-quantize`.
+    pub imatrix: Option<Imatrix>,
+    /// The file name recorded as `quantize.imatrix.file` (`llama-quantize` records the path
+    /// it was given, cut to 127 bytes).
+    pub imatrix_file: String,
 }
 
 impl RequantizeOptions {
@@ -76,6 +87,20 @@ impl RequantizeOptions {
     pub fn with_allow_requantize(mut self, allow: bool) -> Self {
         self.allow_requantize = allow;
         self
+    }
+
+    /// With an importance matrix read from the file named `file` (the name recorded in the
+    /// output, see [`RequantizeOptions::imatrix_file`]).
+    #[must_use]
+    pub fn with_imatrix(mut self, file: impl Into<String>, imatrix: Imatrix) -> Self {
+        self.imatrix_file = file.into();
+        self.imatrix = Some(imatrix);
+        self
+    }
+
+    /// The importance matrix if it has entries (`llama-quantize` ignores an empty one).
+    pub(super) fn active_imatrix(&self) -> Option<&Imatrix> {
+        self.imatrix.as_ref().filter(|m| !m.is_empty())
     }
 }
 
@@ -165,6 +190,24 @@ fn plan(metadata: &Metadata, tensors: &[TensorInfo], target: Target, opts: &Requ
     for key in ["split.no", "split.count", "split.tensors.count"] {
         meta.remove(key);
     }
+    if let Some(m) = opts.active_imatrix() {
+        // llama-quantize's key/value overrides, in its order, strings cut to 127 bytes.
+        let cut = |s: &str| {
+            let mut end = s.len().min(127);
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s[..end].to_owned()
+        };
+        meta.set_last("quantize.imatrix.file", cut(&opts.imatrix_file));
+        if let Some(d) = m.datasets().first() {
+            meta.set_last("quantize.imatrix.dataset", cut(d));
+        }
+        meta.set_last("quantize.imatrix.entries_count", m.len() as u32);
+        if m.chunk_count() > 0 {
+            meta.set_last("quantize.imatrix.chunks_count", m.chunk_count());
+        }
+    }
 
     let mut chooser = TypeChooser::new(metadata, tensors, target, opts);
 
@@ -234,11 +277,21 @@ fn check_convertible(t: &TensorInfo, opts: &RequantizeOptions) -> Result<(), Err
     })
 }
 
-/// A tensor's data in `to`, converted through `f32` as llama-quantize does.
-fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d, [u8]>, Error> {
+/// A tensor's data in `to`, converted through `f32` as llama-quantize does, with the
+/// importance matrix's weights for it when there are some.
+fn convert<'d>(
+    data: &'d [u8],
+    from: &TensorInfo,
+    to: GgmlType,
+    opts: &RequantizeOptions,
+) -> Result<Cow<'d, [u8]>, Error> {
     if from.ty == to {
         return Ok(Cow::Borrowed(data));
     }
+    let weights = match opts.active_imatrix() {
+        Some(m) => m.for_tensor(from)?,
+        None => None,
+    };
     let name = || from.name.clone();
     let quant = |source| Error::Quant { tensor: name(), source };
     let n = usize::try_from(from.n_elements()).map_err(|_| Error::TensorTooLarge { tensor: name() })?;
@@ -264,7 +317,13 @@ fn convert<'d>(data: &'d [u8], from: &TensorInfo, to: GgmlType) -> Result<Cow<'d
             tensor: name(),
             index: i as u64,
         })?,
-        _ => match from_f32(to, &x) {
+        _ => match weights.map_or_else(
+            || from_f32(to, &x),
+            |w| {
+                let dim = |i: usize| from.dims.get(i).map_or(1, |&d| d as usize);
+                from_f32_weighted(to, &x, dim(0), dim(1), w)
+            },
+        ) {
             Some(b) => b.map_err(quant)?,
             None => {
                 return Err(Error::Unsupported {
@@ -356,9 +415,17 @@ pub fn requantize_plan(
 ///   [`RequantizeOptions::token_embedding_type`], do not fall back, as in llama.cpp: rows
 ///   that are not whole blocks of that type are an error. (A tied `token_embd.weight` that
 ///   takes `output_tensor_type` falls back, as in llama.cpp.)
+/// - **Importance matrix** ([`RequantizeOptions::imatrix`], `--imatrix`): each quantized
+///   tensor with an entry of its size ([`Imatrix::for_tensor`]: row length × experts) is
+///   quantized with those per-column weights ([`crate::compat::ggml::quantize_with_imatrix`],
+///   ggml's `quantize_<type>(.., quant_weights)`; each expert with its own slice); a tensor
+///   without an entry is quantized without; an entry of another size is an error, except for
+///   `token_embd.weight`. The `Q4_0` and `Q5_0` mixes then give `ffn_down` of the first eighth
+///   of the layers `Q4_1` / `Q5_1`, and the output gets `quantize.imatrix.file`,
+///   `quantize.imatrix.dataset` (the first dataset), `quantize.imatrix.entries_count` and
+///   `quantize.imatrix.chunks_count` (when above 0), as `llama-quantize` writes them.
 /// - **Sources**: F32, F16 and BF16 tensors are converted through `f32` with ggml's reference
-///   quantizers ([`crate::compat::ggml`], what llama-quantize runs without an importance
-///   matrix) or round-to-nearest-even casts; quantized sources only with
+///   quantizers ([`crate::compat::ggml`]) or round-to-nearest-even casts; quantized sources only with
 ///   [`RequantizeOptions::allow_requantize`] (and only the block types lowbit has); NaN,
 ///   infinities and values that overflow the target are refused, as llama.cpp's
 ///   `ggml_validate_row_data` refuses them.
@@ -375,7 +442,8 @@ pub fn requantize_plan(
 /// with `-DGGML_NATIVE=OFF`; `tests/data/gguf/mixes/`): for an 8-layer GQA llama of width 256
 /// (its `ffn_down` rows of 640 falling back) and MiniLM's layer 0 as `bert` (rows of 384), the
 /// files of every [`Target`], and with the options above, are `llama-quantize`'s byte for
-/// byte; and the type of every tensor
+/// byte, and so are the llama's files of every quantized [`Target`] with an importance matrix
+/// (given in either file format); and the type of every tensor
 /// of eight model layouts (LLaMA-7B, a small GQA llama with tied embeddings, a 70B llama,
 /// Mixtral-8x7B, Qwen2-7B, Falcon-7B, Gemma-2B, MiniLM) for every [`Target`] is the one
 /// llama.cpp's own `llama_quant_compute_types` picks.
@@ -424,7 +492,7 @@ pub fn requantize<R: Read + Seek, W: Write>(
     for (&i, info) in plan.order.iter().zip(&plan.out) {
         let data = reader.read_tensor(i)?;
         let from = &reader.tensors()[i];
-        w.write_tensor(&convert(&data, from, info.ty)?)?;
+        w.write_tensor(&convert(&data, from, info.ty, options)?)?;
     }
     w.finish()?;
     Ok(plan.report)
@@ -440,7 +508,7 @@ pub(super) fn requantize_gguf(
     let mut tensors = Vec::with_capacity(plan.out.len());
     for (&i, info) in plan.order.iter().zip(plan.out) {
         let t = &src.tensors[i];
-        let data = convert(&t.data, &t.info, info.ty)?.into_owned();
+        let data = convert(&t.data, &t.info, info.ty, options)?.into_owned();
         super::check_size(&info, data.len())?;
         tensors.push(Tensor {
             info,

@@ -110,7 +110,11 @@ fn gguf_damage_is_an_error() {
         Imatrix::read(&g.to_bytes().unwrap()),
         Err(Error::Imatrix { .. })
     ));
-    let g = gguf_imatrix(&[1.0, 2.0], 2, &[1e-45]);
+    // A count below one half rounds to 0 (no data: importance 1), as llama.cpp's `lround`.
+    let g = gguf_imatrix(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, &[1e-45, 2.4, 2.5]);
+    let m = Imatrix::read(&g.to_bytes().unwrap()).unwrap();
+    assert_eq!(m.get("w").unwrap(), &[1.0, 1.0, 1.5, 2.0, 5.0 / 3.0, 2.0]);
+    let g = gguf_imatrix(&[f32::INFINITY, 2.0], 2, &[1.0]);
     assert!(matches!(
         Imatrix::read(&g.to_bytes().unwrap()),
         Err(Error::Imatrix { .. })
