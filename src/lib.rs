@@ -126,6 +126,8 @@ pub mod metrics;
 mod non_finite;
 pub mod quant;
 pub mod scheme;
+#[cfg(test)]
+mod testing;
 
 /// The `bytemuck` crate, whose `Pod` casts this crate's block types support (ggml blocks as
 /// bytes), re-exported so that the versions match.

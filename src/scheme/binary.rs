@@ -208,16 +208,9 @@ mod tests {
     /// take the walker's fixed-block, staged and whole-tensor paths.
     #[test]
     fn walker_equals_definition() {
-        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = crate::testing::XorShift(0x9e37_79b9_7f4a_7c15);
         for (rows, cols) in [(1, 1), (3, 7), (2, 64), (5, 100), (4, 256), (1, 1000)] {
-            let x: Vec<f32> = (0..rows * cols)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
-                })
-                .collect();
+            let x: Vec<f32> = (0..rows * cols).map(|_| rng.centered() * 3.0).collect();
             let b = Binary::quantize(&x, rows).unwrap();
             let want_alpha: Vec<f32> = x.chunks(cols).map(|r| mean_abs(r) as f32).collect();
             assert_eq!(b.alphas(), want_alpha);

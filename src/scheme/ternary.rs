@@ -253,16 +253,9 @@ mod tests {
     /// the walker's fixed-block, staged and whole-tensor paths.
     #[test]
     fn walker_equals_definition() {
-        let mut s = 0x2545_f491_4f6c_dd1du64;
+        let mut rng = crate::testing::XorShift(0x2545_f491_4f6c_dd1d);
         for (rows, cols) in [(1, 1), (3, 7), (2, 64), (5, 100), (4, 256), (1, 1000)] {
-            let x: Vec<f32> = (0..rows * cols)
-                .map(|_| {
-                    s ^= s << 13;
-                    s ^= s >> 7;
-                    s ^= s << 17;
-                    ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 3.0
-                })
-                .collect();
+            let x: Vec<f32> = (0..rows * cols).map(|_| rng.centered() * 3.0).collect();
             let t = Ternary::quantize(&x, rows).unwrap();
             let mut y = vec![0f32; x.len()];
             t.dequantize(&mut y).unwrap();

@@ -380,15 +380,8 @@ mod tests {
     /// The dispatched path (AVX2 where the CPU has it) against the portable loop, bit for bit.
     #[test]
     fn simd_parity() {
-        let mut s = 0x2545_f491_4f6c_dd1du64;
-        let mut x: Vec<f32> = (0..4099)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect();
+        let mut rng = crate::testing::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut x: Vec<f32> = (0..4099).map(|_| rng.centered() * 4.0).collect();
         // A block holding 1.0 (absmax 1) and every bound and its neighbours: exact ties.
         let nf4 = Codebook::nf4();
         let fp4 = Codebook::bnb_fp4();

@@ -27,15 +27,9 @@ fn mxint8_block_at_f32_max_stays_finite() {
 /// bit, on every element format and rule, with specials under `Propagate`.
 #[test]
 fn dispatched_equals_portable() {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = crate::testing::XorShift(0x2545_f491_4f6c_dd1d);
     let mut x: Vec<f32> = (0..4096)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            u * 2f32.powi((i / 32 % 40) - 20)
-        })
+        .map(|i| rng.centered() * 2f32.powi((i / 32 % 40) - 20))
         .collect();
     x[100] = f32::NAN;
     x[300] = f32::INFINITY;

@@ -14,13 +14,8 @@ fn bytes(b: &[BlockQ8_0]) -> &[u8] {
 /// subnormal and huge blocks, NaN and infinity, every tail length.
 #[test]
 fn q8_0_fast_paths_equal_blockwise() {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut rnd = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
+    let mut rng = crate::testing::XorShift(0x2545_f491_4f6c_dd1d);
+    let mut rnd = move || rng.next_u64();
     let mut x = Vec::new();
     for b in 0..400 {
         let r = rnd();
