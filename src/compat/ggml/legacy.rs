@@ -201,17 +201,26 @@ fn q4_0(xs: &[f32; QK], i: usize) -> Result<BlockQ4_0, Error> {
     let (d, id) = signed_scale(xs, 8.0, i)?;
     b.d = d;
     let Some(id) = id else { return Ok(b) };
+    b.qs = nibbles(xs, |v| v * id + 8.5);
+    Ok(b)
+}
+
+/// The 4-bit codes of `Q4_0` and `Q4_1` from their offset values `t(x)`: `MIN(15, (int8_t)t)`
+/// clamped at 0 too, the first half of the block in the low nibbles.
+#[inline(always)]
+fn nibbles(xs: &[f32; QK], t: impl Fn(f32) -> f32) -> [u8; QK / 2] {
     let mut q = [0u8; QK];
     for (c, &v) in q.iter_mut().zip(xs) {
-        let t = v * id + 8.5;
+        let t = t(v);
         let t = if t > 15.0 { 15.0 } else { t };
         let t = if t > 0.0 { t } else { 0.0 };
         *c = int(trunc_pos(t)) as u8;
     }
+    let mut qs = [0u8; QK / 2];
     for j in 0..QK / 2 {
-        b.qs[j] = q[j] | (q[j + QK / 2] << 4);
+        qs[j] = q[j] | (q[j + QK / 2] << 4);
     }
-    Ok(b)
+    qs
 }
 
 /// `Q4_1` of one block, as `quantize_row_q4_1_ref`.
@@ -221,16 +230,7 @@ fn q4_1(xs: &[f32; QK], i: usize) -> Result<BlockQ4_1, Error> {
     let (d, m, min, id) = affine_scale(xs, 15.0, i)?;
     (b.d, b.m) = (d, m);
     let Some(id) = id else { return Ok(b) };
-    let mut q = [0u8; QK];
-    for (c, &v) in q.iter_mut().zip(xs) {
-        let t = (v - min) * id + 0.5;
-        let t = if t > 15.0 { 15.0 } else { t };
-        let t = if t > 0.0 { t } else { 0.0 };
-        *c = int(trunc_pos(t)) as u8;
-    }
-    for j in 0..QK / 2 {
-        b.qs[j] = q[j] | (q[j + QK / 2] << 4);
-    }
+    b.qs = nibbles(xs, |v| (v - min) * id + 0.5);
     Ok(b)
 }
 
