@@ -463,6 +463,35 @@ fn bad_input_is_an_error() {
     assert_eq!(two.dequantize(&z).unwrap(), [0.0; 16]);
 }
 
+/// Fuzz finding F33: under `TensorScale::FromAmax`, a tensor whose amax is below
+/// `2688 × 2^-150` got the tensor scale `amax / 2688 = 0`: its all-zero blocks the NaN scale
+/// (finite data dequantized to NaN), and a `Quantized` that `from_bytes` refuses (a zero tensor
+/// scale is `ScaleOutOfRange`). Such a tensor codes as zeros under a tensor scale of 1, as an
+/// all-zero one; from `2688 × 2^-150` up the scale is torchao's.
+#[test]
+fn nvfp4_tensor_scale_never_underflows_to_zero() {
+    use lowbit::quant::Quantized;
+    let two = Nvfp4Quantizer::new(TensorScale::FromAmax).unwrap();
+    let tiny = |k: u32| f32::from_bits(k); // k × 2^-149
+    for amax in [tiny(1), tiny(700), tiny(1343), tiny(1344)] {
+        for x in [vec![amax; 16], [vec![amax, -amax], vec![0.0; 30]].concat()] {
+            let z = two.quantize(&x).unwrap();
+            assert_eq!(z.tensor_scale(), Some(1.0), "amax {amax:e}");
+            assert!(!z.has_non_finite_scales());
+            let y = two.dequantize(&z).unwrap();
+            assert!(y.iter().all(|&v| v == 0.0), "amax {amax:e}: {y:?}");
+            assert_eq!(Quantized::from_bytes(&z.to_bytes()).unwrap(), z);
+            let mut f = vec![f32::NAN; x.len()];
+            two.fake_quantize(&x, &mut f).unwrap();
+            assert!(f.iter().all(|&v| v == 0.0));
+        }
+    }
+    // Just above, torchao's scale (the smallest subnormal).
+    let z = two.quantize(&[tiny(1345); 16]).unwrap();
+    assert_eq!(z.tensor_scale(), Some(tiny(1)));
+    assert_eq!(Quantized::from_bytes(&z.to_bytes()).unwrap(), z);
+}
+
 mod props {
     use super::*;
     use lowbit::FloatFormat;
