@@ -486,10 +486,29 @@ fn nvfp4_tensor_scale_never_underflows_to_zero() {
             assert!(f.iter().all(|&v| v == 0.0));
         }
     }
-    // Just above, torchao's scale (the smallest subnormal).
-    let z = two.quantize(&[tiny(1345); 16]).unwrap();
-    assert_eq!(z.tensor_scale(), Some(tiny(1)));
-    assert_eq!(Quantized::from_bytes(&z.to_bytes()).unwrap(), z);
+    // F34: up to an amax of about 5.07e-34 torchao's tensor scale makes the element multiplier
+    // of the smallest block scale overflow (zeros came back nonzero, errors reached amax / 2);
+    // such tensors take the scale 1 too, and code as zeros.
+    for amax in [tiny(1345), 1e-37, 1e-36, 1e-35, 5e-34] {
+        let x = [vec![amax, -amax * 0.5, amax * 0.25], vec![0.0; 13], vec![0.0; 16]].concat();
+        let z = two.quantize(&x).unwrap();
+        assert_eq!(z.tensor_scale(), Some(1.0), "amax {amax:e}");
+        let y = two.dequantize(&z).unwrap();
+        assert!(y.iter().all(|&v| v == 0.0), "amax {amax:e}: {y:?}");
+    }
+    // Above, torchao's scale, and zeros stay zeros.
+    for amax in [6e-34f32, 1e-33, 1e-30] {
+        let x = [vec![amax, -amax * 0.5, amax * 0.25], vec![0.0; 13], vec![0.0; 16]].concat();
+        let z = two.quantize(&x).unwrap();
+        assert_eq!(z.tensor_scale(), Some(amax / 2688.0), "amax {amax:e}");
+        assert_eq!(Quantized::from_bytes(&z.to_bytes()).unwrap(), z);
+        let y = two.dequantize(&z).unwrap();
+        assert!(y[3..].iter().all(|&v| v == 0.0), "amax {amax:e}: {y:?}");
+        assert!(
+            x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= amax / 2.0),
+            "amax {amax:e}: {y:?}"
+        );
+    }
 }
 
 mod props {

@@ -15,9 +15,10 @@ pub enum TensorScale {
     #[default]
     None,
     /// `amax(|x|) / (448 × 6)` of the whole tensor (torchao's `per_tensor_amax_to_scale`);
-    /// 1 where that is 0, for an all-zero tensor or an amax below `2688 × 2^-150` (about
-    /// 1.9e-42, where the division underflows; torchao then divides 0 by 0 and every value
-    /// dequantizes to 0 or NaN), so such a tensor codes as zeros; NaN or infinity for a tensor
+    /// 1 for an all-zero tensor or an amax below about 5.07e-34 (where the division
+    /// underflows, or the element multiplier `(1 / t) / 2^-6` of a block overflows: torchao
+    /// then gives NaN blocks, or zeros that dequantize to nonzero values), so such a tensor
+    /// codes as zeros; NaN or infinity for a tensor
     /// holding one under [`NonFinite::Propagate`], as torchao.
     FromAmax,
     /// A scale of your own (finite and positive), e.g. from a calibrated amax.
@@ -115,9 +116,16 @@ impl Nvfp4Quantizer {
                 // An all-zero tensor would get a zero tensor scale, and torchao then NaN
                 // blocks (0 / 0); so would a tensor whose amax / 2688 underflows (amax below
                 // 2688 × 2^-150, about 1.9e-42), and a zero tensor scale cannot be stored
-                // (fuzz finding F33). A scale of 1 codes such a tensor as zeros.
+                // (fuzz finding F33). Below about 5.07e-34 the element multiplier of a block
+                // with the smallest scale, `(1 / t) / 2^-6`, overflows: torchao's codes then
+                // turn zeros into nonzero values and errors reach amax / 2 (F34). A scale of 1
+                // codes such a tensor as zeros, within amax of every value.
                 let t = math::nvfp4_tensor_scale(amax);
-                Some(if t == 0.0 { 1.0 } else { t })
+                Some(if t == 0.0 || (t.is_finite() && !((1.0 / t) * 64.0).is_finite()) {
+                    1.0
+                } else {
+                    t
+                })
             }
         };
         Ok(Nvfp4Kernel {
