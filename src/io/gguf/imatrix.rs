@@ -435,8 +435,12 @@ impl Imatrix {
     /// values bit for bit.
     ///
     /// # Errors
-    /// [`Error::TensorTooLarge`] for an entry too large for a GGUF tensor.
+    /// [`Error::Imatrix`] for a matrix without entries (llama.cpp refuses a file without
+    /// tensors), [`Error::TensorTooLarge`] for an entry too large for a GGUF tensor.
     pub fn to_gguf(&self) -> Result<Gguf<'static>, Error> {
+        if self.is_empty() {
+            return Err(imatrix_error("", "no entries to write"));
+        }
         let mut g = Gguf::new();
         g.metadata.insert("general.type", "imatrix");
         let datasets: Vec<&str> = self.datasets.iter().map(String::as_str).collect();
@@ -476,9 +480,13 @@ impl Imatrix {
     /// that format: an entry of several matrices is written as one row of all their values.
     ///
     /// # Errors
-    /// [`Error::Imatrix`] for more entries, longer names or more values than an `i32` counts,
-    /// or an entry name with a NUL byte (it would be cut there when read).
+    /// [`Error::Imatrix`] for no entries (llama.cpp refuses a file without), more entries,
+    /// longer names or more values than an `i32` counts, or an entry name with a NUL byte (it
+    /// would be cut there when read).
     pub fn to_legacy_bytes(&self) -> Result<Vec<u8>, Error> {
+        if self.is_empty() {
+            return Err(imatrix_error("", "no entries to write"));
+        }
         let i32_of = |n: usize, what: &str| {
             i32::try_from(n).map_err(|_| imatrix_error(what, format!("{n} is more than an i32 counts")))
         };

@@ -162,3 +162,16 @@ fn lookup_as_llama_quantize() {
     assert!(m.insert("x", vec![f32::INFINITY]).is_err());
     assert!(m.insert_experts("x", vec![1.0; 3], 2).is_err());
 }
+
+#[test]
+fn an_empty_matrix_is_not_written() {
+    // llama.cpp refuses files without entries, so lowbit does not write them; a GGUF file
+    // whose tensors are none of an imatrix's reads as an empty matrix, as there.
+    let m = Imatrix::new();
+    assert!(m.to_bytes().is_err() && m.to_legacy_bytes().is_err());
+    let mut g = gguf_imatrix(&[1.0, 2.0], 2, &[1.0]);
+    g.tensors[0].info.name = "w.other".into();
+    g.tensors[1].info.name = "w.more".into();
+    let m = Imatrix::read(&g.to_bytes().unwrap()).unwrap();
+    assert!(m.is_empty());
+}
