@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use super::k_search::{make_qkx_quants, make_qx_quants, nearest_int, Search, GROUP_MAX_EPS};
-use super::{half, half_checked, sealed::Sealed, GgmlBlock, GgmlType, QK_K};
+use super::{half, half_checked, sealed::Sealed, value, GgmlBlock, GgmlType, QK_K};
 use crate::quant::Error;
 
 /// ggml's `block_q8_K`: an `f32` scale, 256 signed 8-bit codes and the sums of each 16 codes
@@ -137,6 +137,7 @@ impl Sealed for BlockQ8_K {
         Ok(b)
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
         for (y, &q) in out.iter_mut().zip(&self.qs) {
             *y = self.d * f32::from(q);
@@ -173,7 +174,7 @@ pub(super) fn q6_k(x: &[f32; QK_K], qw: Option<&[f32]>, group: usize) -> Result<
     for (o, &s) in b.scales.iter_mut().zip(&scales) {
         *o = nearest_int(iscale * s).min(127) as i8;
     }
-    let dd = b.d.to_f32();
+    let dd = value(b.d);
     for j in 0..QK_K / 16 {
         let d = dd * f32::from(b.scales[j]);
         if d == 0.0 {
@@ -204,8 +205,9 @@ impl Sealed for BlockQ6_K {
         q6_k(super_block(x, group)?, None, group)
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
+        let d = value(self.d);
         for h in 0..2 {
             let (ql, qh, sc) = (&self.ql[64 * h..], &self.qh[32 * h..], &self.scales[8 * h..]);
             let y = &mut out[128 * h..128 * h + 128];
@@ -309,7 +311,7 @@ fn k_scales_ref(x: &[f32; QK_K], s: Search, group: usize) -> Result<KScales, Err
 /// The final codes of a `Q4_K`/`Q5_K` super-block: each sub-block re-quantized with its
 /// stored (half × 6-bit) scale and minimum.
 pub(super) fn k_codes(x: &[f32; QK_K], k: &mut KScales, nmax: i32) {
-    let (dd, dm) = (k.d.to_f32(), k.dmin.to_f32());
+    let (dd, dm) = (value(k.d), value(k.dmin));
     for j in 0..8 {
         let (sc, m) = get_scale_min_k4(j, &k.scales);
         let d = dd * f32::from(sc);
@@ -386,34 +388,29 @@ const Q5K_REF: Search = Search {
     use_mad: false,
 };
 
-/// `d × scale × code - dmin × min` over the 8 sub-blocks; `code(j)` is element `j`'s code.
-#[inline(always)]
-fn dequantize_k(d: f16, dmin: f16, scales: &[u8; 12], out: &mut [f32], code: impl Fn(usize) -> u8) {
-    let (d, min) = (d.to_f32(), dmin.to_f32());
-    for (j, ys) in out.chunks_exact_mut(32).enumerate() {
-        let (sc, m) = get_scale_min_k4(j, scales);
-        let (dl, ml) = (d * f32::from(sc), min * f32::from(m));
-        for (i, y) in ys.iter_mut().enumerate() {
-            *y = dl * f32::from(code(32 * j + i)) - ml;
-        }
-    }
-}
-
 impl Sealed for BlockQ4_K {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         let x = super_block(x, group)?;
         Ok(q4_k_from(x, k_scales_ref(x, Q4K_REF, group)?))
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        dequantize_k(self.d, self.dmin, &self.scales, out, |e| {
-            let q = self.qs[32 * (e / 64) + e % 32];
-            if e % 64 < 32 {
-                q & 0xf
-            } else {
-                q >> 4
+        // `dequantize_row_q4_K`'s loop: 64 values a step, the low nibbles then the high ones
+        // of the same 32 bytes, with fixed bounds so that the inner loop vectorises.
+        let (d, min) = (value(self.d), value(self.dmin));
+        for j in 0..QK_K / 64 {
+            let (sc1, m1) = get_scale_min_k4(2 * j, &self.scales);
+            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &self.scales);
+            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let q: &[u8; 32] = self.qs[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
+            let y = &mut out[64 * j..64 * j + 64];
+            for l in 0..32 {
+                y[l] = d1 * f32::from(q[l] & 0xf) - m1;
+                y[l + 32] = d2 * f32::from(q[l] >> 4) - m2;
             }
-        });
+        }
     }
 }
 
@@ -428,13 +425,25 @@ impl Sealed for BlockQ5_K {
         Ok(q5_k_from(x, k_scales_ref(x, Q5K_REF, group)?))
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        dequantize_k(self.d, self.dmin, &self.scales, out, |e| {
-            let q = self.qs[32 * (e / 64) + e % 32];
-            let sub = e / 32; // the high bit of sub-block `sub` is bit `sub` of qh
-            let hi = if self.qh[e % 32] & (1 << sub) != 0 { 16 } else { 0 };
-            (if e % 64 < 32 { q & 0xf } else { q >> 4 }) + hi
-        });
+        // `dequantize_row_q5_K`'s loop (as Q4_K's); the fifth bit of sub-block `s` is bit `s`
+        // of `qh`.
+        let (d, min) = (value(self.d), value(self.dmin));
+        for j in 0..QK_K / 64 {
+            let (sc1, m1) = get_scale_min_k4(2 * j, &self.scales);
+            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &self.scales);
+            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
+            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
+            let q: &[u8; 32] = self.qs[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
+            let y = &mut out[64 * j..64 * j + 64];
+            for l in 0..32 {
+                let h = self.qh[l];
+                y[l] = d1 * f32::from((q[l] & 0xf) + if h & u1 != 0 { 16 } else { 0 }) - m1;
+                y[l + 32] = d2 * f32::from((q[l] >> 4) + if h & u2 != 0 { 16 } else { 0 }) - m2;
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use half::f16;
 
 use super::k_quants::super_block;
 use super::k_search::{make_q3_quants, make_qkx_quants, nearest_int, Search};
-use super::{half, half_checked, sealed::Sealed, GgmlBlock, GgmlType, QK_K};
+use super::{half, half_checked, sealed::Sealed, value, GgmlBlock, GgmlType, QK_K};
 use crate::quant::Error;
 
 /// ggml's `block_q2_K`: 2-bit codes in 16 sub-blocks of 16, each with a 4-bit scale and
@@ -86,7 +86,7 @@ pub(super) fn pack_q3_scales(ls: &[u8; 16]) -> [u8; 12] {
 /// The end of `Q3_K` quantization: re-quantize each sub-block with its stored scale, split
 /// off the high bits.
 pub(super) fn q3_k_finish(x: &[f32; QK_K], l: &mut [i8; QK_K], d: f16, scales: [u8; 12]) -> BlockQ3_K {
-    let dd = d.to_f32();
+    let dd = value(d);
     for j in 0..16 {
         let sc = q3_scale(&scales, j) as i8 - 32;
         let d = dd * f32::from(sc);
@@ -143,8 +143,9 @@ impl Sealed for BlockQ3_K {
         Ok(q3_k_finish(x, &mut l, d, packed))
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let d_all = self.d.to_f32();
+        let d_all = value(self.d);
         for (j, ys) in out.chunks_exact_mut(16).enumerate() {
             let dl = d_all * f32::from(q3_scale(&self.scales, j) as i8 - 32);
             for (i, y) in ys.iter_mut().enumerate() {
@@ -168,7 +169,7 @@ impl GgmlBlock for BlockQ3_K {
 /// The end of `Q2_K` quantization: re-quantize each sub-block with its stored scale and
 /// minimum, pack.
 pub(super) fn q2_k_finish(x: &[f32; QK_K], l: &mut [u8; QK_K], scales: [u8; 16], d: f16, dmin: f16) -> BlockQ2_K {
-    let (dd, dm) = (d.to_f32(), dmin.to_f32());
+    let (dd, dm) = (value(d), value(dmin));
     for j in 0..16 {
         let d = dd * f32::from(scales[j] & 0xf);
         if d == 0.0 {
@@ -239,8 +240,9 @@ impl Sealed for BlockQ2_K {
         Ok(q2_k_finish(x, &mut l, packed, d, dmin))
     }
 
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let (d, min) = (self.d.to_f32(), self.dmin.to_f32());
+        let (d, min) = (value(self.d), value(self.dmin));
         for (j, ys) in out.chunks_exact_mut(16).enumerate() {
             let sc = self.scales[j];
             let (dl, ml) = (d * f32::from(sc & 0xf), min * f32::from(sc >> 4));

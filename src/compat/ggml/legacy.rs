@@ -15,7 +15,7 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{check_finite, half, sealed::Sealed, whole_blocks, GgmlBlock, GgmlType, QK};
+use super::{check_finite, half, sealed::Sealed, value, whole_blocks, GgmlBlock, GgmlType, QK};
 use crate::quant::Error;
 
 /// ggml's `block_q8_0`: a half scale and 32 signed 8-bit codes.
@@ -427,8 +427,9 @@ impl Sealed for BlockQ8_0 {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         q8_0(arr(x)?, group)
     }
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
+        let d = value(self.d);
         for (y, &q) in out.iter_mut().zip(&self.qs) {
             *y = f32::from(q) * d;
         }
@@ -439,8 +440,9 @@ impl Sealed for BlockQ4_0 {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         q4_0(arr(x)?, group)
     }
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
+        let d = value(self.d);
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&self.qs) {
             *l = (f32::from(q & 0xf) - 8.0) * d;
@@ -453,8 +455,9 @@ impl Sealed for BlockQ4_1 {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         q4_1(arr(x)?, group)
     }
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let (d, m) = (value(self.d), value(self.m));
         let (lo, hi) = out.split_at_mut(QK / 2);
         for ((l, h), &q) in lo.iter_mut().zip(hi.iter_mut()).zip(&self.qs) {
             *l = f32::from(q & 0xf) * d + m;
@@ -479,8 +482,9 @@ impl Sealed for BlockQ5_0 {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         q5_0(arr(x)?, group)
     }
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let d = self.d.to_f32();
+        let d = value(self.d);
         for (y, q) in out.iter_mut().zip(unpack5(&self.qs, self.qh)) {
             // ggml: `(int32_t)(code - 16) * d`, an exact integer times `d`.
             *y = (i32::from(q) - 16) as f32 * d;
@@ -492,8 +496,9 @@ impl Sealed for BlockQ5_1 {
     fn quantize_block(x: &[f32], group: usize) -> Result<Self, Error> {
         q5_1(arr(x)?, group)
     }
+    #[inline(always)]
     fn dequantize_block(&self, out: &mut [f32]) {
-        let (d, m) = (self.d.to_f32(), self.m.to_f32());
+        let (d, m) = (value(self.d), value(self.m));
         for (y, q) in out.iter_mut().zip(unpack5(&self.qs, self.qh)) {
             *y = f32::from(q) * d + m;
         }

@@ -190,18 +190,25 @@ pub trait GgmlBlock: bytemuck::Pod + sealed::Sealed {
                 actual: out.len(),
             });
         }
-        for (b, ys) in blocks.iter().zip(out.chunks_exact_mut(Self::BLOCK)) {
-            b.dequantize_block(ys);
+        struct Job<'a, B>(&'a [B], &'a mut [f32]);
+        impl<B: GgmlBlock> crate::arch::Job for Job<'_, B> {
+            type Out = ();
+            #[inline(always)]
+            fn run(self) {
+                for (b, ys) in self.0.iter().zip(self.1.chunks_exact_mut(B::BLOCK)) {
+                    b.dequantize_block(ys);
+                }
+            }
         }
+        crate::arch::run(Job(blocks, out));
         Ok(())
     }
 
     /// [`Self::dequantize_into`] a new vector.
     fn dequantize(blocks: &[Self]) -> Vec<f32> {
         let mut out = vec![0.0; blocks.len() * Self::BLOCK];
-        for (b, ys) in blocks.iter().zip(out.chunks_exact_mut(Self::BLOCK)) {
-            b.dequantize_block(ys);
-        }
+        // The lengths agree by construction.
+        let _ = Self::dequantize_into(blocks, &mut out);
         out
     }
 }
@@ -241,6 +248,14 @@ pub(crate) fn check_finite(xs: &[f32], group: usize) -> Result<(), Error> {
 #[inline(always)]
 pub(crate) fn half(x: f32) -> f16 {
     f16::from_bits(Fp16::encode_f32(x))
+}
+
+/// A half's value, by the crate's branch-free codec (the same value as `f16::to_f32`, which
+/// checks the CPU on every call): the dequantizers read one or two a block.
+#[inline(always)]
+pub(crate) fn value(h: f16) -> f32 {
+    use crate::FloatFormat;
+    crate::format::codec::decode_f32_fast(&Fp16::LAYOUT, &<Fp16 as FloatFormat>::FAST, u32::from(h.to_bits()))
 }
 
 /// `x` as a half, or [`Error::ScaleOutOfRange`] where ggml would store an infinity or NaN.
