@@ -418,7 +418,12 @@ fn mix_minilm() -> Gguf<'static> {
 /// The sha256 of each input and of what `llama-quantize IN OUT FTYPE` wrote for it
 /// (`tests/data/gguf/mixes/llama_quantize.sha256`; see `tests/data/README.md`).
 fn llama_quantize_digests() -> HashMap<String, String> {
-    std::fs::read_to_string(data("gguf/mixes/llama_quantize.sha256"))
+    digests("gguf/mixes/llama_quantize.sha256")
+}
+
+/// A `sha256sum` listing: file name to digest (`#` lines are comments).
+fn digests(path: &str) -> HashMap<String, String> {
+    std::fs::read_to_string(data(path))
         .unwrap()
         .lines()
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -621,15 +626,7 @@ fn mix_imatrix() -> Imatrix {
 /// --imatrix` wrote from the same matrix file (`tests/data/gguf/mixes/llama_quantize_imatrix.sha256`).
 #[test]
 fn gguf_mixes_with_an_imatrix_are_llama_quantizes_files() {
-    let want: HashMap<String, String> = std::fs::read_to_string(data("gguf/mixes/llama_quantize_imatrix.sha256"))
-        .unwrap()
-        .lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (h, f) = l.split_once("  ").unwrap();
-            (f.to_owned(), h.to_owned())
-        })
-        .collect();
+    let want = digests("gguf/mixes/llama_quantize_imatrix.sha256");
     let dir = std::env::var_os("LOWBIT_MIX_DIR").map(std::path::PathBuf::from);
     let m = mix_imatrix();
     let gguf = m.to_bytes().unwrap();

@@ -400,10 +400,10 @@ impl Sealed for BlockQ4_K {
         // of the same 32 bytes, with fixed bounds so that the inner loop vectorises.
         let (d, min) = (value(self.d), value(self.dmin));
         for j in 0..QK_K / 64 {
-            let (sc1, m1) = get_scale_min_k4(2 * j, &self.scales);
-            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &self.scales);
-            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
-            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let [(d1, m1), (d2, m2)] = [2 * j, 2 * j + 1].map(|k| {
+                let (sc, m) = get_scale_min_k4(k, &self.scales);
+                (d * f32::from(sc), min * f32::from(m))
+            });
             let q: &[u8; 32] = self.qs[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
             let y = &mut out[64 * j..64 * j + 64];
             for l in 0..32 {
@@ -431,10 +431,10 @@ impl Sealed for BlockQ5_K {
         // of `qh`.
         let (d, min) = (value(self.d), value(self.dmin));
         for j in 0..QK_K / 64 {
-            let (sc1, m1) = get_scale_min_k4(2 * j, &self.scales);
-            let (sc2, m2) = get_scale_min_k4(2 * j + 1, &self.scales);
-            let (d1, m1) = (d * f32::from(sc1), min * f32::from(m1));
-            let (d2, m2) = (d * f32::from(sc2), min * f32::from(m2));
+            let [(d1, m1), (d2, m2)] = [2 * j, 2 * j + 1].map(|k| {
+                let (sc, m) = get_scale_min_k4(k, &self.scales);
+                (d * f32::from(sc), min * f32::from(m))
+            });
             let (u1, u2) = (1u8 << (2 * j), 2u8 << (2 * j));
             let q: &[u8; 32] = self.qs[32 * j..32 * j + 32].try_into().unwrap_or(&[0; 32]);
             let y = &mut out[64 * j..64 * j + 64];
