@@ -11,7 +11,7 @@ use lowbit::quant::codebook::normal_float_levels;
 use lowbit::quant::double::{dynamic_map, torch_cuda_mean};
 use lowbit::quant::{Quantized, Quantizer};
 
-use crate::common::{data, shared_ref, Npz};
+use crate::common::{bits, data, shared_ref, Npz};
 
 enum Arr {
     F32(Vec<f32>),
@@ -59,10 +59,6 @@ impl Refs {
             _ => panic!("missing i32 key {k}"),
         }
     }
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Count of bit-identical values, and the largest difference in ulps among the others.

@@ -75,3 +75,30 @@ macro_rules! with_small_formats {
     };
 }
 pub(crate) use with_small_formats;
+
+/// `f32` values from a little-endian file under `tests/data/`.
+pub fn read_f32(rel: &str) -> Vec<f32> {
+    let b = std::fs::read(data(rel)).unwrap();
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// The bit patterns of `v`, to compare floats bit for bit (NaNs included).
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// SplitMix64, the tests' seeded generator.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}

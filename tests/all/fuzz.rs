@@ -12,6 +12,7 @@
 #[path = "../fuzz_targets/mod.rs"]
 mod fuzz_targets;
 
+use crate::common::Rng;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Inputs per target by default (`LOWBIT_FUZZ_ITERS` overrides it), divided by the target's
@@ -42,18 +43,6 @@ fn boost(name: &str) -> usize {
 
 fn env_usize(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
-}
-
-/// SplitMix64: the input bytes.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
 }
 
 /// Input `i` of a target: lengths from empty to 2 KiB, short ones most often (they reach the

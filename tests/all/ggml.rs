@@ -1,19 +1,8 @@
 //! `compat::ggml` against blocks made by ggml's own reference C functions (see
 //! `tests/data/README.md`). The comparison with candle's port is in `bench/tests/candle.rs`.
 
-use crate::common::data;
+use crate::common::{bits, data, read_f32};
 use lowbit::compat::ggml;
-
-fn read_f32(rel: &str) -> Vec<f32> {
-    let b = std::fs::read(data(rel)).unwrap();
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
 
 #[test]
 fn q8_0_bytes_and_values_match_ggml() {

@@ -3,22 +3,11 @@
 //! of `dequantize_row_*`'s output (`tests/data/ggml_kquants/`, provenance in
 //! `tests/data/README.md`).
 
-use crate::common::data;
+use crate::common::{bits, data, read_f32};
 use lowbit::compat::ggml::{
     quantize_with_imatrix, BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
     BlockQ6_K, BlockQ8_0, BlockQ8_K, GgmlBlock,
 };
-
-fn read_f32(rel: &str) -> Vec<f32> {
-    let b = std::fs::read(data(rel)).unwrap();
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
 
 /// Compare our blocks with ggml's, block by block; then dequantize ggml's blocks and compare
 /// every bit. Returns the bytes compared.

@@ -12,7 +12,7 @@ use lowbit::io::gguf::{
 };
 use lowbit::{Bf16, FloatFormat, Fp16};
 
-use crate::common::data;
+use crate::common::{bits, data};
 
 fn fixture() -> Vec<u8> {
     std::fs::read(data("gguf/fixture.gguf")).unwrap()
@@ -26,10 +26,6 @@ fn f32s(b: &[u8]) -> Vec<f32> {
     b.chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 fn blocks<B: bytemuck::Pod>(b: &[u8]) -> Vec<B> {

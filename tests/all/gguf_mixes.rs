@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use lowbit::io::gguf::{requantize_plan, GgmlType, Imatrix, Metadata, RequantizeOptions, Target, TensorInfo};
 
-use crate::common::data;
+use crate::common::{data, Rng};
 
 const MODELS: [&str; 8] = [
     "llama-7b",
@@ -260,17 +260,7 @@ fn gguf_mixes_sha256_is_fips_180() {
 }
 
 /// Seeded values (splitmix64; a sum of four uniforms, so no libm), exact in f64.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Roughly normal, mean 0, variance 1/3, with one value in 61 eight times larger.
     fn value(&mut self) -> f64 {
         let s: f64 = (0..4).map(|_| (self.next() >> 40) as f64 / (1u64 << 24) as f64).sum();

@@ -9,11 +9,7 @@ use lowbit::quant::Quantizer;
 use lowbit::{Bf16, FloatFormat};
 use serde_json::Value;
 
-use crate::common::data;
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
+use crate::common::{bits, data};
 
 /// Same name, shape, dtype and bytes (an F32 tensor equals its raw bytes).
 fn same(a: &Tensor, b: &Tensor) -> bool {

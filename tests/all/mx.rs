@@ -18,7 +18,7 @@ use lowbit::quant::mx::{MxElement, MxQuantizer, Nvfp4Quantizer, TensorScale};
 use lowbit::quant::{Quantizer, Rounding};
 use lowbit::NonFinite;
 
-use crate::common::{data, shared_ref};
+use crate::common::{bits, data, shared_ref};
 
 enum Arr {
     F32(Vec<f32>),
@@ -252,10 +252,6 @@ fn element(e: Elem) -> MxElement {
         Elem::E3M2 => MxElement::E3M2,
         Elem::E2M1 => MxElement::E2M1,
     }
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
 }
 
 /// The public quantizers (`MxQuantizer`, `Nvfp4Quantizer`, through the block walker and the
