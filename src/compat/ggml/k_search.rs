@@ -33,52 +33,71 @@ fn signed_absmax(x: &[f32]) -> (f32, f32) {
     (max, amax)
 }
 
+/// How many trial scales a search evaluates side by side. ggml tries its trial scales one after
+/// another, each summing over the group in index order; here each lane of a small array holds one
+/// trial's sums, added in the same order, so the results are ggml's bit for bit while the
+/// compiler turns the lanes into vector instructions (and the trials' independent sums no longer
+/// wait on each other's additions).
+const LANES: usize = 8;
+
 /// `make_qx_quants(n, nmax, x, L, rmse_type = 1, qw)`: symmetric codes `L` in `0..2·nmax`
 /// (the signed code plus `nmax`) and the scale, refined over 18 trial scales. The weights are
 /// `qw`, or `x²` when `qw` is `None`.
 pub(super) fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8], qw: Option<&[f32]>) -> f32 {
+    struct Job<'a>(i32, &'a [f32], &'a mut [i8], Option<&'a [f32]>);
+    impl crate::arch::Job for Job<'_> {
+        type Out = f32;
+        #[inline(always)]
+        fn run(self) -> f32 {
+            qx_lanes(self.0, self.1, self.2, self.3)
+        }
+    }
+    crate::arch::run(Job(nmax, x, l_out, qw))
+}
+
+/// [`make_qx_quants`], compiled again inside each `arch` entry point.
+#[inline(always)]
+fn qx_lanes(nmax: i32, x: &[f32], l_out: &mut [i8], qw: Option<&[f32]>) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out.fill(0);
         return 0.0;
     }
-    let w = |i: usize| match qw {
-        Some(q) => q[i],
-        None => x[i] * x[i],
-    };
     let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
     let nmaxf = nmax as f32;
-    let mut iscale = -nmaxf / max;
-    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
-    for (i, (&v, o)) in x.iter().zip(l_out.iter_mut()).enumerate() {
-        let l = code(iscale, v);
-        *o = (l + nmax) as i8;
-        let (wi, lf) = (w(i), l as f32);
-        sumlx += wi * v * lf;
-        suml2 += wi * lf * lf;
+    // Trial 0 is ggml's first guess; trials 1..=18 are its `is = -9..=9` without 0. The five
+    // lanes left over compute codes 0 and are never read.
+    const TRIALS: usize = 19;
+    let mut iscale = [0.0f32; 3 * LANES];
+    iscale[0] = -nmaxf / max;
+    for (t, is) in (-9i32..=9).filter(|&is| is != 0).enumerate() {
+        iscale[t + 1] = -(nmaxf + 0.1 * is as f32) / max;
     }
-    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
-    let mut best = scale * sumlx;
-    for is in -9i32..=9 {
-        if is == 0 {
-            continue;
+    let (mut sumlx, mut suml2) = ([0.0f32; 3 * LANES], [0.0f32; 3 * LANES]);
+    for (i, &v) in x.iter().enumerate() {
+        let wi = match qw {
+            Some(q) => q[i],
+            None => v * v,
+        };
+        let wv = wi * v;
+        for t in 0..3 * LANES {
+            let lf = code(iscale[t], v) as f32;
+            sumlx[t] += wv * lf;
+            suml2[t] += wi * lf * lf;
         }
-        iscale = -(nmaxf + 0.1 * is as f32) / max;
-        sumlx = 0.0;
-        suml2 = 0.0;
-        for (i, &v) in x.iter().enumerate() {
-            let lf = code(iscale, v) as f32;
-            let wi = w(i);
-            sumlx += wi * v * lf;
-            suml2 += wi * lf * lf;
+    }
+    let mut scale = if suml2[0] != 0.0 { sumlx[0] / suml2[0] } else { 0.0 };
+    let mut best = scale * sumlx[0];
+    let mut pick = 0;
+    for t in 1..TRIALS {
+        if suml2[t] > 0.0 && sumlx[t] * sumlx[t] > best * suml2[t] {
+            scale = sumlx[t] / suml2[t];
+            best = scale * sumlx[t];
+            pick = t;
         }
-        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
-            for (o, &v) in l_out.iter_mut().zip(x) {
-                *o = (nmax + code(iscale, v)) as i8;
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
+    }
+    for (o, &v) in l_out.iter_mut().zip(x) {
+        *o = (nmax + code(iscale[pick], v)) as i8;
     }
     scale
 }
@@ -155,7 +174,44 @@ pub(super) struct Search {
 /// after `min` is clamped to at most 0, `max <= min` only when `max == min`): unsigned codes
 /// `L` in `0..=nmax`, the scale (returned) and the offset `-min` (`the_min`), by weighted
 /// least squares over `nstep + 1` trial scales.
+///
+/// A trial that ggml accepts moves `min`, which the later trials use, so the trials are
+/// evaluated [`LANES`] at a time on the current `min` and, after an accepted trial whose `min`
+/// differs, evaluated again from the next trial on ([`qkx_lanes`]). Unoptimised builds (debug
+/// assertions on) run ggml's loop instead ([`qkx_sequential`]): without vectorisation the
+/// lanes' extra trials make it about four times slower there, and the test suite quantizes
+/// whole models.
 pub(super) fn make_qkx_quants(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
+    struct Job<'a>(Search, &'a [f32], &'a [f32], &'a mut [u8], &'a mut f32);
+    impl crate::arch::Job for Job<'_> {
+        type Out = f32;
+        #[inline(always)]
+        fn run(self) -> f32 {
+            qkx_lanes(self.0, self.1, self.2, self.3, self.4)
+        }
+    }
+    if cfg!(debug_assertions) {
+        return qkx_sequential(s, x, weights, l_out, the_min);
+    }
+    crate::arch::run(Job(s, x, weights, l_out, the_min))
+}
+
+/// What both versions of [`make_qkx_quants`] start from: the range (`min` clamped to at most
+/// 0), the weighted sums, and ggml's first guess (its scale and error; its codes are in
+/// `l_out`).
+struct First {
+    min: f32,
+    max: f32,
+    sum_w: f32,
+    sum_x: f32,
+    scale: f32,
+    best_error: f32,
+}
+
+/// `make_qkx2_quants` up to its trial loop. `None` for a constant group: its codes are 0, its
+/// offset is in `the_min` and its scale is 0.
+#[inline(always)]
+fn first_guess(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> Option<First> {
     let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = weights[0];
@@ -177,12 +233,11 @@ pub(super) fn make_qkx_quants(s: Search, x: &[f32], weights: &[f32], l_out: &mut
     if max == min {
         l_out.fill(0);
         *the_min = -min;
-        return 0.0;
+        return None;
     }
-    let nmaxf = s.nmax as f32;
     let err = |d: f32| if s.use_mad { d.abs() } else { d * d };
-    let mut iscale = nmaxf / (max - min);
-    let mut scale = 1.0 / iscale;
+    let iscale = s.nmax as f32 / (max - min);
+    let scale = 1.0 / iscale;
     let mut best_error = 0.0f32;
     for i in 0..n {
         let l = nearest_int(iscale * (x[i] - min)).clamp(0, s.nmax);
@@ -190,14 +245,143 @@ pub(super) fn make_qkx_quants(s: Search, x: &[f32], weights: &[f32], l_out: &mut
         let diff = scale * l as f32 + min - x[i];
         best_error += weights[i] * err(diff);
     }
+    Some(First {
+        min,
+        max,
+        sum_w,
+        sum_x,
+        scale,
+        best_error,
+    })
+}
+
+/// [`make_qkx_quants`] with the trials in lanes, compiled again inside each `arch` entry
+/// point. Groups of at most 32.
+#[inline(always)]
+pub(super) fn qkx_lanes(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
+    let Some(First {
+        mut min,
+        max,
+        sum_w,
+        sum_x,
+        mut scale,
+        mut best_error,
+    }) = first_guess(s, x, weights, l_out, the_min)
+    else {
+        return 0.0;
+    };
     if s.nstep < 1 {
         *the_min = -min;
         return scale;
     }
+    let (n, nmaxf) = (x.len(), s.nmax as f32);
+    let err = |d: f32| if s.use_mad { d.abs() } else { d * d };
+    let code = |iscale: f32, xm: f32| nearest_int(iscale * xm).clamp(0, s.nmax);
+    // The trial whose codes are the answer: its inverse scale and the `min` it was run with.
+    let mut accepted = None;
+    let mut is = 0;
+    while is <= s.nstep {
+        let mut isc = [0.0f32; LANES];
+        for (t, v) in isc.iter_mut().enumerate() {
+            *v = (s.rmin + s.rdelta * (is + t as i32) as f32 + nmaxf) / (max - min);
+        }
+        let (mut sum_l, mut sum_l2, mut sum_xl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        let mut codes = [[0.0f32; LANES]; 32];
+        for i in 0..n {
+            let (w, xi) = (weights[i], x[i]);
+            let xm = xi - min;
+            let lf = &mut codes[i];
+            for t in 0..LANES {
+                lf[t] = code(isc[t], xm) as f32;
+            }
+            let mut wl = [0.0f32; LANES];
+            for t in 0..LANES {
+                wl[t] = w * lf[t];
+            }
+            for t in 0..LANES {
+                sum_l[t] += wl[t];
+            }
+            for t in 0..LANES {
+                sum_l2[t] += wl[t] * lf[t];
+            }
+        }
+        // A pass of its own: beside `wl × lf`, the compiler would pair `lf` with `xi`
+        // instead of vectorising across the trials.
+        for i in 0..n {
+            let (w, xi) = (weights[i], x[i]);
+            for t in 0..LANES {
+                sum_xl[t] += w * codes[i][t] * xi;
+            }
+        }
+        let (mut this_scale, mut this_min) = ([0.0f32; LANES], [0.0f32; LANES]);
+        for t in 0..LANES {
+            let d = sum_w * sum_l2[t] - sum_l[t] * sum_l[t];
+            this_scale[t] = (sum_w * sum_xl[t] - sum_x * sum_l[t]) / d;
+            this_min[t] = (sum_l2[t] * sum_x - sum_l[t] * sum_xl[t]) / d;
+            if this_min[t] > 0.0 {
+                this_min[t] = 0.0;
+                this_scale[t] = sum_xl[t] / sum_l2[t];
+            }
+        }
+        let mut cur_error = [0.0f32; LANES];
+        for i in 0..n {
+            let (w, xi) = (weights[i], x[i]);
+            for t in 0..LANES {
+                let diff = this_scale[t] * codes[i][t] + this_min[t] - xi;
+                cur_error[t] += w * err(diff);
+            }
+        }
+        let trials = ((s.nstep - is + 1) as usize).min(LANES);
+        let mut next = is + LANES as i32;
+        for t in 0..trials {
+            let d = sum_w * sum_l2[t] - sum_l[t] * sum_l[t];
+            if d > 0.0 && cur_error[t] < best_error {
+                best_error = cur_error[t];
+                scale = this_scale[t];
+                accepted = Some((isc[t], min));
+                let moved = this_min[t].to_bits() != min.to_bits();
+                min = this_min[t];
+                if moved {
+                    next = is + t as i32 + 1;
+                    break;
+                }
+            }
+        }
+        is = next;
+    }
+    if let Some((iscale, min)) = accepted {
+        for (o, &v) in l_out.iter_mut().zip(x) {
+            *o = code(iscale, v - min) as u8;
+        }
+    }
+    *the_min = -min;
+    scale
+}
+
+/// [`make_qkx_quants`] as ggml writes it, one trial after another: what unoptimised builds
+/// run, and the oracle the tests hold [`qkx_lanes`] to.
+pub(super) fn qkx_sequential(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
+    let Some(First {
+        mut min,
+        max,
+        sum_w,
+        sum_x,
+        mut scale,
+        mut best_error,
+    }) = first_guess(s, x, weights, l_out, the_min)
+    else {
+        return 0.0;
+    };
+    if s.nstep < 1 {
+        *the_min = -min;
+        return scale;
+    }
+    let (n, nmaxf) = (x.len(), s.nmax as f32);
+    let err = |d: f32| if s.use_mad { d.abs() } else { d * d };
     let mut laux = [0u8; 32];
     let laux = &mut laux[..n];
     for is in 0..=s.nstep {
-        iscale = (s.rmin + s.rdelta * is as f32 + nmaxf) / (max - min);
+        let iscale = (s.rmin + s.rdelta * is as f32 + nmaxf) / (max - min);
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
         for i in 0..n {
             let l = nearest_int(iscale * (x[i] - min)).clamp(0, s.nmax);
@@ -313,34 +497,4 @@ pub(super) fn make_qp_quants(nmax: i32, x: &[f32], l_out: &mut [u8], qw: &[f32])
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_int_rounds_half_to_even() {
-        for (f, n) in [
-            (0.5, 0),
-            (1.5, 2),
-            (2.5, 2),
-            (-0.5, 0),
-            (-1.5, -2),
-            (3.49, 3),
-            (-7.51, -8),
-            (0.0, 0),
-        ] {
-            assert_eq!(nearest_int(f), n, "{f}");
-        }
-        assert_eq!(nearest_int(4_194_303.0), 4_194_303);
-        assert_eq!(nearest_int(-4_194_303.0), -4_194_303);
-    }
-
-    #[test]
-    fn all_zero_groups() {
-        let mut l = [5i8; 16];
-        assert_eq!(make_qx_quants(32, &[1e-16; 16], &mut l, None), 0.0);
-        assert_eq!(l, [0; 16]);
-        let mut l = [5u8; 16];
-        assert_eq!(make_qp_quants(15, &[0.0; 16], &mut l, &[1.0; 16]), 0.0);
-        assert_eq!(l, [0; 16]);
-    }
-}
+mod tests;
