@@ -182,24 +182,50 @@ pub(super) struct Search {
 /// lanes' extra trials make it about four times slower there, and the test suite quantizes
 /// whole models.
 pub(super) fn make_qkx_quants(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
-    struct Job<'a>(Search, &'a [f32], &'a [f32], &'a mut [u8], &'a mut f32);
+    struct Job<'a>(Search, &'a [f32], &'a [f32], &'a mut [u8], First);
     impl crate::arch::Job for Job<'_> {
-        type Out = f32;
+        type Out = (f32, f32);
         #[inline(always)]
-        fn run(self) -> f32 {
+        fn run(self) -> (f32, f32) {
             qkx_lanes(self.0, self.1, self.2, self.3, self.4)
         }
     }
-    if cfg!(debug_assertions) {
-        return qkx_sequential(s, x, weights, l_out, the_min);
+    fn trials(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], f: First) -> (f32, f32) {
+        if cfg!(debug_assertions) {
+            qkx_sequential(s, x, weights, l_out, f)
+        } else {
+            crate::arch::run(Job(s, x, weights, l_out, f))
+        }
     }
-    crate::arch::run(Job(s, x, weights, l_out, the_min))
+    make_qkx_quants_with(s, x, weights, l_out, the_min, trials)
+}
+
+/// [`make_qkx_quants`] with its trial loop `trials`, which returns the scale and `min`.
+#[inline(always)]
+pub(super) fn make_qkx_quants_with(
+    s: Search,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    the_min: &mut f32,
+    trials: impl FnOnce(Search, &[f32], &[f32], &mut [u8], First) -> (f32, f32),
+) -> f32 {
+    let Some(f) = first_guess(s, x, weights, l_out, the_min) else {
+        return 0.0;
+    };
+    let (scale, min) = if s.nstep < 1 {
+        (f.scale, f.min)
+    } else {
+        trials(s, x, weights, l_out, f)
+    };
+    *the_min = -min;
+    scale
 }
 
 /// What both versions of [`make_qkx_quants`] start from: the range (`min` clamped to at most
 /// 0), the weighted sums, and ggml's first guess (its scale and error; its codes are in
 /// `l_out`).
-struct First {
+pub(super) struct First {
     min: f32,
     max: f32,
     sum_w: f32,
@@ -258,22 +284,9 @@ fn first_guess(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min:
 /// [`make_qkx_quants`] with the trials in lanes, compiled again inside each `arch` entry
 /// point. Groups of at most 32.
 #[inline(always)]
-pub(super) fn qkx_lanes(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
-    let Some(First {
-        mut min,
-        max,
-        sum_w,
-        sum_x,
-        mut scale,
-        mut best_error,
-    }) = first_guess(s, x, weights, l_out, the_min)
-    else {
-        return 0.0;
-    };
-    if s.nstep < 1 {
-        *the_min = -min;
-        return scale;
-    }
+pub(super) fn qkx_lanes(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], f: First) -> (f32, f32) {
+    let (max, sum_w, sum_x) = (f.max, f.sum_w, f.sum_x);
+    let (mut min, mut scale, mut best_error) = (f.min, f.scale, f.best_error);
     let (n, nmaxf) = (x.len(), s.nmax as f32);
     let err = |d: f32| if s.use_mad { d.abs() } else { d * d };
     let code = |iscale: f32, xm: f32| nearest_int(iscale * xm).clamp(0, s.nmax);
@@ -354,28 +367,14 @@ pub(super) fn qkx_lanes(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8],
             *o = code(iscale, v - min) as u8;
         }
     }
-    *the_min = -min;
-    scale
+    (scale, min)
 }
 
 /// [`make_qkx_quants`] as ggml writes it, one trial after another: what unoptimised builds
 /// run, and the oracle the tests hold [`qkx_lanes`] to.
-pub(super) fn qkx_sequential(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], the_min: &mut f32) -> f32 {
-    let Some(First {
-        mut min,
-        max,
-        sum_w,
-        sum_x,
-        mut scale,
-        mut best_error,
-    }) = first_guess(s, x, weights, l_out, the_min)
-    else {
-        return 0.0;
-    };
-    if s.nstep < 1 {
-        *the_min = -min;
-        return scale;
-    }
+pub(super) fn qkx_sequential(s: Search, x: &[f32], weights: &[f32], l_out: &mut [u8], f: First) -> (f32, f32) {
+    let (max, sum_w, sum_x) = (f.max, f.sum_w, f.sum_x);
+    let (mut min, mut scale, mut best_error) = (f.min, f.scale, f.best_error);
     let (n, nmaxf) = (x.len(), s.nmax as f32);
     let err = |d: f32| if s.use_mad { d.abs() } else { d * d };
     let mut laux = [0u8; 32];
@@ -412,8 +411,7 @@ pub(super) fn qkx_sequential(s: Search, x: &[f32], weights: &[f32], l_out: &mut 
             }
         }
     }
-    *the_min = -min;
-    scale
+    (scale, min)
 }
 
 /// `make_qp_quants(n, nmax, x, L, quant_weights)`: codes in `0..=nmax` for non-negative

@@ -155,8 +155,8 @@ fn qkx_search_equals_ggml_loop() {
                 for w in [&w, &w2] {
                     let (mut a, mut b) = (vec![0u8; n], vec![0u8; n]);
                     let (mut ma, mut mb) = (0.0, 0.0);
-                    let sa = qkx_lanes(s, &x, w, &mut a, &mut ma);
-                    let sb = qkx_sequential(s, &x, w, &mut b, &mut mb);
+                    let sa = make_qkx_quants_with(s, &x, w, &mut a, &mut ma, qkx_lanes);
+                    let sb = make_qkx_quants_with(s, &x, w, &mut b, &mut mb, qkx_sequential);
                     assert_eq!(
                         (sa.to_bits(), ma.to_bits(), &a),
                         (sb.to_bits(), mb.to_bits(), &b),
