@@ -102,7 +102,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `rayon` | parallel slice encode and decode (`format::par`) |
+//! | `rayon` | parallel slice encode and decode (`format::par`), ggml blocks (`compat::ggml::par`) |
 //! | `safetensors` | safetensors files in and out, with bitsandbytes' and compressed-tensors' quantized layouts (`io::safetensors`) |
 //! | `gguf` | GGUF (llama.cpp) files: read, write, re-quantize as `llama-quantize` does (`io::gguf`) |
 //!

@@ -83,6 +83,9 @@ mod k_quants;
 mod k_search;
 mod k_small;
 mod legacy;
+#[cfg(feature = "rayon")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rayon")))]
+pub mod par;
 
 pub use ggml_type::GgmlType;
 pub use imatrix::quantize_with_imatrix;
