@@ -162,6 +162,22 @@ pub(crate) fn absmax_i8_f16_blocks(x: &[f32], out: &mut [u8]) -> Option<usize> {
     None
 }
 
+/// Dequantize ggml `Q8_0` records (34 bytes: a little-endian binary16 scale, 32 `i8` codes)
+/// into `out` with AVX-512 (F, BW, VL), if the CPU has it, and say whether it did: element `j`
+/// of a record is `f32::from(code[j]) * scale(bits)`, bit for bit the portable loop with the
+/// same `scale`. Writes `min(records.len() / 34, out.len() / 32)` records.
+#[inline]
+pub(crate) fn dequantize_i8_f16_blocks_avx512(records: &[u8], out: &mut [f32], scale: impl Fn(u16) -> f32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::dequantize_i8_f16_blocks(records, out, scale) };
+        return true;
+    }
+    let _ = (records, out, scale);
+    false
+}
+
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).
 #[inline]
 pub(crate) fn quantize_blocks15(

@@ -246,3 +246,29 @@ pub(in crate::arch) unsafe fn decode_bf16(src: &[u16], dst: &mut [f32]) {
         i += len;
     }
 }
+
+/// Dequantize 34-byte records (a little-endian binary16 scale, then 32 `i8` codes: ggml's
+/// `Q8_0`) into `out`, 32 values a record: `f32::from(q) * scale(bits)`. The codes widen to
+/// `f32` exactly (`vpmovsxbd`, `vcvtdq2ps`) and the product is one IEEE multiply, as in the
+/// portable loop; the scale is the caller's own decode, so the result is the portable loop's bit
+/// for bit. Writes `min(records.len() / 34, out.len() / 32)` records.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512VL.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(in crate::arch) unsafe fn dequantize_i8_f16_blocks(records: &[u8], out: &mut [f32], scale: impl Fn(u16) -> f32) {
+    let n = (records.len() / 34).min(out.len() / 32);
+    for (r, y) in records.chunks_exact(34).zip(out.chunks_exact_mut(32)).take(n) {
+        let d = _mm512_set1_ps(scale(u16::from_le_bytes([r[0], r[1]])));
+        // SAFETY: `r` holds 34 bytes, so the 16-byte loads at `r + 2` and `r + 18` are in
+        // bounds, and `y` holds 32 f32 (two 16-lane stores); loads and stores are unaligned,
+        // and the instructions are enabled by this function's target features.
+        unsafe {
+            let p = r.as_ptr().add(2);
+            for k in 0..2 {
+                let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(16 * k).cast()));
+                _mm512_storeu_ps(y.as_mut_ptr().add(16 * k), _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
+            }
+        }
+    }
+}
