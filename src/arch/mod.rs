@@ -10,7 +10,12 @@
 //! (`x86::fine_keys_avx2`, `x86::count_and_widen_avx2`) are hand-written too; their portable
 //! twins are in `portable`, whose tests check the two. ggml's `Q8_0` has a hand-written
 //! AVX2 + F16C kernel ([`absmax_i8_f16_blocks`]); `compat::ggml`'s tests check it against the
-//! block-by-block quantizer, ties and special blocks included.
+//! block-by-block quantizer, ties and special blocks included. The FP16 and BF16 slice
+//! conversions have hand-written AVX-512 (F, BW, VL) kernels (`x86::avx512`, picked before the
+//! F16C/AVX2 ones: [`encode_fp16`], [`decode_fp16`], [`encode_bf16_avx512`],
+//! [`decode_bf16_avx512`]); `format::slice`'s unit tests call each kernel directly against the
+//! portable loops, on every FP16/BF16 code and on random, tie and boundary inputs at every
+//! length up to 200.
 //!
 //! The kernels take plain slices and tables ([`Levels16`]) and return plain data
 //! ([`KeyScan`]): this module is the lowest layer and knows nothing of the modules that call
@@ -22,6 +27,63 @@ pub(crate) mod portable;
 mod x86;
 
 pub(crate) use portable::Levels16;
+
+/// Whether the CPU has AVX-512 F, BW and VL, which the AVX-512 kernels need.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx512() -> bool {
+    std::is_x86_feature_detected!("avx512f")
+        && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vl")
+}
+
+/// Encode `src` to IEEE binary16 with the widest conversion instruction the CPU has
+/// ([`encode_fp16_avx512`], else [`encode_fp16_f16c`]) and say whether it did (`false`: the
+/// caller runs its portable loop). `exact` encodes what the instructions would get wrong (NaNs,
+/// whose payload they quiet), so the result equals `exact` on the whole slice.
+#[inline]
+pub(crate) fn encode_fp16(src: &[f32], dst: &mut [u16], exact: impl Fn(&[f32], &mut [u16])) -> bool {
+    encode_fp16_avx512(src, dst, &exact) || encode_fp16_f16c(src, dst, exact)
+}
+
+/// Decode IEEE binary16 with the widest conversion instruction the CPU has
+/// ([`decode_fp16_avx512`], else [`decode_fp16_f16c`]) and say whether it did. `exact`
+/// decodes what the instructions would get wrong (NaN codes), so the result equals `exact` on
+/// the whole slice.
+#[inline]
+pub(crate) fn decode_fp16(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u16], &mut [f32])) -> bool {
+    decode_fp16_avx512(src, dst, &exact) || decode_fp16_f16c(src, dst, exact)
+}
+
+/// Encode `src` to IEEE binary16 with AVX-512's 16-lane `vcvtps2ph`, if the CPU has AVX-512
+/// (F, BW, VL), and say whether it did. Each NaN lane is redone by `exact` (the instruction
+/// quiets payloads), so the result equals `exact` on the whole slice.
+#[inline]
+pub(crate) fn encode_fp16_avx512(src: &[f32], dst: &mut [u16], exact: impl Fn(&[f32], &mut [u16])) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::encode_fp16(src, dst, exact) };
+        return true;
+    }
+    let _ = (src, dst, exact);
+    false
+}
+
+/// Decode IEEE binary16 with AVX-512's 16-lane `vcvtph2ps`, if the CPU has AVX-512 (F, BW,
+/// VL), and say whether it did. Each NaN lane is redone by `exact` (the instruction quiets a
+/// signalling NaN), so the result equals `exact` on the whole slice.
+#[inline]
+pub(crate) fn decode_fp16_avx512(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u16], &mut [f32])) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::decode_fp16(src, dst, exact) };
+        return true;
+    }
+    let _ = (src, dst, exact);
+    false
+}
 
 /// Encode `src` to IEEE binary16 with F16C, if the CPU has it, and say whether it did.
 /// `exact` encodes what the instruction would get wrong (chunks holding a NaN, whose payload
@@ -53,6 +115,36 @@ pub(crate) fn decode_fp16_f16c(src: &[u16], dst: &mut [f32], exact: impl Fn(&[u1
     false
 }
 
+/// Encode `src` to BF16 with AVX-512 (F, BW, VL) integer code, if the CPU has it, and say
+/// whether it did. The codes: `(bits + 0x7fff + ((bits >> 16) & 1)) >> 16` (nearest even, an
+/// overflow carrying into infinity), and `sign | 0x7fc0` for a NaN — the caller's portable loop
+/// bit for bit.
+#[inline]
+pub(crate) fn encode_bf16_avx512(src: &[f32], dst: &mut [u16]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::encode_bf16(src, dst) };
+        return true;
+    }
+    let _ = (src, dst);
+    false
+}
+
+/// Decode BF16 (`code << 16` as `f32` bits, NaNs kept) with AVX-512 (F, BW, VL), if the CPU has
+/// it, and say whether it did.
+#[inline]
+pub(crate) fn decode_bf16_avx512(src: &[u16], dst: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::decode_bf16(src, dst) };
+        return true;
+    }
+    let _ = (src, dst);
+    false
+}
+
 /// Absmax int8 blocks of 32 values with a binary16 scale, written as 34-byte records (the
 /// scale's two little-endian bytes, then 32 codes): ggml's `Q8_0`. `d = amax / 127`,
 /// `id = 1 / d` (0 for `d == 0`), codes `roundf(x * id)` (half away from zero), scale `d`
@@ -68,6 +160,22 @@ pub(crate) fn absmax_i8_f16_blocks(x: &[f32], out: &mut [u8]) -> Option<usize> {
     }
     let _ = (x, out);
     None
+}
+
+/// Dequantize ggml `Q8_0` records (34 bytes: a little-endian binary16 scale, 32 `i8` codes)
+/// into `out` with AVX-512 (F, BW, VL), if the CPU has it, and say whether it did: element `j`
+/// of a record is `f32::from(code[j]) * scale(bits)`, bit for bit the portable loop with the
+/// same `scale`. Writes `min(records.len() / 34, out.len() / 32)` records.
+#[inline]
+pub(crate) fn dequantize_i8_f16_blocks_avx512(records: &[u8], out: &mut [f32], scale: impl Fn(u16) -> f32) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        unsafe { x86::avx512::dequantize_i8_f16_blocks(records, out, scale) };
+        return true;
+    }
+    let _ = (records, out, scale);
+    false
 }
 
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).

@@ -3,6 +3,8 @@
 
 use super::portable::{self, Levels16};
 
+pub(super) mod avx512;
+
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]

@@ -40,7 +40,14 @@ pub(crate) fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> 
     if F::FAST.fast {
         if F::LAYOUT == crate::Fp16::LAYOUT {
             if let Ok(s16) = bytemuck::try_cast_slice::<F::Code, u16>(src) {
-                if crate::arch::decode_fp16_f16c(s16, dst, portable::decode_f32_u16::<F>) {
+                if crate::arch::decode_fp16(s16, dst, portable::decode_f32_u16::<F>) {
+                    return Ok(());
+                }
+            }
+        }
+        if F::LAYOUT == crate::Bf16::LAYOUT {
+            if let Ok(s16) = bytemuck::try_cast_slice::<F::Code, u16>(src) {
+                if crate::arch::decode_bf16_avx512(s16, dst) {
                     return Ok(());
                 }
             }
@@ -54,20 +61,23 @@ pub(crate) fn decode_slice<F: FloatFormat>(src: &[F::Code], dst: &mut [f32]) -> 
     Ok(())
 }
 
-/// The branch-free encode, with F16C for `Fp16` where the CPU has it, else the portable loop
+/// The branch-free encode: for `Fp16` the conversion instruction (AVX-512 or F16C) where the
+/// CPU has it, for `Bf16` AVX-512 integer code where the CPU has it, else the portable loop
 /// compiled for the widest instruction set ([`crate::arch::run`]).
 #[inline]
 fn encode_fast<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::Code]) {
     if F::LAYOUT == crate::Fp16::LAYOUT && !SATURATE {
         if let Ok(d16) = bytemuck::try_cast_slice_mut::<F::Code, u16>(dst) {
-            if crate::arch::encode_fp16_f16c(src, d16, portable::encode_f32_rne::<crate::Fp16, false>) {
+            if crate::arch::encode_fp16(src, d16, portable::encode_f32_rne::<crate::Fp16, false>) {
                 return;
             }
         }
     }
     if F::LAYOUT == crate::Bf16::LAYOUT && !SATURATE {
         if let Ok(d16) = bytemuck::try_cast_slice_mut::<F::Code, u16>(dst) {
-            crate::arch::run(Bf16Job { src, dst: d16 });
+            if !crate::arch::encode_bf16_avx512(src, d16) {
+                crate::arch::run(Bf16Job { src, dst: d16 });
+            }
             return;
         }
     }
@@ -252,3 +262,6 @@ pub mod par {
             .try_for_each(|(s, d)| super::decode_slice::<F>(s, d))
     }
 }
+
+#[cfg(test)]
+mod tests;

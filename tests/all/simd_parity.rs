@@ -1,4 +1,4 @@
-//! The runtime-selected slice paths (AVX2, F16C) give the same codes as the portable loop and
+//! The runtime-selected slice paths (AVX-512, AVX2, F16C) give the same codes as the portable loop and
 //! as the scalar reference codec, over a sweep of f32 bit patterns.
 
 use lowbit::format::*;
@@ -141,6 +141,48 @@ fn bf16_encode_stride_of_every_f32() {
     for (i, (a, b)) in fast.iter().zip(&portable).enumerate() {
         assert_eq!(a, b, "{:#x}", src[i].to_bits());
     }
+}
+
+/// FP16 and BF16 through the public slice functions (the dispatch: AVX-512, F16C or AVX2, or
+/// portable) against the portable loops on random bit patterns at every length up to 160 and
+/// at unaligned starts, so that every vector width's tail and NaNs at every lane are covered.
+/// `format::slice`'s unit tests call each kernel directly.
+#[test]
+fn fp16_bf16_random_bits_and_tails() {
+    let mut rng = crate::common::Rng(0x0b16_f00d);
+    let mut src: Vec<f32> = (0..40_000).map(|_| f32::from_bits(rng.next() as u32)).collect();
+    // Values near binary16's range, where the rounding is interesting, NaNs every 97th.
+    for i in 0..40_000 {
+        let r = rng.next();
+        let b = (r as u32 & 0x8000_0000) | (95 + (r >> 32) as u32 % 51) << 23 | (r >> 8) as u32 & 0x7f_ffff;
+        src.push(f32::from_bits(if i % 97 == 0 { b | 0x7f80_0001 } else { b }));
+    }
+    fn both<F: FloatFormat<Code = u16>>(src: &[f32]) {
+        let (mut fast, mut portable) = (vec![0u16; src.len()], vec![0u16; src.len()]);
+        let (mut back_fast, mut back_portable) = (vec![0f32; src.len()], vec![0f32; src.len()]);
+        let mut run = |s: &[f32]| {
+            let n = s.len();
+            F::encode_slice(s, &mut fast[..n]).unwrap();
+            encode_slice_portable::<F>(s, &mut portable[..n]).unwrap();
+            assert_eq!(fast[..n], portable[..n], "{} encode, length {n}", F::NAME);
+            F::decode_slice(&portable[..n], &mut back_fast[..n]).unwrap();
+            decode_slice_portable::<F>(&portable[..n], &mut back_portable[..n]).unwrap();
+            assert_eq!(
+                crate::common::bits(&back_fast[..n]),
+                crate::common::bits(&back_portable[..n]),
+                "{} decode, length {n}",
+                F::NAME
+            );
+        };
+        run(src);
+        for start in [0, 1, 7, 40_000] {
+            for len in 0..=160 {
+                run(&src[start..start + len]);
+            }
+        }
+    }
+    both::<Fp16>(&src);
+    both::<Bf16>(&src);
 }
 
 /// A layout declared by a user: the fast path must agree with the reference codec for it too.

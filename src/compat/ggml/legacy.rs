@@ -511,6 +511,39 @@ impl GgmlBlock for BlockQ8_0 {
     fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
         quantize_q8_0_into(x, out)
     }
+
+    /// As the trait's loop (`dequantize_row_q8_0`), with an AVX-512 kernel where the CPU has
+    /// it: the same scale decode and the same multiply, so the same bits.
+    fn dequantize_into(blocks: &[Self], out: &mut [f32]) -> Result<(), Error> {
+        if blocks.len() * QK != out.len() {
+            return Err(Error::LengthMismatch {
+                expected: blocks.len() * QK,
+                actual: out.len(),
+            });
+        }
+        let records: &[u8] = bytemuck::cast_slice(blocks);
+        if crate::arch::dequantize_i8_f16_blocks_avx512(records, out, |h| value(f16::from_bits(h))) {
+            return Ok(());
+        }
+        dequantize_q8_0_portable(blocks, out);
+        Ok(())
+    }
+}
+
+/// The portable `Q8_0` dequantize (compiled for AVX2 where the CPU has it), which the AVX-512
+/// kernel must match bit for bit.
+fn dequantize_q8_0_portable(blocks: &[BlockQ8_0], out: &mut [f32]) {
+    struct Job<'a>(&'a [BlockQ8_0], &'a mut [f32]);
+    impl crate::arch::Job for Job<'_> {
+        type Out = ();
+        #[inline(always)]
+        fn run(self) {
+            for (b, ys) in self.0.iter().zip(self.1.chunks_exact_mut(QK)) {
+                b.dequantize_block(ys);
+            }
+        }
+    }
+    crate::arch::run(Job(blocks, out));
 }
 
 impl GgmlBlock for BlockQ4_0 {

@@ -124,3 +124,54 @@ fn errors() {
     assert!(dequantize_q8_0(&[BlockQ8_0::zeroed()], &mut [0.0; 31]).is_err());
     assert_eq!(quantize_q8_0(&[]), Ok(vec![]));
 }
+
+/// The AVX-512 `Q8_0` dequantize, called directly (when the CPU has AVX-512), against the
+/// portable loop bit for bit: every one of the 65 536 scales (subnormal, infinite and NaN ones
+/// with their payloads included), random codes with -128, 0 and 127 at every position, and
+/// every block count up to 9; also through `dequantize_into`.
+#[test]
+fn q8_0_dequantize_avx512_equals_portable() {
+    let mut rng = crate::testing::XorShift(0x9e37_79b9_7f4a_7c15);
+    let blocks: Vec<BlockQ8_0> = (0..=u16::MAX)
+        .map(|h| {
+            let mut b = BlockQ8_0::zeroed();
+            b.d = f16::from_bits(h);
+            for q in &mut b.qs {
+                *q = rng.next_u64() as i8;
+            }
+            b.qs[usize::from(h) % QK] = [-128, 0, 127][usize::from(h) % 3];
+            b
+        })
+        .collect();
+    let has_avx512 = {
+        #[cfg(target_arch = "x86_64")]
+        let yes = std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl");
+        #[cfg(not(target_arch = "x86_64"))]
+        let yes = false;
+        yes
+    };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let check = |b: &[BlockQ8_0]| {
+        let mut want = vec![0f32; b.len() * QK];
+        dequantize_q8_0_portable(b, &mut want);
+        let mut got = vec![f32::from_bits(0x7fa5_a5a5); b.len() * QK + 1];
+        let n = got.len() - 1;
+        let ran = crate::arch::dequantize_i8_f16_blocks_avx512(bytes(b), &mut got[..n], |h| value(f16::from_bits(h)));
+        assert_eq!(ran, has_avx512);
+        if ran {
+            assert_eq!(bits(&got[..n]), bits(&want), "{} blocks", b.len());
+            assert_eq!(got[n].to_bits(), 0x7fa5_a5a5, "wrote past the end");
+        }
+        let mut via = vec![0f32; n];
+        BlockQ8_0::dequantize_into(b, &mut via).unwrap();
+        assert_eq!(bits(&via), bits(&want));
+    };
+    check(&blocks);
+    for start in [0, 1, 31_744, 65_000] {
+        for len in 0..=9 {
+            check(&blocks[start..start + len]);
+        }
+    }
+}
