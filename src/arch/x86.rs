@@ -500,3 +500,10 @@ pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], 
 pub(super) unsafe fn run_avx2<J: super::Job>(job: J) -> J::Out {
     job.run()
 }
+
+/// # Safety
+/// The CPU must support AVX-512 F, BW and VL.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(super) unsafe fn run_avx512<J: super::Job>(job: J) -> J::Out {
+    job.run()
+}

@@ -81,7 +81,7 @@ fn encode_fast<F: FloatFormat, const SATURATE: bool>(src: &[f32], dst: &mut [F::
             return;
         }
     }
-    crate::arch::run(EncodeJob::<F, SATURATE> { src, dst });
+    crate::arch::run_wide(EncodeJob::<F, SATURATE> { src, dst });
 }
 
 /// BF16 is the top half of an `f32`: round the low half to nearest even by integer addition
