@@ -14,15 +14,8 @@ use lowbit::quant::{AbsmaxQuantizer, Granularity, Quantized, Quantizer};
 const SIZES: [(usize, &str); 2] = [(1 << 20, ""), (16 << 20, "_64MiB")];
 
 fn input(n: usize) -> Vec<f32> {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-        })
-        .collect()
+    let mut u = lowbit_bench::uniform(0x9e37_79b9_7f4a_7c15);
+    (0..n).map(|_| u() * 4.0).collect()
 }
 
 fn group<'a>(c: &'a mut Criterion, name: String, n: usize) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {

@@ -20,15 +20,20 @@
 #[cfg(ggml)]
 pub mod ggml;
 
-/// `n` roughly normal weights (a sum of four uniforms from a xorshift generator), the same
-/// every run, so that every bench quantizes the same data.
-pub fn normal_weights(n: usize) -> Vec<f32> {
-    let mut s = 0x9e37_79b9_7f4a_7c15u64;
-    let mut u = move || {
+/// A xorshift generator from `seed` (not 0): uniform in `[-0.5, 0.5)`, exact in `f32`.
+pub fn uniform(seed: u64) -> impl FnMut() -> f32 {
+    let mut s = seed;
+    move || {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
         (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    }
+}
+
+/// `n` roughly normal weights (a sum of four uniforms from a xorshift generator), the same
+/// every run, so that every bench quantizes the same data.
+pub fn normal_weights(n: usize) -> Vec<f32> {
+    let mut u = uniform(0x9e37_79b9_7f4a_7c15);
     (0..n).map(|_| u() + u() + u() + u()).collect()
 }

@@ -12,15 +12,9 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn agrees_with_candle_on_random_data() {
     use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
-    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut u = lowbit_bench::uniform(0x2545_f491_4f6c_dd1d);
     let x: Vec<f32> = (0..32 * 256)
-        .map(|i| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
-            u * if i % 97 == 0 { 40.0 } else { 3.0 }
-        })
+        .map(|i| u() * if i % 97 == 0 { 40.0 } else { 3.0 })
         .collect();
     let nb = x.len() / 32;
     let mut theirs = vec![0f32; x.len()];

@@ -10,13 +10,7 @@ use lowbit_bench::ggml::{reference, Ggml};
 
 /// 64 K values: uniform, scaled per 256-element stretch over 1e-3..1e3, a few outliers.
 fn input() -> Vec<f32> {
-    let mut s = 0x2545_f491_4f6c_dd1du64;
-    let mut u = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
+    let mut u = lowbit_bench::uniform(0x2545_f491_4f6c_dd1d);
     let mut x = lowbit_bench::normal_weights(1 << 16);
     for (i, v) in x.iter_mut().enumerate() {
         let scale = 10f32.powi((i / 256 % 7) as i32 - 3);

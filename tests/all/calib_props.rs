@@ -5,27 +5,7 @@
 use lowbit::calib::{amax_from_histogram, Calibrator, HistogramCalibrator, Method, MinMaxCalibrator, Range};
 use proptest::prelude::*;
 
-/// SplitMix64: a small deterministic generator for test data.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// Uniform in (0, 1).
-    pub fn unit(&mut self) -> f64 {
-        ((self.next() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-    pub fn normal(&mut self) -> f64 {
-        (-2.0 * self.unit().ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-    }
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::common::Rng;
 
 /// `n` values of distribution `kind`: normal, Laplace with a few outliers, ReLU of a
 /// log-normal (many zeros), uniform, and a mixture spanning many binades (subnormals included).
