@@ -178,6 +178,64 @@ pub(crate) fn dequantize_i8_f16_blocks_avx512(records: &[u8], out: &mut [f32], s
     false
 }
 
+/// Quantize ggml `Q4_0` (18-byte records: binary16 `d`, 16 code bytes) or, `affine`, `Q4_1`
+/// (20 bytes: `d`, `m`, codes) blocks of 32 `f32` with AVX2 and F16C, bit for bit ggml's
+/// reference quantizer as the portable loop computes it (`d = max / -8` with `max` the first
+/// element of largest magnitude, or `d = (max - min) / 15`, `m = min`; inverse `1 / d`, or 0
+/// for `d == 0`; codes `x × id + 8.5` or `(x - min) × id + 0.5`, unfused, clamped to
+/// [0, 15] and truncated; halves rounded to nearest even). Eight blocks a step: returns how
+/// many leading blocks it wrote, a multiple of 8, stopping before a step holding a block the
+/// caller must do itself (a NaN or an infinity, a half that overflows, an infinite inverse,
+/// a `Q4_1` extreme equal to zero) or fewer than 8 blocks; `None` when the CPU lacks AVX2
+/// or F16C.
+#[inline]
+pub(crate) fn quantize_u4_blocks(x: &[f32], out: &mut [u8], affine: bool) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU supports AVX2 and F16C, checked on the line above.
+        return Some(unsafe {
+            if affine {
+                x86::nibbles::quantize_u4_blocks::<true>(x, out)
+            } else {
+                x86::nibbles::quantize_u4_blocks::<false>(x, out)
+            }
+        });
+    }
+    let _ = (x, out, affine);
+    None
+}
+
+/// Dequantize ggml's 4-bit records (`stride` bytes each, ending with 16 code bytes: element
+/// `j` in the low nibble of byte `j`, element `j + 16` in its high nibble) into `out` with AVX2,
+/// if the CPU has it, and say whether it did. `scale(record)` gives the record's `(d, m)`;
+/// element `j` is `(q - 8) × d` (`affine == false`, ggml's `Q4_0`) or `q × d + m` (`Q4_1`),
+/// each product rounded before the add, bit for bit the portable loop. Writes
+/// `min(records.len() / stride, out.len() / 32)` records.
+#[inline]
+pub(crate) fn dequantize_u4_blocks(
+    records: &[u8],
+    stride: usize,
+    affine: bool,
+    out: &mut [f32],
+    scale: impl Fn(&[u8]) -> (f32, f32),
+) -> bool {
+    assert!(stride >= 16, "a 4-bit record holds 16 code bytes");
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        unsafe {
+            if affine {
+                x86::nibbles::dequantize_u4_blocks::<true>(records, stride, out, scale);
+            } else {
+                x86::nibbles::dequantize_u4_blocks::<false>(records, stride, out, scale);
+            }
+        }
+        return true;
+    }
+    let _ = (records, affine, out, scale);
+    false
+}
+
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).
 #[inline]
 pub(crate) fn quantize_blocks15(

@@ -3,7 +3,20 @@
 
 use super::portable::{self, Levels16};
 
+/// `[e(i0), e(i1), ...]` written out: an array built by `map` or `from_fn` calls its closure
+/// through a function compiled without the kernel's target features, so the vectors would go
+/// through memory at every call instead of staying in registers.
+macro_rules! lanes {
+    ($k:ident in [$($i:expr),* $(,)?] => $e:expr) => {
+        [$({
+            let $k = $i;
+            $e
+        }),*]
+    };
+}
+
 pub(super) mod avx512;
+pub(super) mod nibbles;
 
 /// # Safety
 /// The CPU must support AVX2.
@@ -183,8 +196,8 @@ fn q8_codes(v: [core::arch::x86_64::__m256; 4], id: core::arch::x86_64::__m256) 
     use core::arch::x86_64::*;
     let below_half = _mm256_set1_ps(0.499_999_97);
     let sign = _mm256_set1_ps(-0.0);
-    let q = v.map(|v| {
-        let t = _mm256_mul_ps(v, id);
+    let q = lanes!(k in [0, 1, 2, 3] => {
+        let t = _mm256_mul_ps(v[k], id);
         let s = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), below_half));
         _mm256_cvttps_epi32(s)
     });
@@ -199,14 +212,39 @@ fn q8_codes(v: [core::arch::x86_64::__m256; 4], id: core::arch::x86_64::__m256) 
 /// `p` must point to 32 readable f32.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn q8_load(p: *const f32) -> ([core::arch::x86_64::__m256; 4], core::arch::x86_64::__m256i) {
+pub(super) unsafe fn q8_load(p: *const f32) -> ([core::arch::x86_64::__m256; 4], core::arch::x86_64::__m256i) {
     use core::arch::x86_64::*;
     // SAFETY: the caller's contract; the loads are unaligned.
-    let v = unsafe { [0, 8, 16, 24].map(|k| _mm256_loadu_ps(p.add(k))) };
-    let m = v.map(|v| _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7fff_ffff)));
+    let v = unsafe { lanes!(k in [0, 8, 16, 24] => _mm256_loadu_ps(p.add(k))) };
+    let m = lanes!(k in [0, 1, 2, 3] => _mm256_and_si256(_mm256_castps_si256(v[k]), _mm256_set1_epi32(0x7fff_ffff)));
     (
         v,
         _mm256_max_epu32(_mm256_max_epu32(m[0], m[1]), _mm256_max_epu32(m[2], m[3])),
+    )
+}
+
+/// Lane `b` of the result is `f` folded over the eight lanes of `m[b]`: pairs of vectors
+/// interleave and fold (32-bit, then 64-bit, then 128-bit halves). `f` must be commutative and
+/// associative on the values it meets (max and min are).
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) fn fold8(
+    m: [core::arch::x86_64::__m256i; 8],
+    f: impl Fn(core::arch::x86_64::__m256i, core::arch::x86_64::__m256i) -> core::arch::x86_64::__m256i,
+) -> core::arch::x86_64::__m256i {
+    use core::arch::x86_64::*;
+    let fold32 = |a, b| f(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    let fold64 = |a, b| f(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    let (p01, p23, p45, p67) = (
+        fold32(m[0], m[1]),
+        fold32(m[2], m[3]),
+        fold32(m[4], m[5]),
+        fold32(m[6], m[7]),
+    );
+    let (q03, q47) = (fold64(p01, p23), fold64(p45, p67));
+    f(
+        _mm256_permute2x128_si256::<0x20>(q03, q47),
+        _mm256_permute2x128_si256::<0x31>(q03, q47),
     )
 }
 
@@ -253,23 +291,10 @@ unsafe fn one_block(p: *const f32, o: *mut u8) -> bool {
 unsafe fn eight_blocks(p: *const f32, o: *mut u8) -> bool {
     use core::arch::x86_64::*;
     // SAFETY: the caller's contract: block `b` is the 32 f32 at `p + 32b`.
-    let blocks: [_; 8] = core::array::from_fn(|b| unsafe { q8_load(p.add(32 * b)) });
-    // Lane `b` of `amax` is the largest of the eight lanes of block `b`'s maxima: pairs of
-    // blocks interleave and fold (32-bit, then 64-bit, then 128-bit halves).
-    let m = blocks.map(|(_, m)| m);
-    let fold32 = |a, b| _mm256_max_epu32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
-    let fold64 = |a, b| _mm256_max_epu32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
-    let (p01, p23, p45, p67) = (
-        fold32(m[0], m[1]),
-        fold32(m[2], m[3]),
-        fold32(m[4], m[5]),
-        fold32(m[6], m[7]),
-    );
-    let (q03, q47) = (fold64(p01, p23), fold64(p45, p67));
-    let amax = _mm256_max_epu32(
-        _mm256_permute2x128_si256::<0x20>(q03, q47),
-        _mm256_permute2x128_si256::<0x31>(q03, q47),
-    );
+    let blocks = unsafe { lanes!(b in [0, 1, 2, 3, 4, 5, 6, 7] => q8_load(p.add(32 * b))) };
+    let amax = fold8(lanes!(b in [0, 1, 2, 3, 4, 5, 6, 7] => blocks[b].1), |a, b| {
+        _mm256_max_epu32(a, b)
+    });
     // The magnitudes' sign bits are clear, so a signed compare orders them.
     let non_finite = _mm256_cmpgt_epi32(amax, _mm256_set1_epi32(0x7f7f_ffff));
     let d = _mm256_div_ps(_mm256_castsi256_ps(amax), _mm256_set1_ps(127.0));

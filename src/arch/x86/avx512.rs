@@ -62,7 +62,7 @@ pub(in crate::arch) unsafe fn encode_fp16(src: &[f32], dst: &mut [u16], exact: i
         // instructions are enabled by this function's target features.
         let nan = unsafe {
             let (p, q) = (src.as_ptr().add(i), dst.as_mut_ptr().add(i));
-            let v = [0, 1, 2, 3].map(|k| _mm512_loadu_ps(p.add(16 * k)));
+            let v = lanes!(k in [0, 1, 2, 3] => _mm512_loadu_ps(p.add(16 * k)));
             for (k, &v) in v.iter().enumerate() {
                 _mm256_storeu_si256(q.add(16 * k).cast(), _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v));
             }
@@ -112,7 +112,7 @@ pub(in crate::arch) unsafe fn decode_fp16(src: &[u16], dst: &mut [f32], exact: i
         let nan = unsafe {
             let (p, q) = (src.as_ptr().add(i), dst.as_mut_ptr().add(i));
             // A code converts to a NaN exactly when it is a NaN code, so the outputs say where.
-            let v = [0, 1, 2, 3].map(|k| _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16 * k).cast())));
+            let v = lanes!(k in [0, 1, 2, 3] => _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16 * k).cast())));
             for (k, &v) in v.iter().enumerate() {
                 _mm512_storeu_ps(q.add(16 * k), v);
             }

@@ -15,7 +15,9 @@
 use bytemuck::{Pod, Zeroable};
 use half::f16;
 
-use super::{check_finite, half, sealed::Sealed, value, whole_blocks, GgmlBlock, GgmlType, QK};
+use super::{
+    check_finite, check_out, dequantize_portable, half, sealed::Sealed, value, whole_blocks, GgmlBlock, GgmlType, QK,
+};
 use crate::quant::Error;
 
 /// ggml's `block_q8_0`: a half scale and 32 signed 8-bit codes.
@@ -378,23 +380,61 @@ fn q8_0_portable(x: &[f32], out: &mut [BlockQ8_0]) -> Result<(), Error> {
     Ok(())
 }
 fast_path!(
-    quantize_q4_0,
+    @public quantize_q4_0,
     quantize_q4_0_into,
     q4_0_portable,
     BlockQ4_0,
-    q4_0,
     "q4_0",
     "`max / -8` overflows half"
 );
 fast_path!(
-    quantize_q4_1,
+    @public quantize_q4_1,
     quantize_q4_1_into,
     q4_1_portable,
     BlockQ4_1,
-    q4_1,
     "q4_1",
     "the scale or the minimum overflows half"
 );
+
+#[inline(always)]
+fn q4_0_portable(x: &[f32], out: &mut [BlockQ4_0]) -> Result<(), Error> {
+    u4_blocks(x, out, false, q4_0)
+}
+
+#[inline(always)]
+fn q4_1_portable(x: &[f32], out: &mut [BlockQ4_1]) -> Result<(), Error> {
+    u4_blocks(x, out, true, q4_1)
+}
+
+/// `Q4_0` or `Q4_1` blocks: the kernel of [`crate::arch`] eight blocks a step where the CPU
+/// has one, and `one` block by block for the steps it hands back (so errors come in `one`'s
+/// order), the tail, and CPUs without it. The same bits as `one` on every block.
+#[inline(always)]
+fn u4_blocks<B: Pod>(
+    x: &[f32],
+    out: &mut [B],
+    affine: bool,
+    one: fn(&[f32; QK], usize) -> Result<B, Error>,
+) -> Result<(), Error> {
+    let _ = whole_blocks(x, QK, out.len())?;
+    let n = out.len();
+    let mut i = 0;
+    while i < n {
+        let Some(done) = crate::arch::quantize_u4_blocks(&x[i * QK..], bytemuck::cast_slice_mut(&mut out[i..]), affine)
+        else {
+            break;
+        };
+        i += done;
+        for j in i..(i + 8).min(n) {
+            out[j] = one(arr(&x[j * QK..(j + 1) * QK])?, j)?;
+        }
+        i = (i + 8).min(n);
+    }
+    for j in i..n {
+        out[j] = one(arr(&x[j * QK..(j + 1) * QK])?, j)?;
+    }
+    Ok(())
+}
 
 /// Dequantize `Q8_0` blocks into `out` (`32 × blocks.len()` values), as `dequantize_row_q8_0`
 /// (the same as [`GgmlBlock::dequantize_into`]).
@@ -515,35 +555,20 @@ impl GgmlBlock for BlockQ8_0 {
     /// As the trait's loop (`dequantize_row_q8_0`), with an AVX-512 kernel where the CPU has
     /// it: the same scale decode and the same multiply, so the same bits.
     fn dequantize_into(blocks: &[Self], out: &mut [f32]) -> Result<(), Error> {
-        if blocks.len() * QK != out.len() {
-            return Err(Error::LengthMismatch {
-                expected: blocks.len() * QK,
-                actual: out.len(),
-            });
-        }
+        check_out(blocks.len(), QK, out)?;
         let records: &[u8] = bytemuck::cast_slice(blocks);
         if crate::arch::dequantize_i8_f16_blocks_avx512(records, out, |h| value(f16::from_bits(h))) {
             return Ok(());
         }
-        dequantize_q8_0_portable(blocks, out);
+        dequantize_portable(blocks, out);
         Ok(())
     }
 }
 
-/// The portable `Q8_0` dequantize (compiled for AVX2 where the CPU has it), which the AVX-512
-/// kernel must match bit for bit.
-fn dequantize_q8_0_portable(blocks: &[BlockQ8_0], out: &mut [f32]) {
-    struct Job<'a>(&'a [BlockQ8_0], &'a mut [f32]);
-    impl crate::arch::Job for Job<'_> {
-        type Out = ();
-        #[inline(always)]
-        fn run(self) {
-            for (b, ys) in self.0.iter().zip(self.1.chunks_exact_mut(QK)) {
-                b.dequantize_block(ys);
-            }
-        }
-    }
-    crate::arch::run(Job(blocks, out));
+/// A record's half at byte `at`, as a value.
+#[inline(always)]
+fn half_at(r: &[u8], at: usize) -> f32 {
+    value(f16::from_bits(u16::from_le_bytes([r[at], r[at + 1]])))
 }
 
 impl GgmlBlock for BlockQ4_0 {
@@ -552,6 +577,17 @@ impl GgmlBlock for BlockQ4_0 {
     fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
         quantize_q4_0_into(x, out)
     }
+
+    /// As the trait's loop (`dequantize_row_q4_0`), with an AVX2 kernel where the CPU has it:
+    /// the same scale decode and arithmetic, so the same bits.
+    fn dequantize_into(blocks: &[Self], out: &mut [f32]) -> Result<(), Error> {
+        check_out(blocks.len(), QK, out)?;
+        let records: &[u8] = bytemuck::cast_slice(blocks);
+        if !crate::arch::dequantize_u4_blocks(records, size_of::<Self>(), false, out, |r| (half_at(r, 0), 0.0)) {
+            dequantize_portable(blocks, out);
+        }
+        Ok(())
+    }
 }
 
 impl GgmlBlock for BlockQ4_1 {
@@ -559,6 +595,18 @@ impl GgmlBlock for BlockQ4_1 {
     const BLOCK: usize = QK;
     fn quantize_into(x: &[f32], out: &mut [Self]) -> Result<(), Error> {
         quantize_q4_1_into(x, out)
+    }
+
+    /// As the trait's loop (`dequantize_row_q4_1`), with an AVX2 kernel where the CPU has it.
+    fn dequantize_into(blocks: &[Self], out: &mut [f32]) -> Result<(), Error> {
+        check_out(blocks.len(), QK, out)?;
+        let records: &[u8] = bytemuck::cast_slice(blocks);
+        if !crate::arch::dequantize_u4_blocks(records, size_of::<Self>(), true, out, |r| {
+            (half_at(r, 0), half_at(r, 2))
+        }) {
+            dequantize_portable(blocks, out);
+        }
+        Ok(())
     }
 }
 

@@ -187,23 +187,8 @@ pub trait GgmlBlock: bytemuck::Pod + sealed::Sealed {
     /// # Errors
     /// [`Error::LengthMismatch`] for a wrong `out` length.
     fn dequantize_into(blocks: &[Self], out: &mut [f32]) -> Result<(), Error> {
-        if blocks.len() * Self::BLOCK != out.len() {
-            return Err(Error::LengthMismatch {
-                expected: blocks.len() * Self::BLOCK,
-                actual: out.len(),
-            });
-        }
-        struct Job<'a, B>(&'a [B], &'a mut [f32]);
-        impl<B: GgmlBlock> crate::arch::Job for Job<'_, B> {
-            type Out = ();
-            #[inline(always)]
-            fn run(self) {
-                for (b, ys) in self.0.iter().zip(self.1.chunks_exact_mut(B::BLOCK)) {
-                    b.dequantize_block(ys);
-                }
-            }
-        }
-        crate::arch::run(Job(blocks, out));
+        check_out(blocks.len(), Self::BLOCK, out)?;
+        dequantize_portable(blocks, out);
         Ok(())
     }
 
@@ -213,6 +198,35 @@ pub trait GgmlBlock: bytemuck::Pod + sealed::Sealed {
         // The lengths agree by construction.
         let _ = Self::dequantize_into(blocks, &mut out);
         out
+    }
+}
+
+/// The block-by-block dequantize loop (compiled for AVX2 where the CPU has it), which the
+/// hand-written kernels must match bit for bit; `out` holds `BLOCK × blocks.len()` values.
+pub(crate) fn dequantize_portable<B: GgmlBlock>(blocks: &[B], out: &mut [f32]) {
+    struct Job<'a, B>(&'a [B], &'a mut [f32]);
+    impl<B: GgmlBlock> crate::arch::Job for Job<'_, B> {
+        type Out = ();
+        #[inline(always)]
+        fn run(self) {
+            for (b, ys) in self.0.iter().zip(self.1.chunks_exact_mut(B::BLOCK)) {
+                b.dequantize_block(ys);
+            }
+        }
+    }
+    crate::arch::run(Job(blocks, out));
+}
+
+/// `Error::LengthMismatch` unless `out` holds `block × blocks` values.
+#[inline]
+pub(crate) fn check_out(blocks: usize, block: usize, out: &[f32]) -> Result<(), Error> {
+    if blocks * block == out.len() {
+        Ok(())
+    } else {
+        Err(Error::LengthMismatch {
+            expected: blocks * block,
+            actual: out.len(),
+        })
     }
 }
 
