@@ -3,10 +3,12 @@
 //! Each entry point checks the CPU once per call (the standard library caches the CPUID
 //! answer) and runs the same portable loop compiled for a wider instruction set, so the
 //! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
-//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
-//! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
-//! portable twin is [`portable::quantize_pairs15`], and `quant::codebook::tests::simd_parity`
-//! checks the two bit for bit, exact ties included. The histogram scan kernels
+//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has
+//! hand-written AVX-512 and AVX2 kernels (`x86::avx512::Pairs15`, `x86::Pairs15`, a
+//! branch-free binary search over the bounds); their portable twin is
+//! [`portable::quantize_pairs15`], and `quant::codebook::quantizer`'s tests `simd_parity` and
+//! `every_kernel_matches_portable` check each bit for bit, exact ties, subnormals, every tail
+//! length and the non-finite errors included. The histogram scan kernels
 //! (`x86::fine_keys_avx2`, `x86::count_and_widen_avx2`) are hand-written too; their portable
 //! twins are in `portable`, whose tests check the two. ggml's `Q8_0` has a hand-written
 //! AVX2 + F16C kernel ([`absmax_i8_f16_blocks`]); `compat::ggml`'s tests check it against the
@@ -181,6 +183,24 @@ pub(crate) fn dequantize_i8_f16_blocks_avx512(records: &[u8], out: &mut [f32], s
 /// Quantize blocks of a 16-level codebook (see [`portable::quantize_blocks15`]).
 #[inline]
 pub(crate) fn quantize_blocks15(
+    t: &Levels16,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        return unsafe { x86::avx512::quantize_blocks15(t, x, block, packed, absmax) };
+    }
+    quantize_blocks15_avx2(t, x, block, packed, absmax)
+}
+
+/// [`quantize_blocks15`] without its AVX-512 kernel: the AVX2 one if the CPU has AVX2, else the
+/// portable loop (the parity tests call it directly).
+#[inline]
+pub(crate) fn quantize_blocks15_avx2(
     t: &Levels16,
     x: &[f32],
     block: usize,

@@ -32,6 +32,22 @@ impl portable::PairKernel for Pairs15 {
         // CPUs with AVX2 (its own contract).
         unsafe { self.run(t, x, c, out) }
     }
+
+    #[inline(always)]
+    fn prefetch(&self, x: &[f32]) {
+        prefetch_t0(x);
+    }
+}
+
+/// Prefetch every cache line of `x` into all cache levels (a hint: it never faults and changes
+/// no result).
+#[inline(always)]
+pub(super) fn prefetch_t0(x: &[f32]) {
+    use core::arch::x86_64::*;
+    for line in x.chunks(16) {
+        // SAFETY: SSE is part of x86-64; a prefetch reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
 }
 
 impl Pairs15 {
@@ -65,6 +81,7 @@ impl Pairs15 {
     }
 
     /// `#{i : y > bound[i]}` per lane.
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn count(&self, y: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256i {
         use core::arch::x86_64::*;
@@ -95,6 +112,7 @@ impl Pairs15 {
     /// # Safety
     /// The CPU must support AVX2. `x.len() == 2 * out.len()`; `t` is the table `self` was
     /// built from.
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn run(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
         use core::arch::x86_64::*;
