@@ -3,12 +3,14 @@
 //! Each entry point checks the CPU once per call (the standard library caches the CPUID
 //! answer) and runs the same portable loop compiled for a wider instruction set, so the
 //! results are bit-identical to the portable path by construction; `tests/all/simd_parity.rs`
-//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has a
-//! hand-written AVX2 kernel (`x86::Pairs15`, a branch-free binary search over the bounds); its
-//! portable twin is [`portable::quantize_pairs15`], and `quant::codebook::tests::simd_parity`
-//! checks the two bit for bit, exact ties included. The histogram scan kernels
-//! (`x86::fine_keys_avx2`, `x86::count_and_widen_avx2`) are hand-written too; their portable
-//! twins are in `portable`, whose tests check the two. ggml's `Q8_0` has a hand-written
+//! checks it anyway. One exception: the 16-level codebook quantizer (NF4/FP4) has
+//! hand-written AVX-512 and AVX2 kernels (`x86::avx512::Pairs15`, `x86::Pairs15`, a
+//! branch-free binary search over the bounds); their portable twin is
+//! [`portable::quantize_pairs15`], and `quant::codebook::quantizer`'s tests `simd_parity` and
+//! `every_kernel_matches_portable` check each bit for bit, exact ties, subnormals, every tail
+//! length and the non-finite errors included. The histogram counting kernel
+//! (`x86::count_values_avx2`) is hand-written too; its portable twin is
+//! [`portable::count_values`], whose tests check the two. ggml's `Q8_0` has a hand-written
 //! AVX2 + F16C kernel ([`absmax_i8_f16_blocks`]); `compat::ggml`'s tests check it against the
 //! block-by-block quantizer, ties and special blocks included. The FP16 and BF16 slice
 //! conversions have hand-written AVX-512 (F, BW, VL) kernels (`x86::avx512`, picked before the
@@ -17,8 +19,7 @@
 //! portable loops, on every FP16/BF16 code and on random, tie and boundary inputs at every
 //! length up to 200.
 //!
-//! The kernels take plain slices and tables ([`Levels16`]) and return plain data
-//! ([`KeyScan`]): this module is the lowest layer and knows nothing of the modules that call
+//! The kernels take plain slices and tables ([`Levels16`]) and return plain data: this module is the lowest layer and knows nothing of the modules that call
 //! it.
 #![allow(unsafe_code)]
 
@@ -246,6 +247,24 @@ pub(crate) fn quantize_blocks15(
     absmax: &mut [f32],
 ) -> Result<(), usize> {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU supports AVX-512 F, BW and VL, checked on the line above.
+        return unsafe { x86::avx512::quantize_blocks15(t, x, block, packed, absmax) };
+    }
+    quantize_blocks15_avx2(t, x, block, packed, absmax)
+}
+
+/// [`quantize_blocks15`] without its AVX-512 kernel: the AVX2 one if the CPU has AVX2, else the
+/// portable loop (the parity tests call it directly).
+#[inline]
+pub(crate) fn quantize_blocks15_avx2(
+    t: &Levels16,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.
         return unsafe { x86::quantize_blocks15_avx2(t, x, block, packed, absmax) };
@@ -265,42 +284,21 @@ pub(crate) fn dequantize_blocks(table: &[[f32; 2]; 256], packed: &[u8], absmax: 
     portable::dequantize_blocks(table, packed, absmax, block, out);
 }
 
-/// What [`fine_keys`] found besides the keys: whether a page is missing, and the largest
-/// positive and negative magnitudes (as bits) of the values (non-finite ones included). Plain
-/// data, so that the histogram calibrator and these kernels share it without `arch` depending
-/// on `calib`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct KeyScan {
-    /// A value's page is not allocated (then the slots are meaningless). Always so for a
-    /// non-finite value, whose page (exponent 0xff) is never allocated.
-    pub missing: bool,
-    /// The largest `bits` of a value with the sign bit clear (0 if none).
-    pub pos: u32,
-    /// The largest `bits & 0x7fff_ffff` of a value with the sign bit set (0 if none).
-    pub neg: u32,
-}
-
-/// Fine-bin keys of histogram values (see [`portable::fine_keys`]).
+/// Count histogram values into their fine bins (see [`portable::count_values`]).
 #[inline]
-pub(crate) fn fine_keys(index: &[u32; 512], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> KeyScan {
+pub(crate) fn count_values(
+    index: &[u32; 512],
+    words: &mut [[u32; 2]],
+    data: &[f32],
+    fine: u32,
+    maxima: &mut [u32; 2],
+) -> Result<(), usize> {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU supports AVX2, checked on the line above.
-        return unsafe { x86::fine_keys_avx2(index, data, fine, slot, word) };
+        return unsafe { x86::count_values_avx2(index, words, data, fine, maxima) };
     }
-    portable::fine_keys(index, data, fine, slot, word)
-}
-
-/// Count histogram values and widen their extremes (see [`portable::count_and_widen`]).
-#[inline]
-pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked on the line above.
-        unsafe { x86::count_and_widen_avx2(words, slot, word) };
-        return;
-    }
-    portable::count_and_widen(words, slot, word);
+    portable::count_values(index, words, data, fine, maxima)
 }
 
 /// A computation to run with the widest instruction set the CPU has. `run` must be

@@ -45,6 +45,22 @@ impl portable::PairKernel for Pairs15 {
         // CPUs with AVX2 (its own contract).
         unsafe { self.run(t, x, c, out) }
     }
+
+    #[inline(always)]
+    fn prefetch(&self, x: &[f32]) {
+        prefetch_t0(x);
+    }
+}
+
+/// Prefetch every cache line of `x` into all cache levels (a hint: it never faults and changes
+/// no result).
+#[inline(always)]
+pub(super) fn prefetch_t0(x: &[f32]) {
+    use core::arch::x86_64::*;
+    for line in x.chunks(16) {
+        // SAFETY: SSE is part of x86-64; a prefetch reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
 }
 
 impl Pairs15 {
@@ -78,6 +94,7 @@ impl Pairs15 {
     }
 
     /// `#{i : y > bound[i]}` per lane.
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn count(&self, y: core::arch::x86_64::__m256) -> core::arch::x86_64::__m256i {
         use core::arch::x86_64::*;
@@ -108,6 +125,7 @@ impl Pairs15 {
     /// # Safety
     /// The CPU must support AVX2. `x.len() == 2 * out.len()`; `t` is the table `self` was
     /// built from.
+    #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn run(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
         use core::arch::x86_64::*;
@@ -401,122 +419,123 @@ pub(super) unsafe fn decode_fp16_f16c(src: &[u16], dst: &mut [f32], exact: impl 
     exact(chunks_src.remainder(), chunks_dst.into_remainder());
 }
 
-/// `portable::fine_keys` eight values a step, the page offsets gathered from `index`
-/// (every `bits >> 23` is below 512, so the gather stays inside it) and the maxima kept per lane
-/// (unsigned `max`) and reduced at the end; the tail goes to the portable loop. Same result as
-/// the portable loop.
+/// `portable::count_values` in one pass, eight values a step: the page offsets gathered from
+/// `index` (every `bits >> 23` is below 512, so the gather stays inside it), a step with a page
+/// missing (or, defensively, a bin out of bounds) handed back before anything of it is counted,
+/// the eight extremes words gathered and compared with the new ones 16-bit half by half
+/// (`max_epu16`), then the eight counts incremented in scalar code (a bin repeated within the
+/// step is incremented twice, as in the portable loop) and, only for the lanes whose extremes
+/// grow (rare once a bin has seen a few values), the extremes widened in order, each re-read
+/// (so a bin repeated within the step widens by both). Extremes only widen, so a lane that does
+/// not grow against the word gathered before the step does not grow against a later one. The
+/// maxima are kept per lane and reduced at the end; the input is prefetched 2 KiB ahead (the
+/// hardware prefetcher stops at page ends). The tail (fewer than eight values) goes to the
+/// portable loop. Same result as the portable loop.
+///
+/// One pass over the values, instead of a pass computing the bins into a buffer and a second
+/// counting them, keeps the memory reads streaming while the counts are updated.
 ///
 /// # Safety
 /// The CPU must support AVX2.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn fine_keys_avx2(
+pub(super) unsafe fn count_values_avx2(
     index: &[u32; 512],
+    words: &mut [[u32; 2]],
     data: &[f32],
     fine: u32,
-    slot: &mut [u32],
-    word: &mut [u32],
-) -> super::KeyScan {
+    maxima: &mut [u32; 2],
+) -> Result<(), usize> {
     use core::arch::x86_64::*;
-    let n = data.len().min(slot.len()).min(word.len());
+    const AHEAD: usize = 512;
+    let n = data.len() / 8 * 8;
     let shift = _mm_cvtsi32_si128((23 - fine) as i32);
     let mask = _mm256_set1_epi32(((1u32 << fine) - 1) as i32);
     let low = _mm256_set1_epi32(((1u32 << (23 - fine)) - 1) as i32);
     let ones16 = _mm256_set1_epi32(0xffff);
     let none = _mm256_set1_epi32(-1);
     let magnitude = _mm256_set1_epi32(0x7fff_ffff);
-    let mut missing = _mm256_setzero_si256();
+    let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));
     let mut pos = _mm256_setzero_si256();
     let mut neg = _mm256_setzero_si256();
-    const AHEAD: usize = 2048;
+    // The count is the first u32 of each 8-byte bin, the extremes the second.
+    let base = words.as_mut_ptr().cast::<u32>();
+    let mut stop = None;
     let mut j = 0;
-    while j + 8 <= n {
-        let (d, s, w) = (&data[j..j + 8], &mut slot[j..j + 8], &mut word[j..j + 8]);
-        // SAFETY: `d`, `s` and `w` hold 8 elements each (unaligned loads and stores); the
-        // gather reads `index[b >> 23]`, and `b >> 23 < 512` for every u32 `b`.
-        unsafe {
-            // Input two 4 KiB pages (two chunks of the caller) ahead, as non-temporal so that it
-            // does not evict the bins: the hardware prefetcher stops at page ends. A prefetch
-            // never faults, so an address past the data is harmless (hence `wrapping_add`).
-            _mm_prefetch::<_MM_HINT_NTA>(d.as_ptr().wrapping_add(AHEAD).cast());
+    while j < n {
+        let d = &data[j..j + 8];
+        // SAFETY: `d` holds 8 f32 (unaligned load); the prefetch never faults, so an address
+        // past the data is harmless (hence `wrapping_add`); the gather reads `index[b >> 23]`,
+        // and `b >> 23 < 512` for every u32 `b`.
+        let (b, off) = unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(d.as_ptr().wrapping_add(AHEAD).cast());
             let b = _mm256_loadu_si256(d.as_ptr().cast());
-            let off = _mm256_i32gather_epi32::<4>(index.as_ptr().cast(), _mm256_srli_epi32::<23>(b));
-            missing = _mm256_or_si256(missing, _mm256_cmpeq_epi32(off, none));
-            let i = _mm256_add_epi32(off, _mm256_and_si256(_mm256_srl_epi32(b, shift), mask));
-            let l = _mm256_and_si256(b, low);
-            let v = _mm256_or_si256(_mm256_slli_epi32::<16>(l), _mm256_andnot_si256(l, ones16));
-            _mm256_storeu_si256(s.as_mut_ptr().cast(), i);
-            _mm256_storeu_si256(w.as_mut_ptr().cast(), v);
-            let sign = _mm256_srai_epi32::<31>(b);
-            let a = _mm256_and_si256(b, magnitude);
-            pos = _mm256_max_epu32(pos, _mm256_andnot_si256(sign, a));
-            neg = _mm256_max_epu32(neg, _mm256_and_si256(sign, a));
+            (
+                b,
+                _mm256_i32gather_epi32::<4>(index.as_ptr().cast(), _mm256_srli_epi32::<23>(b)),
+            )
+        };
+        let i = _mm256_add_epi32(off, _mm256_and_si256(_mm256_srl_epi32(b, shift), mask));
+        // Every page allocated, and every bin in `0..words.len()` (as i32, so also below 2^31).
+        let ok = _mm256_andnot_si256(
+            _mm256_or_si256(
+                _mm256_cmpeq_epi32(off, none),
+                _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
+            ),
+            _mm256_cmpgt_epi32(lim, i),
+        );
+        if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) != 0xff {
+            stop = Some(j);
+            break;
+        }
+        // SAFETY: every lane of `i` is in `0..words.len()` (checked above) and below 2^31, so
+        // `base + 2i + 1` is `words[i][1]` (the gather scales the signed lane by 8 bytes).
+        let e = unsafe { _mm256_i32gather_epi32::<8>(base.add(1).cast_const().cast(), i) };
+        let l = _mm256_and_si256(b, low);
+        let v = _mm256_or_si256(_mm256_slli_epi32::<16>(l), _mm256_andnot_si256(l, ones16));
+        let same = _mm256_cmpeq_epi32(_mm256_max_epu16(e, v), e);
+        let grow = !_mm256_movemask_ps(_mm256_castsi256_ps(same)) as u32 & 0xff;
+        let sign = _mm256_srai_epi32::<31>(b);
+        let a = _mm256_and_si256(b, magnitude);
+        pos = _mm256_max_epu32(pos, _mm256_andnot_si256(sign, a));
+        neg = _mm256_max_epu32(neg, _mm256_and_si256(sign, a));
+        let mut s = [0u32; 8];
+        // SAFETY: `s` holds 8 u32 (unaligned store).
+        unsafe { _mm256_storeu_si256(s.as_mut_ptr().cast(), i) };
+        for &k in &s {
+            // SAFETY: `k < words.len()` (checked above), so `base + 2k` is `words[k][0]`;
+            // `base` is the only access to `words` in this function.
+            unsafe { *base.add(2 * k as usize) += 1 };
+        }
+        if grow != 0 {
+            let mut w = [0u32; 8];
+            // SAFETY: `w` holds 8 u32 (unaligned store).
+            unsafe { _mm256_storeu_si256(w.as_mut_ptr().cast(), v) };
+            let mut g = grow;
+            while g != 0 {
+                let q = g.trailing_zeros() as usize;
+                g &= g - 1;
+                let (k, x) = (s[q] as usize, w[q]);
+                // SAFETY: `k < words.len()` (checked above): `base + 2k + 1` is `words[k][1]`.
+                unsafe {
+                    let e = base.add(2 * k + 1);
+                    *e = (*e & 0xffff_0000).max(x & 0xffff_0000) | (*e & 0xffff).max(x & 0xffff);
+                }
+            }
         }
         j += 8;
     }
-    let mut keys = super::portable::fine_keys(index, &data[j..n], fine, &mut slot[j..n], &mut word[j..n]);
     let (mut p, mut q) = ([0u32; 8], [0u32; 8]);
     // SAFETY: `p` and `q` hold 8 u32 each (unaligned stores).
     unsafe {
         _mm256_storeu_si256(p.as_mut_ptr().cast(), pos);
         _mm256_storeu_si256(q.as_mut_ptr().cast(), neg);
     }
-    keys.missing |= _mm256_movemask_ps(_mm256_castsi256_ps(missing)) != 0;
-    keys.pos = p.iter().fold(keys.pos, |m, &x| m.max(x));
-    keys.neg = q.iter().fold(keys.neg, |m, &x| m.max(x));
-    keys
-}
-
-/// `portable::count_and_widen` eight values a step: one vector test that the eight
-/// slots are in bounds, then for each value its count incremented and its extremes word (same
-/// 8-byte bin, so the same cache line) compared with the new word, 16-bit half by half, in
-/// scalar code without bounds checks (a scalar load of the line already being written beats a
-/// gather). A step where every word stays the same (the common case once a bin has seen a few
-/// values) writes no extremes; any other step is redone by the portable `widen_extremes`,
-/// which re-reads each word and so handles a bin repeated within the step. A step with a slot
-/// out of bounds goes to the portable loop (which panics). Same result as the portable loop.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn count_and_widen_avx2(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
-    use super::portable::{count_and_widen, widen_extremes};
-    use core::arch::x86_64::*;
-    let n = slot.len().min(word.len());
-    let lim = _mm256_set1_epi32(i32::try_from(words.len()).unwrap_or(i32::MAX));
-    let mut j = 0;
-    while j + 8 <= n {
-        let (s, w) = (&slot[j..j + 8], &word[j..j + 8]);
-        j += 8;
-        // SAFETY: `s` holds 8 u32 (unaligned load).
-        let i = unsafe { _mm256_loadu_si256(s.as_ptr().cast()) };
-        // Every slot in `0..words.len()` (as i32, so also below 2^31), in one vector test.
-        let ok = _mm256_andnot_si256(
-            _mm256_cmpgt_epi32(_mm256_setzero_si256(), i),
-            _mm256_cmpgt_epi32(lim, i),
-        );
-        if _mm256_movemask_ps(_mm256_castsi256_ps(ok)) != 0xff {
-            count_and_widen(words, s, w); // panics, as the portable loop does
-            continue;
-        }
-        // The count is the first u32 of each 8-byte bin, the extremes the second.
-        let counts = words.as_mut_ptr().cast::<u32>();
-        let mut grow = false;
-        for (&k, &x) in s.iter().zip(w) {
-            // SAFETY: `k < words.len()` (checked above), so `counts + 2k` is `words[k][0]` and
-            // `counts + 2k + 1` is `words[k][1]`; `counts` is the only access to `words` until
-            // `widen_extremes` borrows it again.
-            let e = unsafe {
-                let c = counts.add(2 * k as usize);
-                *c += 1;
-                *c.add(1)
-            };
-            grow |= (x >> 16 > e >> 16) | (x & 0xffff > e & 0xffff);
-        }
-        if grow {
-            widen_extremes(words, s, w);
-        }
-    }
-    count_and_widen(words, &slot[j..n], &word[j..n]);
+    maxima[0] = p.iter().fold(maxima[0], |m, &x| m.max(x));
+    maxima[1] = q.iter().fold(maxima[1], |m, &x| m.max(x));
+    // The step that stopped (a page missing, or a bin out of bounds: then the portable loop
+    // panics) and the tail go to the portable loop.
+    let from = stop.unwrap_or(j);
+    super::portable::count_values(index, words, &data[from..], fine, maxima).map_err(|at| from + at)
 }
 
 /// # Safety

@@ -1,109 +1,156 @@
-//! The portable twins of the histogram scan kernels of `x86` (the histogram calibrator's
-//! counting loops). They live here rather than in `calib` because they work on plain arrays
-//! only: a page index, fine-bin words and the values.
-
-use crate::arch::KeyScan;
+//! The portable twin of the histogram counting kernel of `x86` (the histogram calibrator's
+//! inner loop). It lives here rather than in `calib` because it works on plain arrays only: a
+//! page index, fine-bin words and the values.
 
 /// Entries of the page index (sign × 256 + exponent).
 const PAGES: usize = 512;
 /// The page index's mark of a page not allocated.
 const NONE: u32 = u32::MAX;
+/// Values per step of [`count_values`]: a step is counted whole or not at all.
+pub(crate) const STEP: usize = 8;
 
-/// For each value `data[j]`: its fine bin `slot[j]` (the page's offset from `index` plus the
-/// slot in the page) and its extremes word `word[j]` (low mantissa bits in the high half, their
-/// complement in the low half); also the maxima of the values (see [`KeyScan`]). The portable
-/// twin of `x86::fine_keys_avx2`.
+/// Counts `data` into the fine bins `words`, [`STEP`] values a step, and widens `maxima`
+/// (largest positive magnitude, largest negative magnitude, as bits) by the values counted.
+///
+/// Value `x` with bits `b` goes to the fine bin `index[b >> 23] + ((b >> (23 - fine)) & (2^fine
+/// - 1))`: its count `words[i][0]` grows by one and its extremes word `words[i][1]` (the
+/// largest low mantissa bits `l = b & (2^(23 - fine) - 1)` in the high half, the complement of
+/// the smallest in the low half) widens by `l << 16 | !l & 0xffff`, each half by `max`.
+///
+/// Stops with `Err(start of the step)` at the first step holding a value whose page is not
+/// allocated (`index` holds [`NONE`]; always so for a non-finite value, whose page is never
+/// allocated), having counted the steps before it and nothing of that step. The portable twin
+/// of `x86::count_values_avx2`.
+///
+/// # Panics
+///
+/// If a bin is out of bounds (the callers pass the index of `words`).
 #[inline(always)]
-pub(crate) fn fine_keys(index: &[u32; PAGES], data: &[f32], fine: u32, slot: &mut [u32], word: &mut [u32]) -> KeyScan {
+pub(crate) fn count_values(
+    index: &[u32; PAGES],
+    words: &mut [[u32; 2]],
+    data: &[f32],
+    fine: u32,
+    maxima: &mut [u32; 2],
+) -> Result<(), usize> {
     let shift = 23 - fine;
     let mask = (1u32 << fine) - 1;
     let low = (1u32 << shift) - 1;
-    let mut missing = false;
-    let (mut pos, mut neg) = (0u32, 0u32);
-    for ((s, w), &x) in slot.iter_mut().zip(word.iter_mut()).zip(data) {
-        let b = x.to_bits();
-        let off = index[(b >> 23) as usize];
-        missing |= off == NONE;
-        *s = off.wrapping_add((b >> shift) & mask);
-        let l = b & low;
-        *w = (l << 16) | (!l & 0xffff);
-        // Branch-free: `sign` is all ones for a negative value.
-        let sign = ((b as i32) >> 31) as u32;
-        let a = b & 0x7fff_ffff;
-        pos = pos.max(a & !sign);
-        neg = neg.max(a & sign);
-    }
-    KeyScan { missing, pos, neg }
-}
-
-/// Counts each value (`words[slot[j]][0] += 1`) and widens its bin's extremes by `word[j]`.
-/// The portable twin of `x86::count_and_widen_avx2`.
-///
-/// # Panics
-///
-/// If a slot is out of bounds (the callers pass slots of allocated pages).
-#[inline(always)]
-pub(crate) fn count_and_widen(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
-    for &i in slot {
-        words[i as usize][0] += 1;
-    }
-    widen_extremes(words, slot, word);
-}
-
-/// Widens the extremes `words[slot[j]][1]` by `word[j]` (both halves by `max`), writing only those
-/// that change. The portable twin of `x86::widen_extremes_avx2`.
-///
-/// # Panics
-///
-/// If a slot is out of bounds (the callers pass slots of allocated pages).
-#[inline(always)]
-pub(crate) fn widen_extremes(words: &mut [[u32; 2]], slot: &[u32], word: &[u32]) {
-    for (&i, &w) in slot.iter().zip(word) {
-        let e = words[i as usize][1];
-        let n = (e & 0xffff_0000).max(w & 0xffff_0000) | (e & 0xffff).max(w & 0xffff);
-        if n != e {
-            words[i as usize][1] = n;
+    for (k, step) in data.chunks(STEP).enumerate() {
+        if step.iter().any(|x| index[(x.to_bits() >> 23) as usize] == NONE) {
+            return Err(k * STEP);
+        }
+        for &x in step {
+            let b = x.to_bits();
+            let i = index[(b >> 23) as usize] as usize + ((b >> shift) & mask) as usize;
+            let l = b & low;
+            let w = (l << 16) | (!l & 0xffff);
+            let bin = &mut words[i];
+            bin[0] += 1;
+            let e = bin[1];
+            bin[1] = (e & 0xffff_0000).max(w & 0xffff_0000) | (e & 0xffff).max(w & 0xffff);
+            let a = b & 0x7fff_ffff;
+            let m = &mut maxima[(b >> 31) as usize];
+            *m = (*m).max(a);
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Finite or not, from a few pages (so that bins repeat within a step) or any.
+    fn value() -> impl proptest::strategy::Strategy<Value = u32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u32>(),
+            (any::<u32>(), 0u32..4, any::<bool>())
+                .prop_map(|(b, e, s)| (b & 0x7f_fff0) | ((125 + e) << 23) | (u32::from(s) << 31)),
+            (0u32..6, any::<bool>()).prop_map(|(k, s)| (k << 20) | (127 << 23) | (u32::from(s) << 31)),
+            (0u32..40).prop_map(|b| b | (u32::from(b % 2 == 0) << 31)),
+        ]
+    }
 
-        /// The runtime-selected kernels (AVX2 where the CPU has it) against their portable
-        /// twins: bins repeated within a step of eight, pages missing, ragged tails.
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The runtime-selected kernel (AVX2 where the CPU has it) against its portable twin:
+        /// same counts, extremes, maxima and stopping step; pages missing (non-finite values
+        /// included), bins repeated within a step, subnormals, ±0, every tail length.
         #[test]
-        fn kernels_match_portable(
-            bits in proptest::collection::vec(proptest::prelude::any::<u32>(), 0..300),
-            pages in proptest::collection::vec(0u32..4, PAGES),
-            slots in proptest::collection::vec(0u32..64, 0..300),
+        fn kernel_matches_portable(
+            bits in proptest::collection::vec(value(), 0..200),
+            missing in proptest::collection::vec(0u32..6, 0..4),
             fine in 11u32..17,
         ) {
-            let index: [u32; PAGES] = std::array::from_fn(|p| if pages[p] == 0 { NONE } else { pages[p] * 4096 });
-            let data: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
-            let n = data.len();
-            let (mut s1, mut w1, mut s2, mut w2) = (vec![0; n], vec![0; n], vec![0; n], vec![0; n]);
-            let m1 = crate::arch::fine_keys(&index, &data, fine, &mut s1, &mut w1);
-            let m2 = fine_keys(&index, &data, fine, &mut s2, &mut w2);
-            proptest::prop_assert_eq!((m1, &s1, &w1), (m2, &s2, &w2));
-            // The maxima are those of all the values, non-finite ones included.
-            let mut want = KeyScan { missing: false, pos: 0, neg: 0 };
+            // Pages of every value allocated (in order of first occurrence), but the
+            // non-finite ones and those of `missing` (exponents 125..=127 and 0, both signs).
+            let mut index = [NONE; PAGES];
+            let mut pages = 0u32;
             for &b in &bits {
-                want.missing |= index[(b >> 23) as usize] == NONE;
-                if b >> 31 == 0 { want.pos = want.pos.max(b) } else { want.neg = want.neg.max(b & 0x7fff_ffff) }
+                let p = (b >> 23) as usize;
+                let gone = p & 0xff == 0xff || missing.iter().any(|&m| [125, 126, 127, 0, 256 + 126, 256][m as usize] == p);
+                if index[p] == NONE && !gone {
+                    index[p] = pages << fine;
+                    pages += 1;
+                }
             }
-            proptest::prop_assert_eq!(m2, want);
-            // Few bins, so that steps repeat them; words as `fine_keys` makes them.
-            let words: Vec<u32> = slots.iter().map(|&i| { let l = i.wrapping_mul(0x9e37_79b9) >> 20; (l << 16) | (!l & 0xffff) }).collect();
-            let start: Vec<[u32; 2]> = (0..64u32).map(|k| if k % 3 == 0 { [0, 0] } else { [k, (k * 40) << 16 | (0xffff - k * 30)] }).collect();
+            // Extremes already seen in some bins, counts anywhere.
+            let start: Vec<[u32; 2]> = (0..(pages << fine))
+                .map(|k| if k % 3 == 0 { [0, 0] } else { [k, (k % 4096) << 16 | (0xffff - k % 3000)] })
+                .collect();
+            let data: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
             let (mut a, mut b) = (start.clone(), start);
-            crate::arch::count_and_widen(&mut a, &slots, &words);
-            count_and_widen(&mut b, &slots, &words);
-            proptest::prop_assert_eq!(a, b);
+            let (mut ma, mut mb) = ([3u32, 0], [3u32, 0]);
+            let ra = crate::arch::count_values(&index, &mut a, &data, fine, &mut ma);
+            let rb = count_values(&index, &mut b, &data, fine, &mut mb);
+            proptest::prop_assert_eq!(ra, rb);
+            proptest::prop_assert_eq!(ma, mb);
+            proptest::prop_assert!(a == b);
+            // Every tail length: each prefix of the values.
+            if let Some(n) = bits.len().checked_sub(1) {
+                let cut = n % 23;
+                let (mut a, mut b) = (b.clone(), b);
+                let ra = crate::arch::count_values(&index, &mut a, &data[..cut], fine, &mut ma);
+                let rb = count_values(&index, &mut b, &data[..cut], fine, &mut mb);
+                proptest::prop_assert_eq!((ra, ma), (rb, mb));
+                proptest::prop_assert!(a == b);
+            }
+        }
+    }
+
+    /// Every tail length from 0 to 40 and every position of a missing page in it.
+    #[test]
+    fn tails_and_stops() {
+        let fine = 11;
+        let mut index = [NONE; PAGES];
+        index[127] = 0;
+        index[256 + 127] = 1 << fine;
+        let ok: Vec<f32> = (0..40)
+            .map(|i| {
+                if i % 3 == 0 {
+                    -1.0 - i as f32 / 64.0
+                } else {
+                    1.0 + i as f32 / 40.0
+                }
+            })
+            .collect();
+        for n in 0..=40 {
+            for bad in (0..n).map(Some).chain([None]) {
+                let mut x = ok[..n].to_vec();
+                if let Some(at) = bad {
+                    x[at] = if at % 2 == 0 { f32::NAN } else { 4.0 };
+                }
+                let (mut a, mut b) = (vec![[0u32; 2]; 2 << fine], vec![[0u32; 2]; 2 << fine]);
+                let (mut ma, mut mb) = ([0u32; 2], [0u32; 2]);
+                let ra = crate::arch::count_values(&index, &mut a, &x, fine, &mut ma);
+                let rb = count_values(&index, &mut b, &x, fine, &mut mb);
+                assert_eq!(rb, bad.map_or(Ok(()), |at| Err(at / STEP * STEP)));
+                assert_eq!((ra, ma), (rb, mb), "{n} {bad:?}");
+                assert!(a == b);
+            }
         }
     }
 }

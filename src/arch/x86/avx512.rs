@@ -8,6 +8,8 @@
 
 use core::arch::x86_64::*;
 
+use crate::arch::portable::{self, Levels16};
+
 /// Run `exact` on each lane of `mask` (bit `j` for element `j`) of `s` into `d`.
 #[inline(always)]
 fn redo<S, D>(mut mask: u64, s: &[S], d: &mut [D], exact: &impl Fn(&[S], &mut [D])) {
@@ -270,5 +272,110 @@ pub(in crate::arch) unsafe fn dequantize_i8_f16_blocks(records: &[u8], out: &mut
                 _mm512_storeu_ps(y.as_mut_ptr().add(16 * k), _mm512_mul_ps(_mm512_cvtepi32_ps(q), d));
             }
         }
+    }
+}
+
+/// The 16-level codebook quantizer ([`portable::quantize_blocks15`]) with AVX-512 codes, 32
+/// elements a step, and the next group's input prefetched while a group is coded.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512VL.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(in crate::arch) unsafe fn quantize_blocks15(
+    t: &Levels16,
+    x: &[f32],
+    block: usize,
+    packed: &mut [u8],
+    absmax: &mut [f32],
+) -> Result<(), usize> {
+    portable::quantize_blocks15_with(&Pairs15::new(t), t, x, block, packed, absmax)
+}
+
+/// The pair kernel of [`quantize_blocks15`]: the bounds (and the stored codes) in one register
+/// each, so that each step of the binary search picks its bound with one lane permute.
+struct Pairs15 {
+    /// `bounds[0..15]`, then `+inf` (never picked: the search reads `bounds[idx]` for
+    /// `idx <= 14`).
+    bounds: __m512,
+    /// The stored code of each level index as a 32-bit lane (`None`: the index is the code).
+    map: Option<__m512i>,
+}
+
+impl portable::PairKernel for Pairs15 {
+    #[inline(always)]
+    fn pairs(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
+        // SAFETY: a `Pairs15` is only built inside `quantize_blocks15`, which runs on CPUs with
+        // AVX-512 F, BW and VL (its own contract).
+        unsafe { self.run(t, x, c, out) }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, x: &[f32]) {
+        super::prefetch_t0(x);
+    }
+}
+
+impl Pairs15 {
+    /// The constants, built once per tensor.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn new(t: &Levels16) -> Self {
+        let mut b = [f32::INFINITY; 16];
+        b[..15].copy_from_slice(&t.bounds);
+        let map = t.map.map(|m| {
+            let m: [u32; 16] = core::array::from_fn(|i| u32::from(m[i]));
+            // SAFETY: `m` holds 16 u32 (unaligned load).
+            unsafe { _mm512_loadu_si512(m.as_ptr().cast()) }
+        });
+        // SAFETY: `b` holds 16 f32 (unaligned load).
+        let bounds = unsafe { _mm512_loadu_ps(b.as_ptr()) };
+        Self { bounds, map }
+    }
+
+    /// The stored codes of 16 lanes: `#{i : y > bound[i]}` by a branch-free binary search over
+    /// the 15 sorted bounds (`idx += 8` if `y > b[7]`, then `+= 4` if `y > b[idx + 3]`,
+    /// `+= 2` if `y > b[idx + 1]`, `+= 1` if `y > b[idx]`), each bound picked by a lane
+    /// permute; `y > b` is false for NaN, as in the portable count. Then the map, if any.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    fn codes(&self, y: __m512) -> __m512i {
+        let above = |i: __m512i| _mm512_cmp_ps_mask::<_CMP_GT_OQ>(y, _mm512_permutexvar_ps(i, self.bounds));
+        let idx = _mm512_maskz_mov_epi32(above(_mm512_set1_epi32(7)), _mm512_set1_epi32(8));
+        let m = above(_mm512_add_epi32(idx, _mm512_set1_epi32(3)));
+        let idx = _mm512_mask_add_epi32(idx, m, idx, _mm512_set1_epi32(4));
+        let m = above(_mm512_add_epi32(idx, _mm512_set1_epi32(1)));
+        let idx = _mm512_mask_add_epi32(idx, m, idx, _mm512_set1_epi32(2));
+        let m = above(idx);
+        let idx = _mm512_mask_add_epi32(idx, m, idx, _mm512_set1_epi32(1));
+        match self.map {
+            Some(map) => _mm512_permutexvar_epi32(idx, map),
+            None => idx,
+        }
+    }
+
+    /// [`portable::quantize_pairs15`], 32 elements a step: the codes of two vectors, each
+    /// 64-bit pair of codes made `even << 4 | odd` in its low byte, and those bytes narrowed
+    /// (`vpmovqb`) into the 16 output bytes. The rest goes to the portable loop. Bit-identical
+    /// to the portable loop for sorted bounds (checked by `portable::codebook`'s tests).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F, BW and VL. `x.len() == 2 * out.len()`; `t` is the table
+    /// `self` was built from.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn run(&self, t: &Levels16, x: &[f32], c: f32, out: &mut [u8]) {
+        debug_assert_eq!(x.len(), 2 * out.len());
+        let n = (x.len() / 32).min(out.len() / 16);
+        let cv = _mm512_set1_ps(c);
+        let pair = |v: __m512i| _mm512_or_si512(_mm512_slli_epi64::<4>(v), _mm512_srli_epi64::<32>(v));
+        for (xs, o) in x.chunks_exact(32).zip(out.chunks_exact_mut(16)).take(n) {
+            // SAFETY: `xs` holds 32 f32 and `o` 16 bytes; loads and stores are unaligned.
+            unsafe {
+                let a = self.codes(_mm512_mul_ps(_mm512_loadu_ps(xs.as_ptr()), cv));
+                let b = self.codes(_mm512_mul_ps(_mm512_loadu_ps(xs.as_ptr().add(16)), cv));
+                let r = _mm_unpacklo_epi64(_mm512_cvtepi64_epi8(pair(a)), _mm512_cvtepi64_epi8(pair(b)));
+                _mm_storeu_si128(o.as_mut_ptr().cast(), r);
+            }
+        }
+        portable::quantize_pairs15(t, &x[32 * n..], c, &mut out[16 * n..]);
     }
 }

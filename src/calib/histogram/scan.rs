@@ -1,6 +1,7 @@
-//! Observing a batch: blocks of [`BLOCK`] values, counted a chunk of [`CHUNK`] at a time by the
-//! runtime-selected kernels of `crate::arch`, with the non-finite values checked (and the
-//! state restored, or the values skipped) as [`NonFinite`] says.
+//! Observing a batch: blocks of [`BLOCK`] values, counted in one pass by the runtime-selected
+//! kernel of `crate::arch` (which stops where a page must be allocated first), with the
+//! non-finite values checked (and the state restored, or the values skipped) as [`NonFinite`]
+//! says.
 
 use super::{HistogramCalibrator, NonFinite, BLOCK, PAGES};
 use crate::calib::minmax::first_non_finite;
@@ -12,7 +13,7 @@ impl HistogramCalibrator {
     pub(super) fn observe_batch(&mut self, batch: &[f32]) -> Result<(), Error> {
         // A strict batch of one block is checked before it is counted (nothing to undo). Longer
         // batches, and any batch under `NonFinite::Skip`, are checked while counting
-        // (`scatter_checked` stops at the first chunk holding a non-finite value): then a strict
+        // (`scatter_checked` stops before the first non-finite value, within a chunk): then a strict
         // batch is restored from a copy taken before its first block, and a skipping one counts
         // the rest of that block through the filtering path below.
         let n = batch.len() as u64;
@@ -95,10 +96,11 @@ impl HistogramCalibrator {
                 fine: self.fine,
                 maxima: &mut [0; 2],
             };
-            match crate::arch::run(job) {
+            match job.run() {
                 Ok(()) => break,
                 Err(at) => {
-                    // A page is missing in the chunk at `at`: allocate, then go on from there.
+                    // A page is missing in the step at `at`: allocate the pages of the chunk
+                    // from there (in order of first occurrence), then go on.
                     rest = &rest[at..];
                     for &x in &rest[..CHUNK.min(rest.len())] {
                         self.page((x.to_bits() >> 23) as usize);
@@ -108,11 +110,12 @@ impl HistogramCalibrator {
         }
     }
 
-    /// Counts `values` up to the first chunk of [`CHUNK`] that holds a non-finite value, widening
-    /// `maxima` (positive, negative magnitude) by the values counted; returns how many were
-    /// counted. The caller checked that no flush is due (`since_flush + values.len()` fits in a
-    /// u32). A non-finite value's page (exponent 0xff) is never allocated, so [`Scatter`] stops
-    /// at its chunk as at any missing page; only a chunk of finite values allocates pages.
+    /// Counts `values` up to a stop of [`Scatter`] (a step needing a page not allocated yet)
+    /// whose [`CHUNK`] values from there hold a non-finite value, widening `maxima` (positive,
+    /// negative magnitude) by the values counted; returns how many were counted (all of them
+    /// are finite). The caller checked that no flush is due (`since_flush + values.len()` fits
+    /// in a u32). A non-finite value's page (exponent 0xff) is never allocated, so [`Scatter`]
+    /// stops at its step as at any missing page; only a chunk of finite values allocates pages.
     fn scatter_checked(&mut self, values: &[f32], maxima: &mut [u32; 2]) -> usize {
         // Reserved first, so that a sparse page moved into `words` meanwhile (`page`) sees them.
         self.since_flush += values.len() as u64;
@@ -125,7 +128,7 @@ impl HistogramCalibrator {
                 fine: self.fine,
                 maxima,
             };
-            match crate::arch::run(job) {
+            match job.run() {
                 Ok(()) => break values.len(),
                 Err(at) => {
                     rest = &rest[at..];
@@ -187,40 +190,26 @@ impl crate::arch::Job for Maxima<'_> {
     }
 }
 
-/// Values per chunk of [`Scatter`].
+/// Values whose pages [`HistogramCalibrator::scatter`] allocates at a time when counting stops
+/// at a page not allocated yet.
 const CHUNK: usize = 1024;
 
-/// Counts finite values into allocated pages, a chunk at a time: first the fine-bin index of
-/// every value of the chunk and its extremes word (branch-free, so it vectorises), then the
-/// counts, and the extremes only where they grow. Stops with `Err(start of the chunk)` at the
-/// first chunk that needs a page not allocated yet, having counted the chunks before it.
+/// Counts finite values into allocated pages in one pass (`crate::arch::count_values`): the
+/// fine bin of each value, its count, and its extremes where they grow. Stops with `Err(at)` at
+/// the first step of values that needs a page not allocated yet, having counted the values
+/// before `at` (and widened `maxima`, the largest positive and negative magnitudes, by them).
 struct Scatter<'a> {
     index: &'a [u32; PAGES],
     words: &'a mut [[u32; 2]],
     data: &'a [f32],
     fine: u32,
-    /// Widened by the largest positive and negative magnitudes of the chunks counted.
+    /// Widened by the largest positive and negative magnitudes of the values counted.
     maxima: &'a mut [u32; 2],
 }
 
-impl crate::arch::Job for Scatter<'_> {
-    type Out = Result<(), usize>;
-
-    #[inline(always)]
+impl Scatter<'_> {
     fn run(self) -> Result<(), usize> {
-        let mut slot = [0u32; CHUNK];
-        let mut word = [0u32; CHUNK];
-        for (ci, chunk) in self.data.chunks(CHUNK).enumerate() {
-            let keys = crate::arch::fine_keys(self.index, chunk, self.fine, &mut slot, &mut word);
-            if keys.missing {
-                return Err(ci * CHUNK);
-            }
-            self.maxima[0] = self.maxima[0].max(keys.pos);
-            self.maxima[1] = self.maxima[1].max(keys.neg);
-            let n = chunk.len();
-            crate::arch::count_and_widen(self.words, &slot[..n], &word[..n]);
-        }
-        Ok(())
+        crate::arch::count_values(self.index, self.words, self.data, self.fine, self.maxima)
     }
 }
 

@@ -20,11 +20,12 @@
 //! [`Codebook::e2m1`] sends ties to the even code as OCP's round-to-nearest-even does.
 //! [`Codebook::with_bounds`] takes bounds of your own.
 //!
-//! The search is branch-free: for 16-level books (NF4, FP4, E2M1) the AVX2 kernel finds
-//! `#{i : y > bound[i]}` by a four-step binary search over the sorted bounds in `f32` lanes
-//! (each step's bound comes from a register permute), on even and odd elements in separate
-//! registers so that `even << 4 | odd` is directly the packed byte; the portable loop counts
-//! the comparisons, and a test checks the two agree bit for bit. Dequantization looks each
+//! The search is branch-free: for 16-level books (NF4, FP4, E2M1) the AVX-512 and AVX2
+//! kernels find `#{i : y > bound[i]}` by a four-step binary search over the sorted bounds in
+//! `f32` lanes (each step's bound comes from a register permute), and pack each pair as
+//! `even << 4 | odd`; the portable loop counts the comparisons, and tests check the kernels
+//! agree with it bit for bit. While a group of blocks is coded, the next group's input is
+//! prefetched, so that reading memory overlaps the arithmetic. Dequantization looks each
 //! byte up in a 256-entry table of level pairs and multiplies by the block's absmax.
 //!
 //! # Zero blocks, odd lengths, storage

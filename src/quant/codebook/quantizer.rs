@@ -419,4 +419,78 @@ mod tests {
             }
         }
     }
+
+    /// Every 16-level kernel the CPU has (AVX-512, AVX2) against the portable loop, bit for bit:
+    /// random blocks, exact ties, ±0, subnormal values and a block whose absmax is subnormal
+    /// (so `1 / absmax` overflows), zero blocks, every tail length up to 300 for block sizes
+    /// around the kernels' steps (16 and 32 elements), and NaN or infinity at several places
+    /// (the same error, the same blocks written before it). Several groups of 32 blocks, so
+    /// that the prefetch of the next group runs too.
+    #[test]
+    fn every_kernel_matches_portable() {
+        type Kernel = fn(&Levels16, &[f32], usize, &mut [u8], &mut [f32]) -> Result<(), usize>;
+        let kernels: [(&str, Kernel); 2] = [
+            ("dispatched", crate::arch::quantize_blocks15),
+            ("avx2 or portable", crate::arch::quantize_blocks15_avx2),
+        ];
+        let mut rng = crate::testing::XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut x: Vec<f32> = (0..2400).map(|_| rng.centered() * 6.0).collect();
+        let nf4 = Codebook::nf4();
+        let fp4 = Codebook::bnb_fp4();
+        let mut ties = vec![1.0f32, -1.0];
+        for b in nf4.bounds().iter().chain(fp4.bounds()) {
+            ties.extend([*b, b.next_up(), b.next_down(), -*b]);
+        }
+        x.splice(100..100, ties);
+        x.splice(300..300, [0.0f32, -0.0].repeat(40)); // ±0 only: a zero block
+        let sub: Vec<f32> = (0..70)
+            .map(|i| f32::from_bits(1 + i * 12345) * if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        x.splice(400..400, sub.clone()); // subnormal absmax
+        x.splice(700..700, sub.iter().map(|v| v * 1e30)); // normal, tiny
+        for (i, v) in sub.iter().enumerate() {
+            x[900 + 3 * i] = *v; // subnormals in normal blocks
+            x[1200 + 2 * i] = if i % 2 == 0 { 0.0 } else { -0.0 };
+        }
+        let mut fp4_ident = fp4.fast15.unwrap();
+        fp4_ident.map = None;
+        let tables = [nf4.fast15.unwrap(), fp4.fast15.unwrap(), fp4_ident];
+        let run = |k: Kernel, t: &Levels16, x: &[f32], block: usize| {
+            let (mut p, mut a) = (vec![0x5au8; x.len().div_ceil(2)], vec![-7f32; x.len().div_ceil(block)]);
+            let r = k(t, x, block, &mut p, &mut a);
+            (r, p, a.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+        };
+        for t in tables {
+            for bnb in [false, true] {
+                let t = Levels16 {
+                    zero_code: if bnb { 7 } else { t.zero_code },
+                    pad_with_code: bnb,
+                    ..t
+                };
+                for block in [2usize, 4, 14, 16, 30, 32, 34, 48, 64, 66, 96, 128, 130, 256, 258, 1024] {
+                    let lens = (0..=300).chain([x.len() - 1, x.len()]);
+                    for len in lens {
+                        let want = run(crate::arch::portable::quantize_blocks15, &t, &x[..len], block);
+                        for (name, k) in kernels {
+                            assert!(run(k, &t, &x[..len], block) == want, "{name}: block {block}, len {len}");
+                        }
+                    }
+                    for (at, bad) in [
+                        (0, f32::NAN),
+                        (1, f32::INFINITY),
+                        (777, f32::NEG_INFINITY),
+                        (2099, -f32::NAN),
+                    ] {
+                        let mut y = x.clone();
+                        y[at] = bad;
+                        let want = run(crate::arch::portable::quantize_blocks15, &t, &y, block);
+                        assert_eq!(want.0, Err(at / block));
+                        for (name, k) in kernels {
+                            assert!(run(k, &t, &y, block) == want, "{name}: block {block}, {bad} at {at}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
