@@ -312,22 +312,14 @@ fn q4_fast_paths_equal_blockwise() {
             let mut got = vec![BlockQ4_0::zeroed(); 32];
             let r = quantize_q4_0_into(&y, &mut got);
             let want = blockwise0(&y);
-            assert_eq!(
-                r,
-                want.as_ref().map(|_| ()).map_err(|e| *e),
-                "Q4_0, {bad} at {at}"
-            );
+            assert_eq!(r, want.as_ref().map(|_| ()).map_err(|e| *e), "Q4_0, {bad} at {at}");
             if let Ok(want) = want {
                 assert_eq!(bytes4(&got), bytes4(&want), "Q4_0, {bad} at {at}");
             }
             let mut got = vec![BlockQ4_1::zeroed(); 32];
             let r = quantize_q4_1_into(&y, &mut got);
             let want = blockwise1(&y);
-            assert_eq!(
-                r,
-                want.as_ref().map(|_| ()).map_err(|e| *e),
-                "Q4_1, {bad} at {at}"
-            );
+            assert_eq!(r, want.as_ref().map(|_| ()).map_err(|e| *e), "Q4_1, {bad} at {at}");
             if let Ok(want) = want {
                 assert_eq!(bytes41(&got), bytes41(&want), "Q4_1, {bad} at {at}");
             }
