@@ -417,6 +417,12 @@ fn u4_blocks<B: Pod>(
     one: fn(&[f32; QK], usize) -> Result<B, Error>,
 ) -> Result<(), Error> {
     let _ = whole_blocks(x, QK, out.len())?;
+    let blockwise = |out: &mut [B], from: usize, to: usize| -> Result<(), Error> {
+        for j in from..to {
+            out[j] = one(arr(&x[j * QK..(j + 1) * QK])?, j)?;
+        }
+        Ok(())
+    };
     let n = out.len();
     let mut i = 0;
     while i < n {
@@ -425,14 +431,10 @@ fn u4_blocks<B: Pod>(
             break;
         };
         i += done;
-        for j in i..(i + 8).min(n) {
-            out[j] = one(arr(&x[j * QK..(j + 1) * QK])?, j)?;
-        }
+        blockwise(out, i, (i + 8).min(n))?;
         i = (i + 8).min(n);
     }
-    for j in i..n {
-        out[j] = one(arr(&x[j * QK..(j + 1) * QK])?, j)?;
-    }
+    blockwise(out, i, n)?;
     Ok(())
 }
 
